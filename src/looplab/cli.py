@@ -1,0 +1,219 @@
+"""The `looplab` command and the thin `train.py` / `eval_hub.py` entry points.
+
+Every user-facing failure is a LooplabError (or an argparse error): one line on stderr naming the
+problem and the allowed values, exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from looplab.errors import LooplabError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments in one line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise LooplabError(f"--model_opt expects KEY=VALUE, got '{pair}'")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _literal(value.strip())
+    return out
+
+
+def split_names(values: Sequence[str] | None) -> tuple[str, ...]:
+    """Accept `--tasks a b`, `--tasks a,b` or a mix."""
+    return tuple(n for v in values or () for n in v.split(",") if n)
+
+
+# --- train ----------------------------------------------------------------------------------------
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from looplab.config import DEVICES, DTYPES, LOSS_ON, SIZES, TrainConfig
+    from looplab.models import MODELS
+
+    d = TrainConfig()
+    p.add_argument("--variant", default="baseline", choices=list(MODELS), help="model variant")
+    p.add_argument("--model_size", default="tiny", choices=list(SIZES), help="size preset")
+    p.add_argument("--alg_tokens", type=int, default=d.alg_tokens, help="algorithmic tokens (phase 1)")
+    p.add_argument("--total_tokens", type=int, default=None, help="all training tokens (default: alg_tokens)")
+    p.add_argument("--alg_tasks", nargs="+", default=None, help="algorithmic tasks (default: all ten)")
+    p.add_argument("--output_dir", default=d.output_dir)
+    p.add_argument("--tokenizer", default=None, help="bytes (default), a .model, tokenizer.json, directory or hub name")
+    p.add_argument("--allow_network", action="store_true", help="allow downloading a hub tokenizer")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--eval_samples", type=int, default=d.eval_samples)
+    p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens)
+    p.add_argument("--eval_every_tokens", type=int, default=d.eval_every_tokens)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup_tokens", type=int, default=d.warmup_tokens)
+    p.add_argument("--weight_decay", type=float, default=d.weight_decay)
+    p.add_argument("--batch_size", type=int, default=d.batch_size)
+    p.add_argument("--seq_len", type=int, default=d.seq_len)
+    p.add_argument("--loss_on", default=d.loss_on, choices=LOSS_ON)
+    p.add_argument("--device", default=d.device, choices=DEVICES)
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES)
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (0: all cores)")
+    p.add_argument("--max_minutes", type=float, default=0.0, help="stop training after this wall time")
+    p.add_argument("--model_opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model field or variant option (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --output_dir")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    from looplab.config import TrainConfig, model_config
+    from looplab.data.tokenizer import load_tokenizer
+    from looplab.models import variant_options
+    from looplab.train.trainer import train
+
+    total = args.total_tokens if args.total_tokens is not None else args.alg_tokens
+    cfg = TrainConfig(
+        output_dir=args.output_dir, alg_tokens=args.alg_tokens, total_tokens=total,
+        alg_tasks=split_names(args.alg_tasks), seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
+        warmup_tokens=args.warmup_tokens, weight_decay=args.weight_decay, loss_on=args.loss_on, seed=args.seed,
+        device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
+        eval_every_tokens=args.eval_every_tokens, eval_samples=args.eval_samples,
+        eval_max_new_tokens=args.eval_max_new_tokens, max_minutes=args.max_minutes,
+        progress=not args.no_progress,
+    )
+    from looplab.data.tasks import get_tasks
+
+    get_tasks(cfg.alg_tasks or None)  # validate names before anything is written
+    tokenizer = load_tokenizer(args.tokenizer, allow_network=args.allow_network)
+    mcfg = model_config(args.model_size, tokenizer.vocab_size, args.variant, **parse_options(args.model_opt))
+    variant_options(mcfg)
+    summary = train(mcfg, cfg, tokenizer, overwrite=args.overwrite)
+    final = summary["final_eval"]
+    print(f"done: {summary['tokens']:,} tokens in {summary['train_seconds']:.1f}s "
+          f"({summary['tokens_per_s']:,.0f} tok/s); iid acc {final['iid_acc']:.3f}, ood acc {final['ood_acc']:.3f}")
+    print(f"artefacts: {args.output_dir}")
+    return summary
+
+
+# --- eval -----------------------------------------------------------------------------------------
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    from looplab.eval.hub import SUITE_NAMES
+
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by train.py")
+    p.add_argument("--suite", default="algorithmic", choices=SUITE_NAMES)
+    p.add_argument("--out_dir", default=None, help="default: <checkpoint dir>/eval_results")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks to evaluate (default: the trained ones)")
+    p.add_argument("--samples", "--eval_samples", dest="samples", type=int, default=100,
+                   help="examples per task and length")
+    p.add_argument("--max_new_tokens", "--eval_max_new_tokens", dest="max_new_tokens", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--no_cache", action="store_true", help="decode by full recomputation (slow reference)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--threads", type=int, default=0)
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from looplab.config import EvalConfig
+    from looplab.eval.hub import evaluate_checkpoint
+
+    cfg = EvalConfig(suite=args.suite, tasks=split_names(args.tasks), samples=args.samples,
+                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                     use_cache=not args.no_cache)
+    path, result = evaluate_checkpoint(args.checkpoint, cfg, out_dir=args.out_dir, device=args.device,
+                                       threads=args.threads)
+    res = result["results"]
+    print(f"iid acc {res['iid_acc']:.3f}, ood acc {res['ood_acc']:.3f}; wrote {path}")
+    return result
+
+
+# --- sizes and demo -------------------------------------------------------------------------------
+def run_sizes(args: argparse.Namespace) -> None:
+    from looplab.data.tokenizer import load_tokenizer
+    from looplab.models.sizes import size_table
+
+    tok = load_tokenizer(args.tokenizer, allow_network=args.allow_network)
+    print(size_table(args.variant, tok))
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from looplab.demo import demo
+
+    demo(args.out)
+
+
+def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., Any]]]:
+    def sizes_args(p: argparse.ArgumentParser) -> None:
+        from looplab.models import MODELS
+
+        p.add_argument("--tokenizer", default=None)
+        p.add_argument("--allow_network", action="store_true")
+        p.add_argument("--variant", default="baseline", choices=list(MODELS))
+
+    def demo_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", default="runs/demo")
+
+    return {
+        "train": ("train a model (same flags as train.py)", add_train_args, run_train),
+        "eval": ("evaluate a checkpoint (same flags as eval_hub.py)", add_eval_args, run_eval),
+        "sizes": ("print the size presets with real parameter counts", sizes_args, run_sizes),
+        "demo": ("the embedded default job on the CPU", demo_args, run_demo),
+    }
+
+
+def guarded(fn: Callable[[], Any]) -> int:
+    """Run fn; a LooplabError becomes one line on stderr and exit status 2."""
+    try:
+        fn()
+    except LooplabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="looplab", description="Train and compare looped, latent and recurrent language models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    handlers = {}
+    for name, (help_text, add_args, handler) in _commands().items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+        handlers[name] = handler
+    args = parser.parse_args(argv)
+    return guarded(lambda: handlers[args.command](args))
+
+
+def script_main(prog: str, add_args: Callable[[argparse.ArgumentParser], None],
+                handler: Callable[[argparse.Namespace], Any], argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog=prog)
+    add_args(parser)
+    args = parser.parse_args(argv)
+    return guarded(lambda: handler(args))
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    return script_main("train.py", add_train_args, run_train, argv)
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    return script_main("eval_hub.py", add_eval_args, run_eval, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Batched greedy decoding: the one place where caches are driven.
+
+`greedy` feeds each batch's prompts once, then one token at a time through the model's decoding
+state (KV cache or recurrent state). `greedy_reference` recomputes the whole sequence at every
+step: slow and obviously correct, the reference the fast path is tested against.
+
+Prompts are bucketed by length, so a batch needs no padding and positions stay exact. Generation
+stops at EOS or after `max_new_tokens`, so it can never hang.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    by_len: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        by_len[len(p)].append(i)
+    out = []
+    for _, idxs in sorted(by_len.items()):
+        out.extend(idxs[i : i + batch_size] for i in range(0, len(idxs), batch_size))
+    return out
+
+
+def _trim(row: list[int], eos_id: int) -> list[int]:
+    return row[: row.index(eos_id) + 1] if eos_id in row else row
+
+
+@torch.no_grad()
+def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_id: int,
+           batch_size: int = 64, use_cache: bool = True) -> list[list[int]]:
+    """Greedy continuation of every prompt, up to and including EOS when it is produced."""
+    device = next(model.parameters()).device
+    out: list[list[int]] = [[] for _ in prompts]
+    for idxs in _buckets(prompts, batch_size):
+        idx = torch.tensor([list(prompts[i]) for i in idxs], dtype=torch.long, device=device)  # (B, T)
+        state = model.new_state(len(idxs), idx.shape[1] + max_new_tokens) if use_cache else None
+        gen = _decode_batch(model, idx, state, max_new_tokens, eos_id)
+        for row, i in zip(gen.tolist(), idxs):
+            out[i] = _trim(row, eos_id)
+    return out
+
+
+def _decode_batch(model: nn.Module, idx: torch.Tensor, state: object, max_new_tokens: int,
+                  eos_id: int) -> torch.Tensor:
+    B = idx.shape[0]
+    done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+    gen = []
+    seq, feed = idx, idx
+    for _ in range(max_new_tokens):
+        if state is None:
+            logits = model(seq).logits[:, -1]  # (B, V)
+        else:
+            logits = model(feed, state=state).logits[:, -1]
+        nxt = logits.argmax(dim=-1)  # (B,)
+        gen.append(nxt)
+        done |= nxt == eos_id
+        if bool(done.all()):
+            break
+        feed = nxt[:, None]
+        seq = torch.cat([seq, feed], dim=1)
+    return torch.stack(gen, dim=1)  # (B, N)
+
+
+@torch.no_grad()
+def greedy_reference(model: nn.Module, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                     eos_id: int) -> list[list[int]]:
+    """One prompt at a time, full recomputation every step: the slow reference."""
+    device = next(model.parameters()).device
+    out = []
+    for p in prompts:
+        seq = list(p)
+        gen: list[int] = []
+        for _ in range(max_new_tokens):
+            logits = model(torch.tensor([seq], dtype=torch.long, device=device)).logits[0, -1]
+            tok = int(logits.argmax())
+            gen.append(tok)
+            seq.append(tok)
+            if tok == eos_id:
+                break
+        out.append(gen)
+    return out

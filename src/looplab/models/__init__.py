@@ -1,0 +1,75 @@
+"""The model registry: variant name -> builder, and `create_model`.
+
+A new variant joins the lab by adding one `ModelSpec` to `MODELS`: training, evaluation, the ladder
+and the report read the registry, nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from looplab.config import ModelConfig, model_config
+from looplab.errors import LooplabError
+from looplab.models.base import LanguageModel, ModelOutput
+from looplab.models.transformer import BaselineOptions, Transformer
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    build: Callable[[ModelConfig], LanguageModel]  # constructs the module from a resolved config
+    options: type  # frozen dataclass of the variant's own settings
+    looped: bool = False  # accepts a loop count at evaluation (test-time compute sweep)
+    description: str = ""  # one line for tables and --help
+
+
+MODELS: dict[str, ModelSpec] = {
+    "baseline": ModelSpec(build=Transformer, options=BaselineOptions,
+                          description="pre-norm decoder transformer with RoPE (the control)"),
+}
+
+
+def variant_options(cfg: ModelConfig) -> Any:
+    """The variant's options dataclass built from cfg.options; unknown names are an error."""
+    spec = get_spec(cfg.variant)
+    allowed = {f.name for f in dataclasses.fields(spec.options)}
+    unknown = sorted(set(cfg.options) - allowed)
+    if unknown:
+        raise LooplabError(
+            f"unknown option(s) {', '.join(unknown)} for variant '{cfg.variant}'; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
+        )
+    return spec.options(**cfg.options)
+
+
+def get_spec(variant: str) -> ModelSpec:
+    if variant not in MODELS:
+        raise LooplabError(f"unknown variant '{variant}'; allowed: {', '.join(MODELS)}")
+    return MODELS[variant]
+
+
+def build_model(cfg: ModelConfig) -> LanguageModel:
+    variant_options(cfg)  # validate before building
+    return get_spec(cfg.variant).build(cfg)
+
+
+def create_model(variant: str, size: str, vocab_size: int, **overrides: Any) -> LanguageModel:
+    """Build `variant` at size preset `size`; overrides set ModelConfig fields or variant options."""
+    get_spec(variant)
+    return build_model(model_config(size, vocab_size, variant, **overrides))
+
+
+def load_model(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
+    """Model and tokenizer from any checkpoint the project writes."""
+    from looplab.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location=device)
+    return ckpt.model, ckpt.tokenizer
+
+
+__all__ = ["MODELS", "ModelOutput", "ModelSpec", "build_model", "create_model", "get_spec", "load_model",
+           "variant_options"]

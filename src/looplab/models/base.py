@@ -1,0 +1,91 @@
+"""The interface every variant shares: `ModelOutput`, the loss, and cost accounting.
+
+A model is an `nn.Module` with
+- `forward(idx, targets=None, state=None) -> ModelOutput`: logits (B, T, V) always, loss only with
+  targets, and `aux`, a dict of auxiliary scalars (ponder cost, halting depth, ...);
+- `new_state(batch, max_len)`: a decoding state (KV cache, recurrent state), or None when the
+  variant only decodes by recomputation;
+- `cost(seq_len)`: parameter counts, effective depth and training FLOPs per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from looplab.config import ModelConfig
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, T, V)
+    loss: torch.Tensor | None = None  # scalar, mean over supervised tokens
+    aux: dict[str, Any] = field(default_factory=dict)  # auxiliary figures, tensors or floats
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross entropy over positions whose target is not IGNORE_INDEX."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def transformer_flops_per_token(n_matmul_params: int, n_attn_layers: int, d_attn: int, seq_len: int) -> int:
+    """Training FLOPs per token: 6 per matmul weight (forward + backward) plus attention scores
+    and values, 6 * 2 * layers * d * T / 2 averaged over a causal sequence (PaLM appendix B,
+    arXiv 2204.02311, with the causal half)."""
+    return 6 * n_matmul_params + 6 * n_attn_layers * d_attn * seq_len
+
+
+class LanguageModel(nn.Module):
+    """Common pieces: token embedding, final norm, tied output head, loss."""
+
+    cfg: ModelConfig
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def output(self, logits: torch.Tensor, targets: torch.Tensor | None, aux: dict[str, Any] | None = None,
+               extra_loss: torch.Tensor | None = None) -> ModelOutput:
+        loss = None
+        if targets is not None:
+            loss = lm_loss(logits, targets)
+            if extra_loss is not None:
+                loss = loss + extra_loss
+        return ModelOutput(logits=logits, loss=loss, aux=aux or {})
+
+    def new_state(self, batch: int, max_len: int) -> Any:
+        return None
+
+    @property
+    def embedding_params(self) -> int:
+        n = self.embed.weight.numel()
+        return n if self.cfg.tie_embeddings else n + self.head.weight.numel()
+
+    def cost(self, seq_len: int) -> dict[str, float]:
+        """Unique and effective parameters, effective depth and training FLOPs per token.
+        Variants that reuse weights override `effective_depth` / `cost`."""
+        n = count_params(self)
+        non_embed = n - self.embedding_params
+        head = self.head.weight.numel()
+        return {
+            "params": n,
+            "params_non_embedding": non_embed,
+            "params_effective": non_embed,
+            "effective_depth": self.cfg.n_layer,
+            "flops_per_token": transformer_flops_per_token(non_embed + head, self.cfg.n_layer,
+                                                           self.cfg.d_model, seq_len),
+        }
