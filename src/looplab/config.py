@@ -123,7 +123,7 @@ class TrainConfig:
     eval_samples: int = 100  # examples per task per periodic evaluation
     eval_max_new_tokens: int = 32  # generation cap: evaluation can never hang
     log_every: int = 10  # optimiser steps between logged scalars
-    max_minutes: float = 0.0  # stop training after this wall time (0: no limit)
+    max_minutes: float = 0.0  # stop after this much training time, evaluation excluded (0: no limit)
     progress: bool = True  # show the progress bar
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 from looplab.data.packing import encode_example
 from looplab.data.tasks import Task, get_tasks
 from looplab.eval.decode import greedy
+from looplab.models.base import LoopedModel, loops_context
 
 GRID_VERSION = "algorithmic-v1"
 
@@ -27,16 +28,22 @@ def cell_rng(seed: int, task: str, length: int) -> np.random.Generator:
 
 
 def score_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
-                   max_new_tokens: int, batch_size: int = 64, use_cache: bool = True) -> list[bool]:
+                   max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
+                   n_loops: int | None = None) -> list[bool]:
+    """Exact match per example; `n_loops` sets a looped model's loop count for the prefill and every
+    decoding step alike (None: the trained count)."""
     contexts, answers = zip(*(encode_example(tokenizer, p, t) for p, t in pairs))
-    outs = greedy(model, contexts, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id,
-                  batch_size=batch_size, use_cache=use_cache)
+    # A cap below the longest answer would score long OOD answers as wrong by construction.
+    cap = max(max_new_tokens, max(len(a) for a in answers))
+    with loops_context(model, n_loops):
+        outs = greedy(model, contexts, max_new_tokens=cap, eos_id=tokenizer.eos_id,
+                      batch_size=batch_size, use_cache=use_cache)
     return [list(o) == list(a) for o, a in zip(outs, answers)]
 
 
 def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task, int, str]], *,
                    samples: int, seed: int, max_new_tokens: int, batch_size: int = 64,
-                   use_cache: bool = True) -> dict[str, Any]:
+                   use_cache: bool = True, n_loops: int | None = None) -> dict[str, Any]:
     """Accuracy for each (task, length, split) cell, decoded in one batched pass."""
     pairs: list[tuple[str, str]] = []
     spans = []
@@ -45,7 +52,7 @@ def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task,
         spans.append((task.name, length, split, len(pairs), len(pairs) + len(ex)))
         pairs.extend(ex)
     correct = score_examples(model, tokenizer, pairs, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size, use_cache=use_cache)
+                             batch_size=batch_size, use_cache=use_cache, n_loops=n_loops)
     tasks: dict[str, Any] = {}
     for name, length, split, a, b in spans:
         entry = tasks.setdefault(name, {"lengths": {}})
@@ -75,9 +82,23 @@ def grid_cells(task_names: Sequence[str] | None) -> list[tuple[Task, int, str]]:
 
 
 def run_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
-             seed: int, max_new_tokens: int, batch_size: int = 64, use_cache: bool = True) -> dict[str, Any]:
+             seed: int, max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
+             n_loops: int | None = None) -> dict[str, Any]:
     return evaluate_cells(model, tokenizer, grid_cells(task_names), samples=samples, seed=seed,
-                          max_new_tokens=max_new_tokens, batch_size=batch_size, use_cache=use_cache)
+                          max_new_tokens=max_new_tokens, batch_size=batch_size, use_cache=use_cache,
+                          n_loops=n_loops)
+
+
+def loop_sweep(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, n_loops: Sequence[int],
+               **grid: Any) -> dict[str, Any]:
+    """Test-time compute: the same grid (same problems) at every loop count, keyed by the count.
+
+    A model without a loop count is not an error here (a ladder may sweep every variant): its
+    sweep is empty and `loops_note` says why."""
+    if not isinstance(model, LoopedModel):
+        return {"loops": {}, "loops_note": f"variant '{model.cfg.variant}' has no loop count; n_loops ignored"}
+    return {"loops": {str(n): run_grid(model, tokenizer, task_names, n_loops=n, **grid) for n in n_loops},
+            "trained_n_loops": model.n_loops}
 
 
 def quick_accuracy(model: nn.Module, tokenizer: Any, task_names: Sequence[str], *, samples: int, seed: int,

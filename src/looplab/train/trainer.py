@@ -159,7 +159,8 @@ class Trainer:
                 row.update({f"aux/{k}": float(v) for k, v in res["aux"].items()})
                 self.metrics.append(row)
                 bar.update(self.step, loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
-            out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t0 > 60 * cfg.max_minutes
+            trained = self.train_seconds + time.perf_counter() - t0  # evaluation time excluded
+            out_of_time = cfg.max_minutes > 0 and trained > 60 * cfg.max_minutes
             if self.step % eval_every == 0 or self.step == cfg.total_steps or out_of_time:
                 self.train_seconds += time.perf_counter() - t0
                 self.evaluate()
