@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from looplab.data.tasks import TASKS, get_tasks
+from looplab.data.tasks import TASKS, concat, digits_of, dyck_balanced, get_tasks, signed_digits
 from looplab.errors import LooplabError
 
 
@@ -21,53 +22,110 @@ def test_solver_agrees_with_generator(name):
     task = TASKS[name]
     for seed in range(4):
         for length in all_lengths(task):
-            for prompt, target in task.generate(np.random.default_rng([seed, length]), 40, length).texts():
+            ex = task.generate(np.random.default_rng([seed, length]), 40, length)
+            assert len(ex) == 40
+            for prompt, target in ex.texts():
                 assert task.solve(prompt) == target, (prompt, target)
 
 
 @pytest.mark.parametrize("name", list(TASKS))
 def test_well_formed_and_seeded(name):
     task = TASKS[name]
-    length = task.train_lengths[1]
-    a = task.generate(np.random.default_rng(7), 50, length)
-    b = task.generate(np.random.default_rng(7), 50, length)
-    c = task.generate(np.random.default_rng(8), 50, length)
-    for field in ("prompt", "prompt_len", "target", "target_len"):
-        assert np.array_equal(getattr(a, field), getattr(b, field))
-    assert a.texts() != c.texts()
-    for prompt, target in a.texts():
-        assert prompt.startswith(task.tag) and prompt.endswith("=") and prompt.isascii() and target.isascii()
-        assert target and "\n" not in target
-    assert min(task.ood_lengths) > task.train_lengths[1]
-    assert max(task.ood_lengths) >= 2 * task.train_lengths[1]
-    assert set(task.iid_lengths) <= set(range(task.train_lengths[0], task.train_lengths[1] + 1))
+    for length in (task.train_lengths[1], max(task.ood_lengths)):
+        a = task.generate(np.random.default_rng(7), 50, length)
+        b = task.generate(np.random.default_rng(7), 50, length)
+        c = task.generate(np.random.default_rng(8), 50, length)
+        for field in ("prompt", "prompt_len", "target", "target_len"):
+            assert np.array_equal(getattr(a, field), getattr(b, field))
+        assert a.texts() != c.texts()
+        assert a.prompt.dtype == a.target.dtype == np.uint8
+        assert a.prompt_len.dtype == a.target_len.dtype == np.int64
+        assert a.prompt.shape[1] == a.prompt_len.max() and a.target.shape[1] == a.target_len.max()
+        for row, n in zip(a.prompt, a.prompt_len):  # right-padded with zeros, no zero inside
+            assert (row[:n] != 0).all() and (row[n:] == 0).all()
+        for prompt, target in a.texts():
+            assert prompt.startswith(task.tag) and prompt.endswith("=") and prompt.isascii()
+            assert target and target.isascii() and target.isprintable()
+            assert len(prompt) + len(target) <= 200
 
 
-def test_tags_are_unique():
+@pytest.mark.parametrize("name", list(TASKS))
+def test_grids(name):
+    task = TASKS[name]
+    lo, hi = task.train_lengths
+    assert 1 <= lo <= hi
+    assert all(lo <= n <= hi for n in task.iid_lengths)
+    assert min(task.ood_lengths) > hi
+    assert 2 * hi <= max(task.ood_lengths) <= 8 * hi
+
+
+def test_tags_are_unique_and_short():
     tags = [t.tag for t in TASKS.values()]
     assert len(set(tags)) == len(tags) == 10
+    assert all(re.fullmatch(r"[A-Z]{3}:", tag) for tag in tags)
+    assert list(TASKS) == ["mod_add", "parity", "addition", "multiplication", "copy", "reverse", "dyck",
+                           "chain", "compare", "successor"]
 
 
 def test_seed_grids():
-    assert TASKS["parity"].train_lengths[1] == 8 and max(TASKS["parity"].ood_lengths) == 64
-    assert TASKS["addition"].train_lengths[1] == 4 and max(TASKS["addition"].ood_lengths) == 8
+    assert TASKS["parity"].train_lengths[1] == 8 and TASKS["parity"].ood_lengths == (16, 32, 64)
+    assert TASKS["addition"].train_lengths[1] == 4 and TASKS["addition"].ood_lengths == (5, 6, 7, 8)
+    prompt, _ = TASKS["parity"].generate(np.random.default_rng(0), 1, 64).texts()[0]
+    assert len(prompt) == len("PAR:=") + 64
+    prompt, _ = TASKS["addition"].generate(np.random.default_rng(0), 1, 8).texts()[0]
+    assert re.fullmatch(r"ADD:[1-9]\d{7}\+[1-9]\d{7}=", prompt)
 
 
-@pytest.mark.parametrize("name, length", [("dyck", 16), ("parity", 8), ("compare", 4)])
+@pytest.mark.parametrize("name, length", [("dyck", 8), ("dyck", 1), ("dyck", 64), ("parity", 8), ("compare", 4)])
 def test_classes_are_balanced(name, length):
     answers = Counter(t for _, t in TASKS[name].generate(np.random.default_rng(0), 2000, length).texts())
     assert len(answers) >= 2
     assert min(answers.values()) / 2000 > 0.2, answers
+    if name == "dyck":
+        assert 0.45 < answers["1"] / 2000 < 0.55, answers
 
 
-def test_successor_has_carries_and_addition_carries_out():
+def test_dyck_negatives_cannot_be_counted():
+    """Many unbalanced strings keep every bracket count equal, and the structure is not fixed."""
+    texts = TASKS["dyck"].generate(np.random.default_rng(1), 2000, 8).texts()
+    bodies = [p[4:-1] for p, t in texts if t == "0"]
+    same_counts = [b for b in bodies if b.count("(") == b.count(")") and b.count("[") == b.count("]")]
+    assert len(same_counts) / len(bodies) > 0.2  # about a third
+    assert all(len(p) == len("DYK:=") + 16 for p, _ in texts)
+    assert len({p for p, t in texts if t == "1"}) > 900
+
+
+def test_dyck_checker_matches_solver_on_random_strings():
+    rng = np.random.default_rng(0)
+    for m in (2, 4, 6, 10):
+        s = np.frombuffer(b"()[]", dtype=np.uint8)[rng.integers(0, 4, size=(4000, m))]
+        s[: len(s) // 2] = TASKS["dyck"].generate(rng, len(s) // 2, m // 2).prompt[:, 4:-1]
+        fast = dyck_balanced(s)
+        ref = [TASKS["dyck"].solve("DYK:" + row.tobytes().decode() + "=") == "1" for row in s]
+        assert fast.tolist() == ref
+        assert 0 < fast.sum() < len(s)
+
+
+def test_successor_has_carries_and_compare_has_near_misses():
     texts = TASKS["successor"].generate(np.random.default_rng(0), 500, 4).texts()
     assert sum(len(t) > len(p) - 5 for p, t in texts) > 20  # 9999 -> 10000 style growth
-    assert any(p[4:-1].endswith("99") for p, _ in texts)
+    assert sum(p[4:-1].endswith("99") for p, _ in texts) > 100
+    pairs = [p[4:-1].split("?") for p, _ in TASKS["compare"].generate(np.random.default_rng(0), 500, 8).texts()]
+    one_digit = [a for a, b in pairs if sum(x != y for x, y in zip(a, b)) == 1]
+    assert len(one_digit) > 50 and all(len(a) == len(b) == 8 for a, b in pairs)
+
+
+def test_digit_helpers():
+    values = np.array([0, 7, 10, 99, 12345, 2**62], dtype=np.int64)
+    digits, lens = digits_of(values)
+    assert [d[:n].tobytes().decode() for d, n in zip(digits, lens)] == [str(v) for v in values.tolist()]
+    signed = np.array([-12, 0, 5, -7, 300], dtype=np.int64)
+    text, lens = concat(signed_digits(signed), (digits[:5, :2], np.array([1, 0, 2, 1, 2])))
+    assert [t[:n].tobytes().decode() for t, n in zip(text, lens)] == ["-120", "0", "510", "-79", "30012"]
 
 
 def test_unknown_task():
-    with pytest.raises(LooplabError, match="unknown task 'nope'; allowed: mod_add, parity"):
+    with pytest.raises(LooplabError, match="unknown task 'nope'; allowed: mod_add, parity, addition"):
         get_tasks(["copy", "nope"])
     assert [t.name for t in get_tasks(["copy", "copy", "reverse"])] == ["copy", "reverse"]
-    assert len(get_tasks(None)) == 10
+    assert [t.name for t in get_tasks(None)] == list(TASKS)

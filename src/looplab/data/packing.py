@@ -2,14 +2,20 @@
 
 Each row holds whole examples back to back (none is split across rows) and is padded to T + 1
 tokens; x = row[:-1], y = row[1:], with y = -100 where there is no loss (padding, and the prompt
-when the loss is on answers only). Examples that do not fit in the batch are dropped: the stream
-stays a pure function of its seed and batch count.
+when the loss is on answers only). Rows are filled next-fit: examples in a random order, each in
+the current row if it fits, else in a fresh row. Examples left over when a block of rows is full
+are dropped, so the stream stays a pure function of its generator state.
 
-Letters: B rows, T sequence length, N examples, L tokens per example.
+Tokens: `byte_tokens` is the fast path for byte-level tokenizers (token id = byte, numpy only);
+`generic_tokens` is the reference that goes through `encode_example` one example at a time.
+
+Letters: B rows per batch, T sequence length, W = T + 1 row width, R rows per block,
+N examples, M tokens of all examples, S slots per example in the byte grid.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,10 +23,11 @@ import numpy as np
 import torch
 
 from looplab.config import LOSS_ON
-from looplab.data.tasks import Examples, concat, get_tasks
+from looplab.data.tasks import TASKS, Examples, Task, get_tasks
 from looplab.errors import LooplabError
 
 IGNORE = -100
+Tokens = tuple[np.ndarray, np.ndarray, np.ndarray]  # flat ids (M,), lengths (N,), answer flags (M,)
 
 
 def encode_example(tokenizer: Any, prompt: str, target: str) -> tuple[list[int], list[int]]:
@@ -29,24 +36,11 @@ def encode_example(tokenizer: Any, prompt: str, target: str) -> tuple[list[int],
     return context, [*tokenizer.encode(target), tokenizer.eos_id]
 
 
-def _byte_tokens(tok: Any, ex: Examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Byte fast path (token id = byte): flat tokens, per-example lengths, answer flags; no Python loop."""
-    n = len(ex)
-    one = np.ones(n, dtype=np.int64)
-
-    def special(i: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.full((n, 1), i, dtype=np.int64), one
-
-    grid, lens = concat(special(tok.bos_id), (ex.prompt.astype(np.int64), ex.prompt_len), special(tok.sep_id),
-                        (ex.target.astype(np.int64), ex.target_len), special(tok.eos_id))  # (N, L)
-    cols = np.arange(grid.shape[1])[None, :]
-    valid = cols < lens[:, None]
-    answer = cols >= ex.prompt_len[:, None] + 2
-    return grid[valid], lens, answer[valid]
-
-
-def _generic_tokens(tok: Any, ex: Examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    flat, lens, answer = [], [], []
+def generic_tokens(tok: Any, ex: Examples) -> Tokens:
+    """Any tokenizer: every example through `encode_example`."""
+    flat: list[int] = []
+    answer: list[bool] = []
+    lens = []
     for prompt, target in ex.texts():
         ctx, ans = encode_example(tok, prompt, target)
         flat += ctx + ans
@@ -55,8 +49,43 @@ def _generic_tokens(tok: Any, ex: Examples) -> tuple[np.ndarray, np.ndarray, np.
     return np.array(flat, dtype=np.int64), np.array(lens, dtype=np.int64), np.array(answer, dtype=bool)
 
 
+def byte_tokens(tok: Any, ex: Examples) -> Tokens:
+    """Byte-level tokenizers (id = byte): the same tokens as `generic_tokens`, built with numpy.
+
+    Each example is laid out in fixed slots [bos | P prompt bytes | sep | A target bytes | eos];
+    reading the used slots in row-major order gives the examples' tokens back to back."""
+    n, P, A = len(ex), ex.prompt.shape[1], ex.target.shape[1]
+
+    def special(i: int) -> np.ndarray:
+        return np.full((n, 1), i, dtype=np.int16)
+
+    slots = np.concatenate([special(tok.bos_id), ex.prompt, special(tok.sep_id), ex.target,
+                            special(tok.eos_id)], axis=1)  # (N, S) with S = P + A + 3
+    used = np.ones(slots.shape, dtype=bool)
+    used[:, 1 : P + 1] = np.arange(P) < ex.prompt_len[:, None]
+    used[:, P + 2 : P + 2 + A] = np.arange(A) < ex.target_len[:, None]
+    is_answer = np.broadcast_to(np.arange(slots.shape[1]) >= P + 2, slots.shape)
+    return slots[used], ex.prompt_len + ex.target_len + 3, is_answer[used]
+
+
+def next_fit(lens: np.ndarray, width: int, n_rows: int) -> tuple[np.ndarray, bool]:
+    """Start offset of each example in a flat (n_rows * width) block, -1 for those that miss it,
+    and whether the rows are full (the example after the last row exists and did not fit)."""
+    cum = [0, *np.cumsum(lens).tolist()]  # cum[i]: tokens before example i
+    firsts, i = [], 0
+    while len(firsts) < n_rows and i < len(lens):
+        firsts.append(i)
+        i = bisect_right(cum, cum[i] + width, lo=i) - 1  # first example that no longer fits
+    bounds = np.array([*firsts, i])
+    row = np.repeat(np.arange(len(firsts)), np.diff(bounds))  # row of each placed example
+    cum_arr = np.asarray(cum[:i], dtype=np.int64)
+    start = np.full(len(lens), -1, dtype=np.int64)
+    start[:i] = row * width + cum_arr - cum_arr[bounds[:-1]][row]
+    return start, len(firsts) == n_rows and i < len(lens)
+
+
 class AlgoStream:
-    """An endless, seeded stream of packed algorithmic batches.
+    """An endless, seeded stream of packed batches drawn from the algorithmic tasks.
 
     Examples are generated and packed a block of `block_batches` batches at a time (fewer, larger
     numpy calls). The resumable state is the generator state at the start of the current block
@@ -68,12 +97,22 @@ class AlgoStream:
                  block_batches: int = 32) -> None:
         if loss_on not in LOSS_ON:
             raise LooplabError(f"unknown loss_on '{loss_on}'; allowed: {', '.join(LOSS_ON)}")
+        for name, value in (("seq_len", seq_len), ("batch_size", batch_size), ("block_batches", block_batches)):
+            if value < 1:
+                raise LooplabError(f"{name} must be positive, got {value}")
         self.tok, self.tasks = tokenizer, get_tasks(tasks)
         self.seq_len, self.batch_size, self.loss_on = seq_len, batch_size, loss_on
-        self.lengths = {t.name: tuple((lengths or {}).get(t.name, t.train_lengths)) for t in self.tasks}
         self.block_batches = block_batches
+        self.to_tokens = byte_tokens if tokenizer.is_byte_level else generic_tokens
+        self.lengths = {t.name: t.train_lengths for t in self.tasks}
+        for name, lo_hi in (lengths or {}).items():
+            if name not in TASKS:
+                raise LooplabError(f"unknown task '{name}' in lengths; allowed: {', '.join(TASKS)}")
+            if name in self.lengths:
+                self.set_lengths(name, lo_hi)
+        self._mean = self._mean_tokens()
         self.rng = np.random.default_rng(seed)
-        self._block: tuple[np.ndarray, np.ndarray] | None = None
+        self._block: tuple[np.ndarray, np.ndarray] | None = None  # x rows (R, T) and y rows (R, T)
         self._block_state: dict[str, Any] = {}
         self._cursor = 0
 
@@ -82,79 +121,110 @@ class AlgoStream:
         return self.batch_size * self.seq_len
 
     def set_lengths(self, name: str, lo_hi: tuple[int, int]) -> None:
-        """Change a task's training range; takes effect from the next block."""
-        self.lengths[name] = tuple(lo_hi)
+        """Change a task's training range (inclusive); takes effect from the next block."""
+        lo, hi = (int(v) for v in lo_hi)
+        if name not in self.lengths:
+            raise LooplabError(f"task '{name}' is not in this stream; allowed: {', '.join(self.lengths)}")
+        if not 1 <= lo <= hi:
+            raise LooplabError(f"lengths for task '{name}' must satisfy 1 <= min <= max, got ({lo}, {hi})")
+        if self.lengths[name] != (lo, hi):
+            self.lengths[name] = (lo, hi)
+            if hasattr(self, "_mean"):  # set after the constructor's overrides
+                self._mean = self._mean_tokens()
 
-    def _examples(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`count` examples over all tasks in a seeded random order: flat tokens, lengths, answer flags."""
-        flats, lens, answers = [], [], []
-        per_task = self.rng.multinomial(count, [1 / len(self.tasks)] * len(self.tasks))
-        for task, k in zip(self.tasks, per_task):
+    def _tokens(self, task: Task, ex: Examples, length: int) -> Tokens:
+        flat, lens, answer = self.to_tokens(self.tok, ex)
+        if int(lens.max()) > self.seq_len + 1:
+            raise LooplabError(f"task {task.name} at length {length} needs {int(lens.max())} tokens per "
+                               f"example, more than seq_len {self.seq_len} + 1")
+        return flat, lens, answer
+
+    def _mean_tokens(self) -> float:
+        """Mean tokens per example over the stream's mix, from a fixed probe (not the stream's rng);
+        it sizes each block's draw, and fails early on examples longer than a row."""
+        probe, per_task = np.random.default_rng(0), []
+        for task in self.tasks:
             lo, hi = self.lengths[task.name]
-            ls = self.rng.integers(lo, hi + 1, size=k)
-            for length in np.unique(ls):
-                ex = task.generate(self.rng, int((ls == length).sum()), int(length))
-                f, n, a = (_byte_tokens if self.tok.is_byte_level else _generic_tokens)(self.tok, ex)
-                if int(n.max()) > self.seq_len + 1:
-                    raise LooplabError(f"task {task.name} at length {length} needs {int(n.max())} tokens per "
-                                       f"example, more than --seq_len {self.seq_len} + 1")
-                flats.append(f)
-                lens.append(n)
-                answers.append(a)
-        lens_all, flat, answer = np.concatenate(lens), np.concatenate(flats), np.concatenate(answers)
-        starts = np.cumsum(lens_all) - lens_all
-        order = self.rng.permutation(len(lens_all))
-        new_lens = lens_all[order]
-        idx = np.repeat(starts[order] - (np.cumsum(new_lens) - new_lens), new_lens) + np.arange(int(new_lens.sum()))
-        return flat[idx], new_lens, answer[idx]
+            per_task.append(np.mean([self._tokens(task, task.generate(probe, 32, n), n)[1].mean()
+                                     for n in range(lo, hi + 1)]))
+        return float(np.mean(per_task))
+
+    def _draw(self, count: int) -> tuple[Tokens, np.ndarray]:
+        """`count` examples, task uniform and length uniform in its range: tokens grouped by
+        (task, length), and the random order in which they are packed."""
+        parts = []
+        per_task = self.rng.multinomial(count, [1 / len(self.tasks)] * len(self.tasks))
+        for task, k in zip(self.tasks, per_task.tolist()):
+            lo, hi = self.lengths[task.name]
+            sizes = np.bincount(self.rng.integers(0, hi - lo + 1, size=k), minlength=hi - lo + 1)
+            for length, size in enumerate(sizes.tolist(), start=lo):
+                if size:
+                    parts.append(self._tokens(task, task.generate(self.rng, size, length), length))
+        tokens = tuple(np.concatenate(arrays) for arrays in zip(*parts))
+        return tokens, self.rng.permutation(len(tokens[1]))
 
     def _pack_block(self) -> tuple[np.ndarray, np.ndarray]:
-        """Fill block_batches * B rows of T + 1 tokens with whole examples."""
+        """x and y for R = block_batches * B rows, filled next-fit with whole examples."""
         R, W = self.block_batches * self.batch_size, self.seq_len + 1
+        draws: list[tuple[Tokens, np.ndarray]] = []
+        n_seen, rows_left = 0, R
+        while True:  # draw until the rows are full; a typical block needs one draw
+            count = int(rows_left * W / self._mean) + 16
+            tokens, order = self._draw(count)
+            draws.append((tokens, order + n_seen))
+            n_seen += len(order)
+            flat, lens, answer = (np.concatenate(a) for a in zip(*(d[0] for d in draws)))
+            order = np.concatenate([d[1] for d in draws])
+            start_in_order, full = next_fit(lens[order], W, R)
+            if full:
+                break
+            rows_left = max(1, R - int(start_in_order.max()) // W)
+        start = np.empty_like(start_in_order)
+        start[order] = start_in_order  # (N,) in grouped order
+        src = np.cumsum(lens) - lens
+        dest = np.arange(len(flat)) + np.repeat(start - src, lens)  # (M,) flat position in the block
+        placed = np.repeat(start >= 0, lens)
         rows = np.full(R * W, self.tok.pad_id, dtype=np.int64)
+        rows[dest[placed]] = flat[placed]
         loss = np.zeros(R * W, dtype=bool)
-        r, col = 0, 0
-        while r < R:
-            mean = np.mean([(lo + hi) / 2 for lo, hi in self.lengths.values()]) + 8
-            flat, lens, answer = self._examples(max(16, int(1.1 * (R - r) * W / mean)))
-            dest = np.full(len(lens), -1, dtype=np.int64)  # start offset in `rows`, -1 when dropped
-            for i, n in enumerate(lens.tolist()):
-                if col + n > W:
-                    r, col = r + 1, 0
-                    if r >= R:
-                        break
-                dest[i] = r * W + col
-                col += n
-            keep = np.repeat(dest >= 0, lens)
-            tok_dest = np.repeat(dest, lens) + np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
-            rows[tok_dest[keep]] = flat[keep]
-            loss[tok_dest[keep]] = answer[keep] if self.loss_on == "answer" else True
-        return rows.reshape(R, W), loss.reshape(R, W)
+        loss[dest[placed]] = answer[placed] if self.loss_on == "answer" else True
+        rows, loss = rows.reshape(R, W), loss.reshape(R, W)
+        return np.ascontiguousarray(rows[:, :-1]), np.where(loss[:, 1:], rows[:, 1:], IGNORE)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T) and y (B, T) int64; y is x shifted by one with -100 where there is no loss."""
         if self._block is None or self._cursor == self.block_batches:
-            self._block_state = {"rng": self.rng.bit_generator.state,
-                                 "lengths": {k: list(v) for k, v in self.lengths.items()}}
+            self._block_state = {"rng": self.rng.bit_generator.state, "lengths": self._lengths_state()}
             self._block, self._cursor = self._pack_block(), 0
-        rows, loss = self._block
         sl = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
         self._cursor += 1
-        x = torch.from_numpy(rows[sl, :-1].copy())
-        y = torch.from_numpy(np.where(loss[sl, 1:], rows[sl, 1:], IGNORE))
-        return x, y
+        return torch.from_numpy(self._block[0][sl].copy()), torch.from_numpy(self._block[1][sl].copy())
+
+    def _lengths_state(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in self.lengths.items()}
+
+    def _config(self) -> dict[str, Any]:
+        return {"tasks": [t.name for t in self.tasks], "seq_len": self.seq_len, "batch_size": self.batch_size,
+                "loss_on": self.loss_on, "block_batches": self.block_batches}
 
     def state_dict(self) -> dict[str, Any]:
+        """Plain Python (JSON-safe): the generator state at the start of the current block, the
+        lengths it was drawn with, the batches taken from it, and the lengths for the next block."""
+        base = {"config": self._config(), "next_lengths": self._lengths_state()}
         if self._block is None:
-            return {"rng": self.rng.bit_generator.state, "lengths": {k: list(v) for k, v in self.lengths.items()},
-                    "cursor": None}
-        return {**self._block_state, "cursor": self._cursor, "next_lengths": {k: list(v) for k, v in self.lengths.items()}}
+            return {**base, "rng": self.rng.bit_generator.state, "lengths": self._lengths_state(), "cursor": None}
+        return {**base, **self._block_state, "cursor": self._cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("config") != self._config():
+            raise LooplabError(f"data stream state was saved with {state.get('config')}, which differs from "
+                               f"this stream's {self._config()}; the stream cannot resume exactly")
         self.rng.bit_generator.state = state["rng"]
-        self.lengths = {k: tuple(v) for k, v in state["lengths"].items()}
         self._block, self._cursor = None, 0
         if state["cursor"] is not None:
+            for name, lo_hi in state["lengths"].items():
+                self.set_lengths(name, lo_hi)
             self._block_state = {"rng": state["rng"], "lengths": state["lengths"]}
             self._block, self._cursor = self._pack_block(), state["cursor"]
-            self.lengths = {k: tuple(v) for k, v in state["next_lengths"].items()}
+        for name, lo_hi in state["next_lengths"].items():
+            self.set_lengths(name, lo_hi)

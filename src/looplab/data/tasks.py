@@ -2,9 +2,12 @@
 
 Every example is ASCII: a prompt that starts with the task's tag and ends with `=`, and a short
 target. `generate(rng, n, length)` builds n examples as byte matrices with numpy (no per-example
-Python in the hot path); `solve(prompt)` re-derives the target from the prompt text with plain
-Python and is what the tests check every generated target against. The table of tasks, knobs and
-grids is in docs/TASKS.md.
+Python); `solve(prompt)` re-derives the target from the prompt text with plain Python and is what
+the tests check every generated target against. The table of tasks, knobs and grids is in
+docs/TASKS.md. Train-short / test-long grids follow the length-generalisation setups of the
+Chomsky-hierarchy benchmark (arXiv:2207.02098).
+
+Letters: n examples, w width of a byte matrix, k bracket pairs, m = 2k brackets.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from looplab.errors import LooplabError
 
 LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 DIGIT0 = ord("0")
+POW10 = 10 ** np.arange(19, dtype=np.int64)  # every power of ten an int64 holds
+MOD = 97  # modulus of mod_add
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,8 +36,9 @@ class Examples:
         return len(self.prompt_len)
 
     def texts(self) -> list[tuple[str, str]]:
-        return [(p[:lp].tobytes().decode(), t[:lt].tobytes().decode())
-                for p, lp, t, lt in zip(self.prompt, self.prompt_len, self.target, self.target_len)]
+        """(prompt, target) strings, one pair per example."""
+        return [(p[:lp].tobytes().decode("ascii"), t[:lt].tobytes().decode("ascii"))
+                for p, lp, t, lt in zip(self.prompt, self.prompt_len.tolist(), self.target, self.target_len.tolist())]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,60 +48,60 @@ class Task:
     knob: str  # what `length` means
     train_lengths: tuple[int, int]  # inclusive (min, max) of the knob in training
     iid_lengths: tuple[int, ...]  # evaluation lengths inside the training range
-    ood_lengths: tuple[int, ...]  # evaluation lengths beyond it
+    ood_lengths: tuple[int, ...]  # evaluation lengths beyond it (2x to 8x the training max)
     generate: Callable[[np.random.Generator, int, int], Examples]  # (rng, n, length) -> examples
     solve: Callable[[str], str]  # independent reference: prompt text -> target text
 
 
 # --- vectorised string building ---------------------------------------------------------------
-Piece = tuple[np.ndarray, np.ndarray]  # (n, w) uint8 bytes and (n,) lengths
+Piece = tuple[np.ndarray, np.ndarray]  # (n, w) uint8 bytes, left-aligned, and (n,) lengths in use
 
 
 def lit(text: str, n: int) -> Piece:
-    b = np.frombuffer(text.encode(), dtype=np.uint8)
+    """The same literal text in every row."""
+    b = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     return np.broadcast_to(b, (n, len(b))), np.full(n, len(b), dtype=np.int64)
 
 
+def full(arr: np.ndarray) -> Piece:
+    """A byte matrix whose every row uses its whole width."""
+    return arr, np.full(len(arr), arr.shape[1], dtype=np.int64)
+
+
+def compact(slots: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Move each row's kept cells to the left, in order; the rest of the row is 0."""
+    r, c = np.nonzero(keep)
+    col = np.cumsum(keep, axis=1)[r, c] - 1
+    out = np.zeros((len(slots), max(1, int(col.max(initial=0)) + 1)), dtype=slots.dtype)
+    out[r, col] = slots[r, c]
+    return out
+
+
 def concat(*pieces: Piece) -> Piece:
-    """Join pieces row by row, each row's pieces packed left with no gaps."""
-    n = len(pieces[0][1])
-    total = sum(p[1] for p in pieces)
-    out = np.zeros((n, max(1, int(total.max()))), dtype=pieces[0][0].dtype)
-    offset = np.zeros(n, dtype=np.int64)
-    rows = np.arange(n)[:, None]
-    for arr, lens in pieces:
-        w = arr.shape[1]
-        cols = np.arange(w)
-        if w and (lens == w).all():  # every row uses the whole width: one fancy assignment
-            out[rows, offset[:, None] + cols] = arr
-        elif w:
-            r, c = np.nonzero(cols[None, :] < lens[:, None])
-            out[r, offset[r] + c] = arr[r, c]
-        offset = offset + lens
-    return out, total
+    """Join pieces row by row with no gaps between them."""
+    slots = np.concatenate([arr for arr, _ in pieces], axis=1)  # (n, sum of widths)
+    total = sum(lens for _, lens in pieces)
+    if all((lens == arr.shape[1]).all() for arr, lens in pieces):  # fixed layout: nothing to move
+        return slots, total
+    keep = np.concatenate([np.arange(arr.shape[1]) < lens[:, None] for arr, lens in pieces], axis=1)
+    return compact(slots, keep), total
 
 
 def digits_of(values: np.ndarray) -> Piece:
-    """Non-negative int64 values -> decimal digit strings (most significant first)."""
+    """Non-negative int64 values -> decimal digit strings, most significant digit first."""
     values = values.astype(np.int64)
-    width = max(1, len(str(int(values.max())))) if len(values) else 1
-    little = np.zeros((len(values), width), dtype=np.int64)
-    v = values.copy()
-    for j in range(width):
-        little[:, j] = v % 10
-        v //= 10
-    powers = 10 ** np.arange(1, width, dtype=np.int64)
-    lens = 1 + (values[:, None] >= powers[None, :]).sum(axis=1)
-    idx = lens[:, None] - 1 - np.arange(width)[None, :]
-    big = np.take_along_axis(little, idx.clip(min=0), axis=1)
-    return (big + DIGIT0).astype(np.uint8) * (idx >= 0), lens
+    width = len(str(int(values.max()))) if len(values) else 1
+    lens = 1 + (values[:, None] >= POW10[1:width]).sum(axis=1)  # (n,)
+    exps = lens[:, None] - 1 - np.arange(width)  # (n, w) power of ten of each column
+    digits = (values[:, None] // POW10[exps.clip(min=0)]) % 10
+    return np.where(exps >= 0, digits + DIGIT0, 0).astype(np.uint8), lens
 
 
 def signed_digits(values: np.ndarray) -> Piece:
-    mag, lens = digits_of(np.abs(values))
-    neg = (values < 0).astype(np.int64)
-    sign = np.where(neg[:, None] == 1, ord("-"), 0).astype(np.uint8)
-    return concat((sign, neg), (mag, lens))
+    """int64 values -> decimal strings with a leading '-' for negatives."""
+    neg = values < 0
+    sign = np.where(neg, ord("-"), 0).astype(np.uint8)[:, None]
+    return concat((sign, neg.astype(np.int64)), digits_of(np.abs(values)))
 
 
 def random_numbers(rng: np.random.Generator, n: int, n_digits: int) -> np.ndarray:
@@ -104,23 +110,35 @@ def random_numbers(rng: np.random.Generator, n: int, n_digits: int) -> np.ndarra
     return rng.integers(lo, 10**n_digits, size=n, dtype=np.int64)
 
 
+def symbol(chars: bytes, which: np.ndarray) -> Piece:
+    """One character per row, picked from `chars` by index."""
+    return full(np.frombuffer(chars, dtype=np.uint8)[which][:, None])
+
+
 def make(prompt: Piece, target: Piece) -> Examples:
     return Examples(prompt=prompt[0], prompt_len=prompt[1], target=target[0], target_len=target[1])
 
 
 # --- generators --------------------------------------------------------------------------------
 def gen_mod_add(rng: np.random.Generator, n: int, length: int) -> Examples:
-    terms = rng.integers(0, 97, size=(n, length))
-    pieces = [lit("MOD:", n)]
-    for j in range(length):
-        pieces += [digits_of(terms[:, j]), lit("+" if j < length - 1 else "%97=", n)]
-    return make(concat(*pieces), digits_of(terms.sum(axis=1) % 97))
+    """`length` terms in 0..96 joined by '+', then '%97'; the answer is the sum mod 97."""
+    terms = rng.integers(0, MOD, size=(n, length))
+    slots = np.empty((n, length, 3), dtype=np.uint8)  # per term: tens digit, units digit, separator
+    slots[:, :, 0] = terms // 10 + DIGIT0
+    slots[:, :, 1] = terms % 10 + DIGIT0
+    slots[:, :, 2] = ord("+")
+    slots[:, -1, 2] = ord("%")
+    keep = np.ones((n, length, 3), dtype=bool)
+    keep[:, :, 0] = terms >= 10
+    body = compact(slots.reshape(n, 3 * length), keep.reshape(n, 3 * length))
+    prompt = concat(lit("MOD:", n), (body, keep.sum(axis=(1, 2))), lit(f"{MOD}=", n))
+    return make(prompt, digits_of(terms.sum(axis=1) % MOD))
 
 
 def gen_parity(rng: np.random.Generator, n: int, length: int) -> Examples:
     bits = rng.integers(0, 2, size=(n, length), dtype=np.uint8)
-    body = (bits + DIGIT0, np.full(n, length, dtype=np.int64))
-    return make(concat(lit("PAR:", n), body, lit("=", n)), digits_of(bits.sum(axis=1) % 2))
+    prompt = concat(lit("PAR:", n), full(bits + DIGIT0), lit("=", n))
+    return make(prompt, symbol(b"01", bits.sum(axis=1, dtype=np.int64) % 2))
 
 
 def gen_addition(rng: np.random.Generator, n: int, length: int) -> Examples:
@@ -133,99 +151,116 @@ def gen_multiplication(rng: np.random.Generator, n: int, length: int) -> Example
     return make(concat(lit("MUL:", n), digits_of(a), lit("*", n), digits_of(b), lit("=", n)), digits_of(a * b))
 
 
-def _letters(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-    return LETTERS[rng.integers(0, 26, size=(n, length))]
-
-
 def gen_copy(rng: np.random.Generator, n: int, length: int) -> Examples:
-    s = (_letters(rng, n, length), np.full(n, length, dtype=np.int64))
+    s = full(LETTERS[rng.integers(0, 26, size=(n, length))])
     return make(concat(lit("CPY:", n), s, lit("=", n)), s)
 
 
 def gen_reverse(rng: np.random.Generator, n: int, length: int) -> Examples:
-    s = _letters(rng, n, length)
-    lens = np.full(n, length, dtype=np.int64)
-    return make(concat(lit("REV:", n), (s, lens), lit("=", n)), (s[:, ::-1].copy(), lens))
+    s = LETTERS[rng.integers(0, 26, size=(n, length))]
+    return make(concat(lit("REV:", n), full(s), lit("=", n)), full(s[:, ::-1]))
 
 
 OPEN, CLOSE = np.frombuffer(b"([", dtype=np.uint8), np.frombuffer(b")]", dtype=np.uint8)
+FLIP_KIND = np.arange(256, dtype=np.uint8)  # byte -> the same bracket direction of the other kind
+FLIP_KIND[list(b"()[]")] = list(b"[]()")
+
+
+def pair_up(is_open: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (n, k) of matched openers and closers in well-nested rows of (n, m) open flags.
+
+    Both ends of a pair sit at the same outer depth, and at a fixed depth the brackets alternate
+    opener, closer, opener...: sorting by (outer depth, position) lists each pair as neighbours."""
+    n, m = is_open.shape
+    outer = np.cumsum(np.where(is_open, 1, -1), axis=1) - is_open  # depth outside each bracket
+    order = np.argsort(outer * m + np.arange(m), axis=1)  # (n, m)
+    return order[:, 0::2], order[:, 1::2]
+
+
+def dyck_balanced(s: np.ndarray) -> np.ndarray:
+    """Vectorised check of (n, m) strings over '()[]': (n,) True where balanced and well matched."""
+    is_open = (s == ord("(")) | (s == ord("["))
+    square = (s == ord("[")) | (s == ord("]"))
+    depth = np.cumsum(np.where(is_open, 1, -1), axis=1)
+    nested = (depth.min(axis=1) >= 0) & (depth[:, -1] == 0)
+    opens, closes = pair_up(is_open)  # meaningless where not nested; masked by `nested`
+    same = np.take_along_axis(square, opens, axis=1) == np.take_along_axis(square, closes, axis=1)
+    return nested & same.all(axis=1)
 
 
 def gen_dyck(rng: np.random.Generator, n: int, length: int) -> Examples:
-    """Balanced two-bracket strings of `length` (rounded up to even) and, for half of the rows,
-    the same string with one bracket's type swapped (still even counts, but mismatched)."""
-    half = max(1, (length + 1) // 2)
-    m = 2 * half
-    # A random sequence with `half` opens and `half` closes, rotated to start after the first
-    # minimum of its prefix sums, is a valid bracket structure (the cycle lemma).
-    steps = np.where(rng.random((n, m)).argsort(axis=1) < half, 1, -1)
-    start = (np.cumsum(steps, axis=1).argmin(axis=1) + 1) % m
-    steps = np.take_along_axis(steps, (start[:, None] + np.arange(m)) % m, axis=1)
-    kinds = rng.integers(0, 2, size=(n, m))
-    stack = np.zeros((n, m), dtype=np.int64)
-    depth = np.zeros(n, dtype=np.int64)
+    """`length` pairs of two bracket kinds; is the string balanced? Half the rows are.
+
+    Balanced rows are uniform bracket structures with a random kind per pair. The other half are a
+    balanced string corrupted so that counting cannot tell: half of them get two positions swapped
+    (every count kept), the rest, and any swap that happened to stay balanced, one bracket's kind
+    flipped (it then mismatches its partner)."""
+    k, m = length, 2 * length
     rows = np.arange(n)
-    out = np.zeros((n, m), dtype=np.uint8)
-    for j in range(m):  # column by column, vectorised over rows: closes take their opener's kind
-        is_open = steps[:, j] == 1
-        stack[rows[is_open], depth[is_open]] = kinds[is_open, j]
-        depth = depth + np.where(is_open, 1, -1)
-        kind = np.where(is_open, kinds[:, j], stack[rows, depth])
-        out[:, j] = np.where(is_open, OPEN[kind], CLOSE[kind])
-    bad = rng.random(n) < 0.5
-    pos = rng.integers(0, m, size=n)
-    ch = out[rows, pos]
-    swapped = {ord("("): ord("["), ord("["): ord("("), ord(")"): ord("]"), ord("]"): ord(")")}
-    lut = np.arange(256, dtype=np.uint8)
-    for k, v in swapped.items():
-        lut[k] = v
-    out[rows[bad], pos[bad]] = lut[ch[bad]]
-    body = (out, np.full(n, m, dtype=np.int64))
-    answer = (np.where(bad, ord("0"), ord("1")).astype(np.uint8)[:, None], np.ones(n, dtype=np.int64))
-    return make(concat(lit("DYK:", n), body, lit("=", n)), answer)
+    # k opens and k + 1 closes in random order, rotated to start just after the first lowest prefix
+    # sum, stay >= 0 until the final close (cycle lemma); dropping it leaves a uniform Dyck path.
+    up = rng.random((n, m + 1)).argsort(axis=1) < k  # (n, m + 1)
+    start = np.cumsum(np.where(up, 1, -1), axis=1).argmin(axis=1) + 1
+    is_open = np.take_along_axis(up, (start[:, None] + np.arange(m)) % (m + 1), axis=1)  # (n, m)
+    opens, closes = pair_up(is_open)
+    kind = rng.integers(0, 2, size=(n, k))
+    s = np.empty((n, m), dtype=np.uint8)
+    np.put_along_axis(s, opens, OPEN[kind], axis=1)
+    np.put_along_axis(s, closes, CLOSE[kind], axis=1)
+
+    u = rng.random(n)
+    bad, swap = u < 0.5, u < 0.25
+    i = rng.integers(0, m, size=n)
+    j = (i + rng.integers(1, m, size=n)) % m  # another position
+    si, sj = s[rows, i], s[rows, j]
+    s[rows[swap], i[swap]], s[rows[swap], j[swap]] = sj[swap], si[swap]
+    flip = bad & dyck_balanced(s)
+    at = rng.integers(0, m, size=n)[flip]
+    s[rows[flip], at] = FLIP_KIND[s[rows[flip], at]]
+    prompt = concat(lit("DYK:", n), full(s), lit("=", n))
+    return make(prompt, symbol(b"01", (~bad).astype(np.int64)))
+
 
 
 def gen_chain(rng: np.random.Generator, n: int, length: int) -> Examples:
-    """`length` operations (+ or -) on single digits, evaluated left to right."""
+    """A digit, then `length` times '+' or '-' and a digit; the answer is the plain integer result."""
     nums = rng.integers(0, 10, size=(n, length + 1))
-    signs = rng.integers(0, 2, size=(n, length))
-    total = nums[:, 0] + np.where(signs == 0, nums[:, 1:], -nums[:, 1:]).sum(axis=1)
-    pieces = [lit("CHN:", n), digits_of(nums[:, 0])]
-    ops = np.frombuffer(b"+-", dtype=np.uint8)
-    for j in range(length):
-        pieces += [(ops[signs[:, j]][:, None], np.ones(n, dtype=np.int64)), digits_of(nums[:, j + 1])]
-    return make(concat(*pieces, lit("=", n)), signed_digits(total))
+    minus = rng.integers(0, 2, size=(n, length))
+    total = nums[:, 0] + np.where(minus == 1, -nums[:, 1:], nums[:, 1:]).sum(axis=1)
+    body = np.empty((n, 2 * length + 1), dtype=np.uint8)  # d op d op ... d
+    body[:, 0::2] = nums + DIGIT0
+    body[:, 1::2] = np.frombuffer(b"+-", dtype=np.uint8)[minus]
+    return make(concat(lit("CHN:", n), full(body), lit("=", n)), signed_digits(total))
 
 
 def gen_compare(rng: np.random.Generator, n: int, length: int) -> Examples:
-    """Two numbers of `length` digits; a fifth of the pairs are equal, a fifth differ in one digit."""
+    """Two numbers of `length` digits and one of '<=>'; a fifth of the pairs are equal and a fifth
+    differ in a single digit, so the whole number must be read."""
     a, b = random_numbers(rng, n, length), random_numbers(rng, n, length)
     u = rng.random(n)
-    b = np.where(u < 0.2, a, b)
     near = (u >= 0.2) & (u < 0.4)
-    place = 10 ** rng.integers(0, length, size=n)
+    place = POW10[rng.integers(0, length, size=n)]
     digit = (a // place) % 10
-    up = np.where(digit == 9, False, np.where(digit == 0, True, rng.random(n) < 0.5))
-    b = np.where(near, a + np.where(up, place, -place), b)
-    b = np.where((b < 10 ** (length - 1)) & (length > 1), a, b)  # keep exactly `length` digits
-    sym = np.frombuffer(b"<=>", dtype=np.uint8)[np.sign(a - b) + 1]
-    return make(concat(lit("CMP:", n), digits_of(a), lit("?", n), digits_of(b), lit("=", n)),
-                (sym[:, None], np.ones(n, dtype=np.int64)))
+    up = (digit == 0) | ((digit != 9) & (rng.random(n) < 0.5))
+    b = np.where(u < 0.2, a, np.where(near, a + np.where(up, place, -place), b))
+    b = np.where((length > 1) & (b < 10 ** (length - 1)), a, b)  # a leading 1 turned 0: keep the width
+    prompt = concat(lit("CMP:", n), digits_of(a), lit("?", n), digits_of(b), lit("=", n))
+    return make(prompt, symbol(b"<=>", np.sign(a - b) + 1))
 
 
 def gen_successor(rng: np.random.Generator, n: int, length: int) -> Examples:
-    """n -> n + 1; a third of the numbers end in a run of nines, so carries are common."""
+    """n -> n + 1; a third of the numbers end in a run of nines, so long carries are common."""
     a = random_numbers(rng, n, length)
-    nines = rng.integers(1, length + 1, size=n)
-    carry = rng.random(n) < 1 / 3
-    with_nines = (a // 10**nines) * 10**nines + (10**nines - 1)
-    a = np.where(carry & (with_nines < 10**length), with_nines, a)
+    nines = POW10[rng.integers(1, length + 1, size=n)]
+    with_nines = a // nines * nines + nines - 1
+    a = np.where((rng.random(n) < 1 / 3) & (with_nines < 10**length), with_nines, a)
     return make(concat(lit("SUC:", n), digits_of(a), lit("=", n)), digits_of(a + 1))
 
 
-# --- independent solvers: parse the prompt text -----------------------------------------------
+# --- independent solvers: plain Python on the prompt text -------------------------------------
 def _body(prompt: str, tag: str) -> str:
-    assert prompt.startswith(tag) and prompt.endswith("="), prompt
+    if not (prompt.startswith(tag) and prompt.endswith("=")):
+        raise ValueError(f"prompt {prompt!r} is not of the form {tag}...=")
     return prompt[len(tag) : -1]
 
 
@@ -235,7 +270,7 @@ def solve_mod_add(p: str) -> str:
 
 
 def solve_parity(p: str) -> str:
-    return "1" if _body(p, "PAR:").count("1") % 2 else "0"
+    return str(_body(p, "PAR:").count("1") % 2)
 
 
 def solve_addition(p: str) -> str:
@@ -257,11 +292,11 @@ def solve_reverse(p: str) -> str:
 
 
 def solve_dyck(p: str) -> str:
-    pairs, stack = {")": "(", "]": "["}, []
+    partner, stack = {")": "(", "]": "["}, []
     for c in _body(p, "DYK:"):
         if c in "([":
             stack.append(c)
-        elif not stack or stack.pop() != pairs[c]:
+        elif not stack or stack.pop() != partner[c]:
             return "0"
     return "0" if stack else "1"
 
@@ -294,15 +329,15 @@ def _task(name: str, tag: str, knob: str, train: tuple[int, int], iid: tuple[int
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
-    _task("mod_add", "MOD:", "number of terms (each 0-96), sum mod 97", (2, 4), (2, 4), (8, 16, 32),
+    _task("mod_add", "MOD:", "number of terms (each 0-96), summed mod 97", (2, 4), (2, 4), (8, 16, 32),
           gen_mod_add, solve_mod_add),
     _task("parity", "PAR:", "number of bits", (1, 8), (4, 8), (16, 32, 64), gen_parity, solve_parity),
-    _task("addition", "ADD:", "digits per operand", (1, 4), (2, 4), (5, 6, 8), gen_addition, solve_addition),
+    _task("addition", "ADD:", "digits per operand", (1, 4), (2, 4), (5, 6, 7, 8), gen_addition, solve_addition),
     _task("multiplication", "MUL:", "digits per operand", (1, 3), (2, 3), (4, 5, 6),
           gen_multiplication, solve_multiplication),
     _task("copy", "CPY:", "letters to copy", (1, 16), (8, 16), (32, 64), gen_copy, solve_copy),
     _task("reverse", "REV:", "letters to reverse", (1, 16), (8, 16), (32, 64), gen_reverse, solve_reverse),
-    _task("dyck", "DYK:", "brackets in the string (two kinds; is it balanced?)", (2, 16), (8, 16), (32, 64, 128),
+    _task("dyck", "DYK:", "bracket pairs (two kinds); is the string balanced?", (1, 8), (4, 8), (16, 32, 64),
           gen_dyck, solve_dyck),
     _task("chain", "CHN:", "+/- operations on single digits", (1, 4), (2, 4), (8, 16, 32), gen_chain, solve_chain),
     _task("compare", "CMP:", "digits per number", (1, 4), (2, 4), (8, 12, 16), gen_compare, solve_compare),
@@ -311,7 +346,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 
 
 def get_tasks(names: Sequence[str] | None) -> list[Task]:
-    """Tasks by name (all when None or empty); an unknown name is an error listing the allowed ones."""
+    """Tasks by name, first occurrence order (all when None or empty); unknown names are an error."""
     if not names:
         return list(TASKS.values())
     unknown = [n for n in names if n not in TASKS]
