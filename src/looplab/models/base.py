@@ -6,10 +6,16 @@ A model is an `nn.Module` with
 - `new_state(batch, max_len)`: a decoding state (KV cache, recurrent state), or None when the
   variant only decodes by recomputation;
 - `cost(seq_len)`: parameter counts, effective depth and training FLOPs per token.
+
+Looped variants derive from `LoopedModel`: their loop count is fixed by training but may be changed
+at evaluation, either per call (`forward(..., n_loops=n)`) or for a whole decoding run
+(`with model.with_loops(n): ...`), so that prefill and every decoding step use the same count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from looplab.config import ModelConfig
+from looplab.errors import LooplabError
 
 IGNORE_INDEX = -100
 
@@ -89,3 +96,45 @@ class LanguageModel(nn.Module):
             "flops_per_token": transformer_flops_per_token(non_embed + head, self.cfg.n_layer,
                                                            self.cfg.d_model, seq_len),
         }
+
+
+class LoopedModel(LanguageModel):
+    """A language model whose shared core runs a variable number of loops.
+
+    `n_loops` is the count it is trained with; `with_loops(n)` sets another count for every call
+    inside the block (test-time compute), and an explicit `forward(..., n_loops=n)` wins over both.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_loops: int) -> None:
+        super().__init__(cfg)
+        self.n_loops = check_loops(n_loops)
+        self._loops_override: int | None = None
+
+    def loops(self, n_loops: int | None = None) -> int:
+        """The loop count a call runs with: explicit argument, then `with_loops`, then trained."""
+        if n_loops is not None:
+            return check_loops(n_loops)
+        return self._loops_override or self.n_loops
+
+    @contextmanager
+    def with_loops(self, n_loops: int) -> Iterator[LoopedModel]:
+        previous, self._loops_override = self._loops_override, check_loops(n_loops)
+        try:
+            yield self
+        finally:
+            self._loops_override = previous
+
+
+def check_loops(n_loops: int) -> int:
+    if not isinstance(n_loops, int) or isinstance(n_loops, bool) or n_loops < 1:
+        raise LooplabError(f"n_loops must be a positive integer, got {n_loops!r}")
+    return n_loops
+
+
+def loops_context(model: nn.Module, n_loops: int | None) -> AbstractContextManager:
+    """`model.with_loops(n_loops)` for a looped model, nothing for None; any other model is an error."""
+    if n_loops is None:
+        return nullcontext()
+    if not isinstance(model, LoopedModel):
+        raise LooplabError(f"variant '{model.cfg.variant}' has no loop count; n_loops applies to looped variants")
+    return model.with_loops(n_loops)
