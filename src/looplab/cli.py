@@ -44,6 +44,14 @@ def split_names(values: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(n for v in values or () for n in v.split(",") if n)
 
 
+def parse_loops(values: Sequence[str] | None) -> tuple[int, ...]:
+    """`--n_loops 1,2,4` or `--n_loops 1 2 4`: positive integers, kept in the given order."""
+    names = split_names(values)
+    if not all(n.isdigit() and int(n) > 0 for n in names):
+        raise LooplabError(f"--n_loops expects positive integers such as 1,2,4,8,16, got {','.join(names)}")
+    return tuple(int(n) for n in names)
+
+
 # --- train ----------------------------------------------------------------------------------------
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from looplab.config import DEVICES, DTYPES, LOSS_ON, SIZES, TrainConfig
@@ -123,6 +131,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no_cache", action="store_true", help="decode by full recomputation (slow reference)")
+    p.add_argument("--n_loops", nargs="+", default=None, metavar="N",
+                   help="also evaluate looped variants at these loop counts, e.g. 1,2,4,8,16 (others: ignored)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--threads", type=int, default=0)
 
@@ -133,11 +143,15 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = EvalConfig(suite=args.suite, tasks=split_names(args.tasks), samples=args.samples,
                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                     use_cache=not args.no_cache)
+                     use_cache=not args.no_cache, n_loops=parse_loops(args.n_loops))
     path, result = evaluate_checkpoint(args.checkpoint, cfg, out_dir=args.out_dir, device=args.device,
                                        threads=args.threads)
     res = result["results"]
     print(f"iid acc {res['iid_acc']:.3f}, ood acc {res['ood_acc']:.3f}; wrote {path}")
+    for n, grid in res.get("loops", {}).items():
+        print(f"  n_loops {n}: iid acc {grid['iid_acc']:.3f}, ood acc {grid['ood_acc']:.3f}")
+    if "loops_note" in res:
+        print(f"  note: {res['loops_note']}")
     return result
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from looplab.config import EvalConfig
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import GRID_VERSION, run_grid
+from looplab.eval.algorithmic import GRID_VERSION, loop_sweep, run_grid
 from looplab.meta import file_sha256, provenance
 from looplab.train.checkpoint import Checkpoint, load_checkpoint
 from looplab.train.runtime import resolve_device, set_threads
@@ -23,9 +23,15 @@ SUITE_NAMES = ("algorithmic", "longctx", "ppl", "selftest", "custom", "all")
 
 
 def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
+    """The grid at the trained loop count; with `n_loops`, also `results["loops"][str(n)]`, the same
+    grid at each loop count (looped variants; others get an empty sweep and `loops_note`)."""
     tasks = list(cfg.tasks) or ckpt.meta.get("tasks") or None
-    return run_grid(ckpt.model, ckpt.tokenizer, tasks, samples=cfg.samples, seed=cfg.seed,
-                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, use_cache=cfg.use_cache)
+    grid = dict(samples=cfg.samples, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
+                batch_size=cfg.batch_size, use_cache=cfg.use_cache)
+    results = run_grid(ckpt.model, ckpt.tokenizer, tasks, **grid)
+    if cfg.n_loops:
+        results.update(loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **grid))
+    return results
 
 
 SUITES: dict[str, Callable[[Checkpoint, EvalConfig], dict[str, Any]]] = {
@@ -55,7 +61,7 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
             **provenance(),
             "seed": cfg.seed,
             "decoding": {"strategy": "greedy", "max_new_tokens": cfg.max_new_tokens, "use_cache": cfg.use_cache,
-                         "batch_size": cfg.batch_size, "stop": "eos"},
+                         "batch_size": cfg.batch_size, "stop": "eos", "n_loops": list(cfg.n_loops)},
             "grid_version": GRID_VERSION,
             "samples_per_cell": cfg.samples,
             "model_config": ckpt.config.to_dict(),

@@ -15,8 +15,11 @@ from torch import nn
 
 from looplab.config import ModelConfig, model_config
 from looplab.errors import LooplabError
+from looplab.models.absolute import Absolute, AbsoluteOptions
 from looplab.models.base import LanguageModel, ModelOutput
-from looplab.models.transformer import BaselineOptions, Transformer
+from looplab.models.latent import Act, ActOptions, Latent, LatentOptions
+from looplab.models.ssm import SSMMemOptions, SSMOptions, build_ssm, build_ssm_mem
+from looplab.models.transformer import BaselineOptions, SharedLoop, SharedLoopOptions, Transformer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +33,18 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "baseline": ModelSpec(build=Transformer, options=BaselineOptions,
                           description="pre-norm decoder transformer with RoPE (the control)"),
+    "shared_loop": ModelSpec(build=SharedLoop, options=SharedLoopOptions, looped=True,
+                             description="a few unique blocks applied n_loops times (presets iso_param, iso_flop)"),
+    "latent": ModelSpec(build=Latent, options=LatentOptions, looped=True,
+                        description="per-position thought tokens refined by a looped causal thought core"),
+    "act": ModelSpec(build=Act, options=ActOptions, looped=True,
+                     description="latent with per-position adaptive halting and a ponder cost (arXiv 1603.08983)"),
+    "absolute": ModelSpec(build=Absolute, options=AbsoluteOptions,
+                          description="baseline with learned absolute positions, no RoPE (nano_baseline.py)"),
+    "ssm": ModelSpec(build=build_ssm, options=SSMOptions,
+                     description="Mamba-2 (SSD) layers with SwiGLU MLPs, no attention (arXiv 2405.21060)"),
+    "ssm_mem": ModelSpec(build=build_ssm_mem, options=SSMMemOptions,
+                         description="hybrid: Mamba-2 layers, learned memory tokens, every 3rd layer attention"),
 }
 
 

@@ -1,7 +1,14 @@
-"""The control model: a pre-norm decoder-only transformer with RoPE (`baseline`).
+"""The control model (`baseline`) and its parameter-shared looped form (`shared_loop`).
 
-embed -> n_layer x Block (RMSNorm, rotary self-attention through SDPA, SwiGLU MLP) -> RMSNorm -> head.
-Letters: B batch, T tokens, V vocabulary.
+baseline:    embed -> n_layer x Block (RMSNorm, rotary self-attention through SDPA, SwiGLU MLP)
+             -> RMSNorm -> head.
+shared_loop: embed -> n_loops x [re-inject the embedding, n_unique x Block] -> RMSNorm -> head.
+             The same n_unique blocks run on every loop, so parameters do not grow with n_loops and
+             the loop count may change at evaluation (test-time compute). Looped transformers with
+             input injection: Yang et al., arXiv 2311.12424; Universal Transformers, Dehghani et al.,
+             arXiv 1807.03819.
+
+Letters: B batch, T tokens, C d_model, V vocabulary.
 """
 
 from __future__ import annotations
@@ -11,7 +18,14 @@ from dataclasses import dataclass
 import torch
 
 from looplab.config import ModelConfig
-from looplab.models.base import LanguageModel, ModelOutput
+from looplab.errors import LooplabError
+from looplab.models.base import (
+    LanguageModel,
+    LoopedModel,
+    ModelOutput,
+    count_params,
+    transformer_flops_per_token,
+)
 from looplab.models.layers import Block, KVCache, RMSNorm, Rotary, init_linear_weights
 
 
@@ -49,3 +63,102 @@ class Transformer(LanguageModel):
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)
         return self.output(logits, targets)
+
+
+# --- shared_loop ----------------------------------------------------------------------------------
+PRESETS = ("iso_param", "iso_flop", "custom")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedLoopOptions:
+    preset: str = "iso_param"  # iso_param: n_layer unique blocks; iso_flop: n_layer / n_loops; custom: n_unique
+    n_loops: int = 2  # passes through the shared stack (training default; evaluation may change it)
+    n_unique: int = 0  # unique blocks, only with preset="custom" (0 otherwise)
+    reinject: bool = True  # add the token embedding to the stream before every loop after the first
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise LooplabError(f"unknown shared_loop preset '{self.preset}'; allowed: {', '.join(PRESETS)}")
+        if not isinstance(self.n_loops, int) or self.n_loops < 1:
+            raise LooplabError(f"shared_loop n_loops must be a positive integer, got {self.n_loops!r}")
+        if self.preset == "custom" and self.n_unique < 1:
+            raise LooplabError("shared_loop preset 'custom' needs n_unique >= 1")
+        if self.preset != "custom" and self.n_unique:
+            raise LooplabError(f"shared_loop n_unique is only used with preset 'custom', got preset '{self.preset}'")
+
+    def unique_blocks(self, n_layer: int) -> int:
+        """iso_param keeps the baseline's blocks (n_loops x its compute); iso_flop keeps its depth."""
+        if self.preset == "iso_param":
+            return n_layer
+        if self.preset == "iso_flop":
+            if n_layer % self.n_loops:
+                allowed = [d for d in range(1, n_layer + 1) if n_layer % d == 0]
+                raise LooplabError(f"shared_loop preset 'iso_flop' needs n_loops dividing n_layer {n_layer}; "
+                                   f"allowed n_loops: {', '.join(map(str, allowed))}")
+            return n_layer // self.n_loops
+        return self.n_unique
+
+
+class SharedLoop(LoopedModel):
+    """n_unique blocks applied n_loops times. One loop without re-injection is the plain stack, and
+    the module names match `Transformer`, so a baseline's weights load into an iso_param model."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        opts = SharedLoopOptions(**cfg.options)
+        super().__init__(cfg, opts.n_loops)
+        self.opts = opts
+        n_unique = opts.unique_blocks(cfg.n_layer)
+        self.blocks = torch.nn.ModuleList(Block(cfg) for _ in range(n_unique))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """As the baseline, with output projections N(0, 0.02 / sqrt(2 * effective depth)): the
+        residual stream sums n_unique * n_loops block outputs."""
+        init_linear_weights(self, len(self.blocks) * self.n_loops)
+
+    def new_state(self, batch: int, max_len: int) -> KVCache:
+        p = self.embed.weight
+        slots = len(self.blocks) * self.loops()  # one slot per block application
+        return KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: KVCache | None = None,
+                n_loops: int | None = None) -> ModelOutput:
+        n = self.loops(n_loops)
+        start = state.pos if state is not None else 0
+        rope = self.rotary(start, idx.shape[1])
+        e = self.embed(idx)  # (B, T, C)
+        x = e
+        for loop in range(n):
+            if loop and self.opts.reinject:
+                x = x + e
+            x = self.loop(x, rope, state, loop)
+        if state is not None:
+            state.pos += idx.shape[1]
+        logits = self.head(self.norm(x))  # (B, T, V)
+        return self.output(logits, targets)
+
+    def loop(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], state: KVCache | None,
+             loop: int) -> torch.Tensor:
+        """One pass through the shared stack; cache slots are numbered by (loop, block)."""
+        first = loop * len(self.blocks)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, state, slot=first + i)
+        return x
+
+    def cost(self, seq_len: int) -> dict[str, float]:
+        n = self.loops()
+        params = count_params(self)
+        non_embed = params - self.embedding_params
+        effective = non_embed + (n - 1) * count_params(self.blocks)
+        depth = len(self.blocks) * n
+        return {
+            "params": params,
+            "params_non_embedding": non_embed,
+            "params_effective": effective,
+            "effective_depth": depth,
+            "n_loops": n,
+            "flops_per_token": transformer_flops_per_token(effective + self.head.weight.numel(), depth,
+                                                           self.cfg.d_model, seq_len),
+        }

@@ -1,0 +1,394 @@
+"""Thought tokens beside the token stream (`latent`) and adaptive halting over them (`act`).
+
+    embed -> prelude (token blocks) -> seed thoughts -> think (K loops of the thought core)
+          -> inject thoughts -> coda (token blocks) -> RMSNorm -> head
+
+Causal design. The seed sketch refines one set of thoughts that attends to the whole sequence and
+adds their mean to every position: position t then reads the tokens after t, and a causal language
+model trained that way cheats. Here every position t owns Z thought tokens, which
+- start as learned thought embeddings plus a projection of the token state h_t,
+- cross-attend only to the token states h_s with s <= t (the causal mask of the token stream),
+- self-attend only among the Z thoughts of the same position,
+- are written back only into position t.
+So the thoughts at t are a function of tokens <= t; the model stays a causal language model and
+cached decoding is exact (the keys and values the thoughts read are cached like any attention
+layer's). `test_latent_leak_is_detected` removes the mask and checks that the causality test fails.
+
+Vectorised over positions: the Z thoughts of a position act as Z query heads that share one
+key/value head (the grouped-query layout), so the cross-attention of all positions' thoughts is one
+causal SDPA call over (B, H*Z, T, D) queries and (B, H, S, D) keys. `thought_attend_reference`
+loops over positions and is the slow reference.
+
+`act` halts per position with adaptive computation time (Graves, arXiv 1603.08983): after loop k a
+halting head gives p_k; a position halts at the first loop N where p_1 + ... + p_N >= 1 - eps (or at
+the loop cap); its thoughts are the mix sum_k w_k z_k with w_k = p_k before N and the remainder
+R = 1 - (p_1 + ... + p_{N-1}) at N; the ponder cost N + R joins the loss with weight lambda_ponder.
+Related: continuous thoughts (Coconut, arXiv 2412.06769), pause tokens (arXiv 2310.02226).
+
+Letters: B batch, T query positions, S key positions, Z thoughts per position, H heads, D thought
+head dim, C d_model, E d_thought (= H * D), K loops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from looplab.config import ModelConfig
+from looplab.errors import LooplabError
+from looplab.models import layers
+from looplab.models.base import LoopedModel, ModelOutput, count_params, transformer_flops_per_token
+from looplab.models.layers import MLP, Block, KVCache, RMSNorm, Rotary, apply_rotary
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatentOptions:
+    n_loops: int = 2  # K: refinement loops of the thought core (evaluation may change it)
+    n_thoughts: int = 2  # Z: thought tokens per position (Z * d_thought = d_model by default)
+    d_thought: int = 0  # thought width E; 0 means d_model // 2 (E / n_head must be even)
+    n_prelude: int = 0  # token blocks before the thoughts read the stream; 0 means ceil(n_layer / 2)
+
+    def __post_init__(self) -> None:
+        for name in ("n_loops", "n_thoughts"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise LooplabError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_thought < 0 or self.n_prelude < 0:
+            raise LooplabError("d_thought and n_prelude must be >= 0 (0 picks the default)")
+
+    def thought_width(self, cfg: ModelConfig) -> int:
+        width = self.d_thought or cfg.d_model // 2
+        if width % cfg.n_head or (width // cfg.n_head) % 2:
+            raise LooplabError(f"d_thought {width} must be a multiple of 2 * n_head ({2 * cfg.n_head})")
+        return width
+
+    def prelude_blocks(self, n_layer: int) -> int:
+        n = self.n_prelude or -(-n_layer // 2)
+        if n > n_layer:
+            raise LooplabError(f"n_prelude {n} exceeds n_layer {n_layer}; allowed: 1..{n_layer}")
+        return n
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActOptions(LatentOptions):
+    n_loops: int = 4  # max_K: the most loops a position may take (evaluation may change it)
+    lambda_ponder: float = 0.001  # weight of the ponder cost N + R (0.01 collapsed to loop 1 on the CPU)
+    halt_eps: float = 0.01  # a position halts once its summed p_halt reaches 1 - halt_eps
+    halt_init: float = 0.0  # p_halt of every loop at initialisation; 0 means 1 / n_loops (start deep)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.halt_eps < 1:
+            raise LooplabError(f"halt_eps must be in (0, 1), got {self.halt_eps}")
+        if not 0 <= self.halt_init < 1:
+            raise LooplabError(f"halt_init must be in [0, 1) (0 means 1 / n_loops), got {self.halt_init}")
+        if self.lambda_ponder < 0:
+            raise LooplabError(f"lambda_ponder must be >= 0, got {self.lambda_ponder}")
+
+    @property
+    def halt_bias(self) -> float:
+        """Initial halting logit. p = 1 / K makes the sum reach 1 only at loop K: every position
+        starts at the deepest loop with equal weight on every loop, instead of collapsing at loop 1."""
+        p = min(self.halt_init or 1.0 / self.n_loops, 0.999)
+        return math.log(p / (1 - p))
+
+
+# --- thought attention: fast path and reference ---------------------------------------------------
+def thought_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    """q (B, H*Z, T, D) at positions start..start+T-1; k, v (B, H, S, D). Query head h*Z + z reads
+    key head h, and the causal mask lets the thoughts of position t read only keys s <= t."""
+    return layers.attend(q, k, v, start)
+
+
+def thought_attend_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    """One position at a time, keys repeated per thought: slow and obviously causal."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, H*Z, S, D)
+    out = []
+    for t in range(q.shape[2]):
+        keys, values = k[:, :, : start + t + 1], v[:, :, : start + t + 1]
+        scores = q[:, :, t : t + 1] @ keys.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H*Z, 1, s)
+        out.append(scores.softmax(-1) @ values)
+    return torch.cat(out, dim=2)
+
+
+# --- the thought core ------------------------------------------------------------------------------
+@dataclass
+class Memory:
+    """What the thoughts read: the token stream's keys and values, and the query positions."""
+
+    k: torch.Tensor  # (B, H, S, D)
+    v: torch.Tensor  # (B, H, S, D)
+    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin of the query positions, (T, D/2) each
+    start: int  # position of the first query
+
+
+class ThoughtCore(nn.Module):
+    """One loop: cross-attention to the causal prefix, self-attention among a position's Z
+    thoughts, SwiGLU MLP; pre-norm residual updates at width E."""
+
+    def __init__(self, cfg: ModelConfig, width: int) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = cfg.n_head, width // cfg.n_head
+        self.kv = nn.Linear(cfg.d_model, 2 * width, bias=False)  # token states -> keys, values
+        self.norm_cross = RMSNorm(width, cfg.norm_eps)
+        self.cross_q = nn.Linear(width, width, bias=False)
+        self.cross_proj = nn.Linear(width, width, bias=False)
+        self.norm_self = RMSNorm(width, cfg.norm_eps)
+        self.self_qkv = nn.Linear(width, 3 * width, bias=False)
+        self.self_proj = nn.Linear(width, width, bias=False)
+        self.norm_mlp = RMSNorm(width, cfg.norm_eps)
+        self.mlp = MLP(dataclasses.replace(cfg, d_model=width, d_ff=0, options={}))
+
+    def read(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None) -> Memory:
+        """Keys and values of the (normed) token states h (B, T, C), once per forward."""
+        B, T, _ = h.shape
+        H, D = self.n_head, self.head_dim
+        k, v = self.kv(h).view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)  # (B, H, T, D) each
+        k = apply_rotary(k, *rope)
+        start = 0
+        if cache is not None:
+            start = cache.pos
+            k, v = cache.write(0, k, v)  # (B, H, S, D)
+        return Memory(k, v, rope, start)
+
+    def forward(self, z: torch.Tensor, mem: Memory) -> torch.Tensor:
+        z = z + self.cross(self.norm_cross(z), mem)
+        z = z + self.mix(self.norm_self(z))
+        return z + self.mlp(self.norm_mlp(z))
+
+    def cross(self, z: torch.Tensor, mem: Memory) -> torch.Tensor:
+        B, T, Z, E = z.shape
+        H, D = self.n_head, self.head_dim
+        q = self.cross_q(z).view(B, T, Z, H, D).permute(0, 3, 2, 1, 4)  # (B, H, Z, T, D)
+        q = apply_rotary(q, *mem.rope).reshape(B, H * Z, T, D)
+        y = thought_attend(q, mem.k, mem.v, mem.start)  # (B, H*Z, T, D)
+        y = y.view(B, H, Z, T, D).permute(0, 3, 2, 1, 4).reshape(B, T, Z, E)
+        return self.cross_proj(y)
+
+    def mix(self, z: torch.Tensor) -> torch.Tensor:
+        """Self-attention among the Z thoughts of one position (no mask: they share a position)."""
+        B, T, Z, E = z.shape
+        H, D = self.n_head, self.head_dim
+        q, k, v = self.self_qkv(z).view(B * T, Z, 3, H, D).permute(2, 0, 3, 1, 4)  # (B*T, H, Z, D) each
+        y = F.scaled_dot_product_attention(q, k, v)  # (B*T, H, Z, D)
+        return self.self_proj(y.transpose(1, 2).reshape(B, T, Z, E))
+
+    def per_thought_params(self) -> int:
+        """Weights applied once per thought per loop (all but the token-side key/value projection)."""
+        return count_params(self) - self.kv.weight.numel()
+
+
+# --- halting: fast path and reference ---------------------------------------------------------------
+@dataclass
+class Halting:
+    """Per-position outcome of adaptive halting."""
+
+    weights: torch.Tensor  # (K, B, T) weight of each loop's thoughts; sums to 1 over K
+    depth: torch.Tensor  # (B, T) N, loops run before halting (1..K)
+    remainder: torch.Tensor  # (B, T) R, the weight of loop N
+
+    @property
+    def ponder(self) -> torch.Tensor:
+        return self.depth + self.remainder  # (B, T)
+
+
+def halting_weights(p: torch.Tensor, eps: float) -> Halting:
+    """Vectorised ACT arithmetic for halting probabilities p (K, B, T); the last loop given halts
+    every position still running."""
+    K = p.shape[0]
+    before = p.cumsum(0) - p  # (K, B, T) summed p of the earlier loops
+    crossed = before + p >= 1 - eps
+    crossed[-1] = True
+    n = crossed.int().argmax(0)  # (B, T) first loop that crosses, 0-based
+    k = torch.arange(K, device=p.device).view(K, 1, 1)
+    remainder = 1 - before.gather(0, n[None]).squeeze(0)  # (B, T)
+    weights = torch.where(k < n, p, torch.where(k == n, remainder, torch.zeros_like(p)))
+    return Halting(weights=weights, depth=(n + 1).to(p.dtype), remainder=remainder)
+
+
+def halting_reference(p: list[float], eps: float) -> tuple[list[float], int, float]:
+    """One position's weights, depth N and remainder R, step by step as in Graves' paper."""
+    weights: list[float] = []
+    total = 0.0
+    for n, pk in enumerate(p, start=1):
+        if total + pk >= 1 - eps or n == len(p):
+            return weights + [1 - total] + [0.0] * (len(p) - n), n, 1 - total
+        weights.append(pk)
+        total += pk
+    raise ValueError("p is empty")
+
+
+# --- the models ----------------------------------------------------------------------------------
+@dataclass
+class LatentState:
+    """Decoding state: the token blocks' KV cache and the cached keys/values the thoughts read."""
+
+    tokens: KVCache
+    thoughts: KVCache
+
+    @property
+    def pos(self) -> int:
+        return self.tokens.pos
+
+    def advance(self, n: int) -> None:
+        self.tokens.pos += n
+        self.thoughts.pos += n
+
+
+class Latent(LoopedModel):
+    """Token stream plus per-position thought tokens refined by a looped thought core."""
+
+    Options: type[LatentOptions] = LatentOptions
+    halting = False
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        opts = self.Options(**cfg.options)
+        super().__init__(cfg, opts.n_loops)
+        self.opts = opts
+        width, Z = opts.thought_width(cfg), opts.n_thoughts
+        self.n_prelude = opts.prelude_blocks(cfg.n_layer)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.read_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.thought_embed = nn.Parameter(torch.empty(Z, width))
+        self.thought_in = nn.Linear(cfg.d_model, width, bias=False)
+        self.core = ThoughtCore(cfg, width)
+        self.thought_rotary = Rotary(width // cfg.n_head, cfg.max_seq_len, cfg.rope_base)
+        self.halt = nn.Linear(width, 1) if self.halting else None
+        self.inject_norm = RMSNorm(width, cfg.norm_eps)
+        self.inject = nn.Linear(Z * width, cfg.d_model, bias=False)
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Linear weights, token and thought embeddings N(0, 0.02); every projection that writes
+        into a residual stream (attention and MLP outputs of the token blocks and the thought core,
+        and `inject`) N(0, 0.02 / sqrt(2 L)) with L = n_layer + n_loops; norm gains one. The
+        halting head (act) starts with zero weight and bias logit(halt_init), so every position's
+        p_halt starts at halt_init (1 / n_loops by default: deep, see ActOptions.halt_bias)."""
+        n_residual = self.cfg.n_layer + self.n_loops
+        layers.init_linear_weights(self, n_residual)
+        for p in (self.core.cross_proj.weight, self.core.self_proj.weight, self.core.mlp.down.weight,
+                  self.inject.weight):
+            nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * n_residual))
+        if self.halt is not None:
+            nn.init.zeros_(self.halt.weight)
+            nn.init.constant_(self.halt.bias, self.opts.halt_bias)
+
+    def new_state(self, batch: int, max_len: int) -> LatentState:
+        p, cfg = self.embed.weight, self.cfg
+        return LatentState(
+            KVCache.empty(cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim, p.device, p.dtype),
+            KVCache.empty(1, batch, cfg.n_head, max_len, self.core.head_dim, p.device, p.dtype))
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: LatentState | None = None,
+                n_loops: int | None = None) -> ModelOutput:
+        n = self.loops(n_loops)
+        h, rope = self.prelude(idx, state)
+        mem, z = self.read(h, state)
+        z, halting = self.think(z, mem, n)
+        h = h + self.inject(self.inject_norm(z).flatten(2))  # (B, T, C)
+        h = self.coda(h, rope, state)
+        logits = self.head(self.norm(h))  # (B, T, V)
+        aux, extra = self.figures(halting, n)
+        return self.output(logits, targets, aux, extra)
+
+    def prelude(self, idx: torch.Tensor, state: LatentState | None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        rope = self.rotary(state.pos if state is not None else 0, idx.shape[1])
+        h = self.embed(idx)  # (B, T, C)
+        for i in range(self.n_prelude):
+            h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i)
+        return h, rope
+
+    def read(self, h: torch.Tensor, state: LatentState | None) -> tuple[Memory, torch.Tensor]:
+        """The keys/values the thoughts read, and each position's seeded Z thoughts: shared
+        thought embeddings plus a projection of that position's own token state."""
+        x = self.read_norm(h)  # (B, T, C)
+        rope = self.thought_rotary(state.pos if state is not None else 0, h.shape[1])
+        mem = self.core.read(x, rope, state.thoughts if state is not None else None)
+        z = self.thought_embed + self.thought_in(x)[:, :, None]  # (B, T, Z, E)
+        return mem, z
+
+    def think(self, z: torch.Tensor, mem: Memory, n_loops: int) -> tuple[torch.Tensor, Halting | None]:
+        for _ in range(n_loops):
+            z = self.core(z, mem)
+        return z, None
+
+    def coda(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], state: LatentState | None
+             ) -> torch.Tensor:
+        for i in range(self.n_prelude, self.cfg.n_layer):
+            h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i)
+        if state is not None:
+            state.advance(h.shape[1])
+        return h
+
+    def figures(self, halting: Halting | None, n_loops: int
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        return {}, None
+
+    def cost(self, seq_len: int) -> dict[str, float]:
+        """Weights count once per application: thought-core weights Z * K times per position."""
+        K, Z, E = self.loops(), self.opts.n_thoughts, self.core.n_head * self.core.head_dim
+        params = count_params(self)
+        non_embed = params - self.embedding_params
+        effective = non_embed + (Z * K - 1) * self.core.per_thought_params()
+        if self.halt is not None:
+            effective += (K - 1) * count_params(self.halt)
+        thought_attention = 6 * K * Z * E * seq_len + 12 * K * Z * Z * E  # cross (causal half), self
+        return {
+            "params": params,
+            "params_non_embedding": non_embed,
+            "params_effective": effective,
+            "effective_depth": self.cfg.n_layer + K,
+            "n_loops": K,
+            "flops_per_token": thought_attention + transformer_flops_per_token(
+                effective + self.head.weight.numel(), self.cfg.n_layer, self.cfg.d_model, seq_len),
+        }
+
+
+class Act(Latent):
+    """`latent` with per-position adaptive halting over the thought loops (n_loops is the cap)."""
+
+    Options = ActOptions
+    halting = True
+
+    def think(self, z: torch.Tensor, mem: Memory, n_loops: int) -> tuple[torch.Tensor, Halting]:
+        """Run loops until every position has halted (or the cap), then mix each loop's thoughts
+        with the halting weights. Loops past a position's halt get weight zero, and positions never
+        interact, so stopping when the whole batch has halted changes no output."""
+        zs, ps = [], []
+        total = z.new_zeros(z.shape[:2])  # (B, T) summed p_halt
+        for _ in range(n_loops):
+            z = self.core(z, mem)
+            p = torch.sigmoid(self.halt(z.mean(dim=2)).float()).squeeze(-1)  # (B, T), fp32 under autocast
+            zs.append(z)
+            ps.append(p)
+            total = total + p
+            if bool((total >= 1 - self.opts.halt_eps).all()):
+                break
+        halting = halting_weights(torch.stack(ps), self.opts.halt_eps)
+        z = torch.einsum("kbt,kbtze->btze", halting.weights.to(z.dtype), torch.stack(zs))  # (B, T, Z, E)
+        return z, halting
+
+    def figures(self, halting: Halting, n_loops: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        ponder = halting.ponder.mean()
+        depth = halting.depth.detach()
+        aux = {"halt_depth_mean": depth.mean(), "halt_at_1_share": (depth == 1).float().mean(),
+               "halt_at_max_share": (depth == n_loops).float().mean(), "ponder_cost": ponder.detach()}
+        return aux, self.opts.lambda_ponder * ponder
+
+    @torch.no_grad()
+    def halting_histogram(self, idx: torch.Tensor, n_loops: int | None = None) -> list[int]:
+        """How many positions of idx (B, T) halt after 1, 2, ..., n_loops loops."""
+        n = self.loops(n_loops)
+        h, _ = self.prelude(idx, None)
+        mem, z = self.read(h, None)
+        _, halting = self.think(z, mem, n)
+        return torch.bincount(halting.depth.flatten().long() - 1, minlength=n).tolist()

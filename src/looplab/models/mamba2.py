@@ -1,0 +1,295 @@
+"""The Mamba-2 mixer: the SSD layer of Dao & Gu, "Transformers are SSMs", arXiv 2405.21060.
+
+    u -> in_proj -> z, xBC, dt
+    xBC -> causal depthwise conv -> SiLU -> x, B, C
+    y = SSD(x, softplus(dt + dt_bias), A, B, C) + D x
+    out = out_proj(RMSNorm(y * SiLU(z)))            (the norm is taken per group of heads)
+
+SSD is a selective state-space recurrence with A a negative scalar per head (times the identity):
+
+    h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T        (h: p x n per head)
+    y_t = h_t C_t
+
+One set of weights, three ways to run the recurrence over a sequence:
+- `ssd_sequential`: token by token, the obviously correct reference. Its step, `ssd_step`, is also
+  the constant-memory decoding step.
+- `ssd_chunked`: the chunked SSD algorithm in pure PyTorch, the default on the CPU and the GPU
+  fallback. Inside a chunk the output is a masked quadratic form (attention-like, with decays);
+  across chunks only the p x n states are passed on.
+- the `mamba_ssm` kernels (`mamba_chunk_scan_combined`, and `causal_conv1d_fn` when that package is
+  installed): used for full-sequence forwards on CUDA when importable and `ssm_impl` is "auto".
+
+Decoding carries an `SSMCache`: per mixer the last k-1 convolution inputs and the SSM state. Its
+size depends on the batch and the layer shape only, never on how many tokens were read.
+
+Letters: b batch, t tokens, h heads, p head dim, n state size, g groups of heads sharing B and C,
+r heads per group, c chunks, l and s positions inside a chunk, e inner width (h * p), d model width,
+k convolution width, m mixers in a stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from looplab.errors import LooplabError
+
+SSM_IMPLS = ("auto", "chunked", "sequential")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mamba2Options:
+    expand: int = 2  # inner width e = expand * d_model
+    head_dim: int = 32  # channels per SSM head (p); e must be a multiple
+    d_state: int = 32  # state size per head (n)
+    n_groups: int = 1  # groups of heads that share B and C (g); must divide the head count
+    d_conv: int = 4  # width of the causal depthwise convolution (k)
+    chunk: int = 64  # SSD chunk length (l)
+    ssm_impl: str = "auto"  # auto: mamba_ssm kernels on CUDA when importable, else chunked; or chunked, sequential
+
+    def __post_init__(self) -> None:
+        if self.ssm_impl not in SSM_IMPLS:
+            raise LooplabError(f"unknown ssm_impl '{self.ssm_impl}'; allowed: {', '.join(SSM_IMPLS)}")
+        for name in ("expand", "head_dim", "d_state", "n_groups", "chunk"):
+            if getattr(self, name) < 1:
+                raise LooplabError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_conv < 2:
+            raise LooplabError(f"d_conv must be >= 2, got {self.d_conv}")
+
+
+@functools.cache
+def mamba_kernels() -> SimpleNamespace | None:
+    """The one import guard: mamba_ssm's chunked scan, plus causal_conv1d when present; None without."""
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    except ImportError:
+        return None
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except ImportError:
+        causal_conv1d_fn = None
+    return SimpleNamespace(chunk_scan=mamba_chunk_scan_combined, conv=causal_conv1d_fn)
+
+
+# --- the recurrence ------------------------------------------------------------------------------
+def ssd_step(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+             h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token. x (b, h, p), dt (b, h), A (h,), B and C (b, g, n), state h (b, h, p, n).
+    Head j reads group j // r."""
+    r = x.shape[1] // B.shape[1]
+    B, C = B.repeat_interleave(r, dim=1), C.repeat_interleave(r, dim=1)  # (b, h, n)
+    decay = torch.exp(dt * A)  # (b, h)
+    h = decay[..., None, None] * h + (dt[..., None] * x)[..., None] * B[:, :, None, :]  # (b, h, p, n)
+    y = (h @ C[..., None]).squeeze(-1)  # (b, h, p)
+    return y, h
+
+
+def ssd_sequential(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                   h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: `ssd_step` over every token. x (b, t, h, p), dt (b, t, h), B and C (b, t, g, n).
+    Returns y (b, t, h, p) and the final state (b, h, p, n)."""
+    b, t, n_head, p = x.shape
+    h = h0 if h0 is not None else x.new_zeros(b, n_head, p, B.shape[-1])
+    ys = []
+    for i in range(t):
+        y, h = ssd_step(x[:, i], dt[:, i], A, B[:, i], C[:, i], h)
+        ys.append(y)
+    return torch.stack(ys, dim=1), h
+
+
+def _decay(log_decay: torch.Tensor) -> torch.Tensor:
+    """exp of a log-decay, clamped to [-60, 0]. Below e^-60 a weight is zero for all purposes, and an
+    exp landing in float32 denormals is many times slower on CPUs. Above 0 lie only entries the
+    causal mask removes; clamping them keeps exp finite, so their gradient is 0, not NaN."""
+    return torch.exp(log_decay.clamp(-60.0, 0.0))
+
+
+def segsum(a: torch.Tensor) -> torch.Tensor:
+    """out[..., i, j] = a[..., j+1] + ... + a[..., i] for j <= i, -inf above the diagonal.
+
+    Summed from masked copies rather than as a difference of cumulative sums, so no precision is lost
+    when the running sum grows large (used across chunks, where it does)."""
+    m = a.shape[-1]
+    ones = torch.ones(m, m, dtype=torch.bool, device=a.device)
+    terms = a[..., :, None].expand(*a.shape, m).masked_fill(~ones.tril(-1), 0.0)  # [k, j] = a_k for k > j
+    return terms.cumsum(dim=-2).masked_fill(~ones.tril(), -math.inf)
+
+
+def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                chunk: int, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked SSD algorithm; same arguments and results as `ssd_sequential`.
+
+    Tensors stay time-major, as the projection made them, and the heads of a group are folded into
+    one matrix wherever they share B or C: the state products are then (r p x l) @ (l x n) matrix
+    products per chunk and group, with no copy of B or C per head. The sequence is padded to whole
+    chunks with dt = 0: a padded step neither decays the state nor writes to it."""
+    b, t, n_head, p = x.shape
+    g, n = B.shape[2], B.shape[3]
+    r = n_head // g
+    L = min(chunk, t)  # chunk length l; a short prompt is one chunk, not padded to a full one
+    pad = -t % L
+    if pad:
+        x, B, C = (F.pad(v, (0, 0, 0, 0, 0, pad)) for v in (x, B, C))
+        dt = F.pad(dt, (0, 0, 0, pad))
+    c = (t + pad) // L
+    acs = (dt * A).view(b, c, L, n_head).cumsum(2)  # (b, c, l, h) log-decay since the chunk's start
+    xdt = (x * dt[..., None]).view(b, c, L, n_head, p)  # (b, c, l, h, p)
+    Bg = B.view(b, c, L, g, n).transpose(2, 3)  # (b, c, g, l, n)
+    Cg = C.view(b, c, L, g, n).transpose(2, 3)  # (b, c, g, l, n)
+
+    # 1. inside each chunk: y_l = sum_{s <= l} (C_l . B_s) exp(acs_l - acs_s) dt_s x_s
+    causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+    scores = (Cg @ Bg.transpose(-1, -2)).masked_fill(~causal, 0.0)  # (b, c, g, l, s), shared by r heads
+    acs_h = acs.transpose(2, 3).contiguous()  # (b, c, h, l), contiguous so that decay is
+    decay = _decay(acs_h[..., :, None] - acs_h[..., None, :])  # (b, c, h, l, s), finite; masked via scores
+    weights = (scores[:, :, :, None] * decay.view(b, c, g, r, L, L)).view(b, c, n_head, L, L)
+    y = (weights @ xdt.transpose(2, 3)).transpose(2, 3)  # (b, c, l, h, p)
+
+    # 2. the state each chunk writes, as it stands at the chunk's end: per group (r p x l) @ (l x n)
+    to_end = _decay(acs[:, :, -1:] - acs)  # (b, c, l, h)
+    xs = (xdt * to_end[..., None]).view(b, c, L, g, r * p).permute(0, 1, 3, 4, 2)  # (b, c, g, r p, l)
+    written = (xs @ Bg).view(b, c, n_head, p, n)  # (b, c, h, p, n)
+
+    # 3. pass states across chunk boundaries: the state entering each chunk, and the final state
+    if h0 is None:
+        h0 = x.new_zeros(b, n_head, p, n)
+    states = torch.cat([h0[:, None], written], dim=1)  # (b, c+1, h, p, n)
+    across = torch.exp(segsum(F.pad(acs[:, :, -1].transpose(1, 2), (1, 0))))  # (b, h, c+1, c+1) to, from
+    states = torch.einsum("bhzw,bwhk->bzhk", across, states.flatten(-2)).reshape(b, c + 1, n_head, p, n)
+    entering, final = states[:, :-1], states[:, -1]  # (b, c, h, p, n), (b, h, p, n)
+
+    # 4. what the entering state contributes: y_l += exp(acs_l) C_l . h_enter, per group (l x n) @ (n x r p)
+    read = Cg @ entering.reshape(b, c, g, r * p, n).transpose(-1, -2)  # (b, c, g, l, r p)
+    y = y + read.transpose(2, 3).reshape(b, c, L, n_head, p) * _decay(acs)[..., None]  # (b, c, l, h, p)
+    return y.reshape(b, c * L, n_head, p)[:, :t], final
+
+
+# --- the mixer -----------------------------------------------------------------------------------
+@dataclass
+class SSMCache:
+    """Recurrent decoding state of a stack of mixers, one slot per mixer. Constant size."""
+
+    conv: torch.Tensor  # (m, b, conv_dim, k-1) the last k-1 convolution inputs
+    ssm: torch.Tensor  # (m, b, h, p, n) the SSM state, in float32
+
+    @classmethod
+    def empty(cls, n_slots: int, batch: int, mixer: Mamba2, device: torch.device, dtype: torch.dtype) -> SSMCache:
+        o = mixer.opts
+        conv = torch.zeros(n_slots, batch, mixer.conv_dim, o.d_conv - 1, device=device, dtype=dtype)
+        ssm = torch.zeros(n_slots, batch, mixer.n_head, o.head_dim, o.d_state, device=device, dtype=torch.float32)
+        return cls(conv, ssm)
+
+
+class GatedRMSNorm(nn.Module):
+    """RMSNorm(y * SiLU(z)) per group of channels, times a learned gain (Mamba-2's output norm)."""
+
+    def __init__(self, dim: int, groups: int, eps: float) -> None:
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y = y * F.silu(z)
+        y = y.unflatten(-1, (self.groups, -1))  # (b, t, g, e/g)
+        y = F.rms_norm(y, (y.shape[-1],), eps=self.eps).flatten(-2)  # (b, t, e)
+        return y * self.weight
+
+
+class Mamba2(nn.Module):
+    def __init__(self, d_model: int, opts: Mamba2Options, eps: float = 1e-5) -> None:
+        super().__init__()
+        e = opts.expand * d_model
+        if e % opts.head_dim:
+            raise LooplabError(f"head_dim {opts.head_dim} must divide expand * d_model = {e}")
+        self.opts, self.d_inner, self.n_head = opts, e, e // opts.head_dim
+        if self.n_head % opts.n_groups:
+            raise LooplabError(f"n_groups {opts.n_groups} must divide the number of SSM heads {self.n_head}")
+        self.conv_dim = e + 2 * opts.n_groups * opts.d_state  # x, B, C go through the convolution
+        self.in_proj = nn.Linear(d_model, e + self.conv_dim + self.n_head, bias=False)  # z, xBC, dt
+        self.conv = nn.Conv1d(self.conv_dim, self.conv_dim, opts.d_conv, groups=self.conv_dim)
+        self.dt_bias = nn.Parameter(torch.empty(self.n_head))
+        self.A_log = nn.Parameter(torch.empty(self.n_head))
+        self.D = nn.Parameter(torch.empty(self.n_head))
+        self.norm = GatedRMSNorm(e, opts.n_groups, eps)
+        self.out_proj = nn.Linear(e, d_model, bias=False)
+
+    @torch.no_grad()
+    def init_weights(self, out_std: float, dt_min: float = 1e-3, dt_max: float = 1e-1) -> None:
+        """in_proj N(0, 0.02); out_proj N(0, out_std); conv weights U(+-1/sqrt(k)), bias 0;
+        A = -U(1, 16) (stored as A_log = log(-A)); dt_bias the inverse softplus of a dt drawn
+        log-uniformly from [dt_min, dt_max]; D = 1; gated norm gain 1. (Mamba-2's scheme.)"""
+        nn.init.normal_(self.in_proj.weight, 0.0, 0.02)
+        nn.init.normal_(self.out_proj.weight, 0.0, out_std)
+        bound = 1 / math.sqrt(self.opts.d_conv)
+        nn.init.uniform_(self.conv.weight, -bound, bound)
+        nn.init.zeros_(self.conv.bias)
+        self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1, 16).log())
+        dt = torch.exp(torch.empty_like(self.dt_bias).uniform_(math.log(dt_min), math.log(dt_max)))
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt
+        nn.init.ones_(self.D)
+        nn.init.ones_(self.norm.weight)
+
+    def path(self, device: torch.device) -> str:
+        """Which scan a full-sequence forward takes on `device`."""
+        impl = self.opts.ssm_impl
+        if impl == "auto":
+            return "kernel" if device.type == "cuda" and mamba_kernels() is not None else "chunked"
+        return impl
+
+    def forward(self, u: torch.Tensor, cache: SSMCache | None = None, slot: int = 0) -> torch.Tensor:
+        b, t, _ = u.shape
+        e, h, o = self.d_inner, self.n_head, self.opts
+        z, xbc, dt = self.in_proj(u).split((e, self.conv_dim, h), dim=-1)  # (b, t, e) (b, t, conv_dim) (b, t, h)
+        A = -torch.exp(self.A_log.float())  # (h,)
+        path = self.path(u.device) if cache is None else "cached"
+        xbc = self.convolve(xbc, cache, slot, use_kernel=path == "kernel")  # (b, t, conv_dim)
+        x, B, C = xbc.split((e, o.n_groups * o.d_state, o.n_groups * o.d_state), dim=-1)
+        x = x.view(b, t, h, o.head_dim)  # (b, t, h, p)
+        B, C = B.view(b, t, o.n_groups, o.d_state), C.view(b, t, o.n_groups, o.d_state)  # (b, t, g, n)
+        if path == "kernel":
+            y = mamba_kernels().chunk_scan(x, dt, A, B, C, o.chunk, D=self.D, dt_bias=self.dt_bias, dt_softplus=True)
+        else:
+            dt = F.softplus(dt + self.dt_bias)  # (b, t, h)
+            y = self.scan(x, dt, A, B, C, cache, slot) + x * self.D[:, None]  # (b, t, h, p)
+        return self.out_proj(self.norm(y.reshape(b, t, e), z))
+
+    def convolve(self, xbc: torch.Tensor, cache: SSMCache | None, slot: int, use_kernel: bool) -> torch.Tensor:
+        """Causal depthwise convolution then SiLU; with a cache, the previous inputs stand in for the
+        zero padding and the last k-1 inputs are kept for the next call."""
+        xbc = xbc.transpose(1, 2)  # (b, conv_dim, t)
+        k = self.opts.d_conv
+        kernels = mamba_kernels() if use_kernel else None
+        if kernels is not None and kernels.conv is not None:
+            out = kernels.conv(xbc.contiguous(), self.conv.weight.squeeze(1), self.conv.bias, activation="silu")
+            return out.transpose(1, 2)
+        if cache is None:
+            xbc = F.pad(xbc, (k - 1, 0))
+        else:
+            xbc = torch.cat([cache.conv[slot], xbc], dim=-1)  # (b, conv_dim, k-1+t)
+            cache.conv[slot] = xbc[..., xbc.shape[-1] - (k - 1):]
+        out = F.conv1d(xbc, self.conv.weight, self.conv.bias, groups=self.conv_dim)  # (b, conv_dim, t)
+        return F.silu(out).transpose(1, 2)
+
+    def scan(self, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+             cache: SSMCache | None, slot: int) -> torch.Tensor:
+        """The recurrence in float32: one step when decoding a single token, otherwise the chunked
+        algorithm (or the sequential reference when ssm_impl says so), from the cached state if any."""
+        dtype = x.dtype
+        x, dt, B, C = x.float(), dt.float(), B.float(), C.float()
+        h0 = cache.ssm[slot] if cache is not None else None
+        if cache is not None and x.shape[1] == 1:
+            y, h = ssd_step(x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], h0)
+            y = y[:, None]
+        elif self.opts.ssm_impl == "sequential":
+            y, h = ssd_sequential(x, dt, A, B, C, h0)
+        else:
+            y, h = ssd_chunked(x, dt, A, B, C, self.opts.chunk, h0)
+        if cache is not None:
+            cache.ssm[slot] = h
+        return y.to(dtype)

@@ -1,0 +1,93 @@
+"""Test-time compute: looped variants evaluated at several loop counts through one seam."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from looplab.cli import parse_loops
+from looplab.config import EvalConfig
+from looplab.errors import LooplabError
+from looplab.eval.algorithmic import loop_sweep
+from looplab.eval.decode import greedy, greedy_reference
+from looplab.models import MODELS, create_model
+from looplab.models.base import loops_context
+
+V, EOS = 260, 258
+LOOPED = [name for name, spec in MODELS.items() if spec.looped]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Tiny tensors: one thread, since OpenMP hand-offs dominate (and stall on a busy CPU)."""
+    torch.set_num_threads(1)
+
+
+def _model(variant: str, **kw):
+    torch.manual_seed(0)
+    return create_model(variant, "tiny", V, **kw).eval()
+
+
+@pytest.mark.parametrize("variant", LOOPED)
+def test_forward_argument_and_context_agree(variant):
+    m = _model(variant)
+    x = torch.randint(0, V, (2, 11))
+    with m.with_loops(3):
+        inside = m(x).logits
+        assert m.loops() == 3
+    assert m.loops() == m.n_loops
+    torch.testing.assert_close(inside, m(x, n_loops=3).logits)
+    assert not torch.allclose(m(x, n_loops=1).logits, m(x, n_loops=3).logits)
+
+
+@pytest.mark.parametrize("variant", LOOPED)
+@pytest.mark.parametrize("n_loops", [1, 3])
+def test_cached_decoding_at_other_loop_counts(variant, n_loops):
+    """Prefill and every decoding step run at the same loop count: cached equals recomputation."""
+    m = _model(variant)
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in (4, 7, 7)]
+    with loops_context(m, n_loops):
+        ref = greedy_reference(m, prompts, max_new_tokens=6, eos_id=EOS)
+        cached = greedy(m, prompts, max_new_tokens=6, eos_id=EOS, batch_size=2)
+    assert cached == ref
+
+
+def test_loops_context_for_other_models():
+    m = _model("baseline")
+    with loops_context(m, None):
+        pass
+    with pytest.raises(LooplabError, match="no loop count"):
+        loops_context(m, 2)
+    with pytest.raises(LooplabError, match="positive integer"):
+        _model("shared_loop").with_loops(0).__enter__()
+
+
+def test_loop_sweep_reports_each_count(byte_tok):
+    grid = dict(samples=2, seed=0, max_new_tokens=4, batch_size=8)
+    res = loop_sweep(_model("shared_loop"), byte_tok, ["parity"], (1, 2, 4), **grid)
+    assert list(res["loops"]) == ["1", "2", "4"] and res["trained_n_loops"] == 2
+    for cell in res["loops"].values():
+        assert set(cell["tasks"]["parity"]["lengths"]) and 0 <= cell["iid_acc"] <= 1
+    skipped = loop_sweep(_model("baseline"), byte_tok, ["parity"], (1, 2), **grid)
+    assert skipped["loops"] == {} and "no loop count" in skipped["loops_note"]
+
+
+def test_eval_hub_writes_the_sweep(byte_tok, tmp_path):
+    from looplab.eval.hub import evaluate_checkpoint
+    from looplab.train.checkpoint import save_checkpoint
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, _model("latent"), byte_tok, meta={"tasks": ["parity"]})
+    cfg = EvalConfig(samples=2, max_new_tokens=4, n_loops=(1, 4))
+    _, doc = evaluate_checkpoint(str(path), cfg, out_dir=str(tmp_path / "eval"))
+    assert set(doc["results"]["loops"]) == {"1", "4"}
+    assert doc["metadata"]["decoding"]["n_loops"] == [1, 4]
+    assert (tmp_path / "eval" / "results_algorithmic.json").exists()
+
+
+def test_parse_loops():
+    assert parse_loops(["1,2,4", "8"]) == (1, 2, 4, 8)
+    assert parse_loops(None) == ()
+    with pytest.raises(LooplabError, match="positive integers"):
+        parse_loops(["1,0"])
