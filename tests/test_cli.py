@@ -102,3 +102,22 @@ def test_eval_unavailable_suite(trained):
     assert_one_line_error(run("eval_hub.py", "--checkpoint", str(trained / "best_model.pt"), "--suite", "longctx"),
                           "not available yet", "algorithmic")
     assert_one_line_error(run("eval_hub.py", "--checkpoint", "x.pt", "--suite", "nope"), "invalid choice")
+
+
+@pytest.mark.parametrize("variant", ["shared_loop", "latent", "act", "absolute", "ssm", "ssm_mem"])
+def test_every_variant_trains_and_evaluates(variant, tmp_path):
+    out = tmp_path / variant
+    proc = run("train.py", "--variant", variant, "--alg_tokens", "4096", "--alg_tasks", "successor",
+               "--seq_len", "64", "--batch_size", "8", "--eval_samples", "4", "--output_dir", str(out),
+               "--no_progress")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["variant"] == variant and summary["cost"]["flops_per_token"] > 0
+    args = ["--checkpoint", str(out / "best_model.pt"), "--samples", "2", "--out_dir", str(tmp_path / "ev")]
+    if variant in ("shared_loop", "latent", "act"):
+        args += ["--n_loops", "1,3"]
+    proc = run("eval_hub.py", *args)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "ev" / "results_algorithmic.json").read_text())["results"]
+    if "--n_loops" in args:
+        assert set(results["loops"]) == {"1", "3"}

@@ -106,7 +106,7 @@ class TrainConfig:
     alg_tasks: tuple[str, ...] = ()  # algorithmic tasks to train on; empty means all
     seq_len: int = 256  # training sequence length
     batch_size: int = 32  # sequences per optimiser step
-    lr: float = 3e-3  # peak learning rate
+    lr: float = 1e-3  # peak learning rate (3e-3 learned copy far slower on tiny; docs/RESULTS.md)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_tokens: int = 20_000  # linear warm-up length in tokens
     weight_decay: float = 0.1  # AdamW decay on matrices (not on norms, biases, embeddings)
