@@ -13,7 +13,8 @@ SHARED = REPO.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    """Tiny tensors: one thread, since OpenMP hand-offs dominate (and stall on a busy CPU)."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -10,22 +10,15 @@ from looplab.config import EvalConfig
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import loop_sweep
 from looplab.eval.decode import greedy, greedy_reference
-from looplab.models import MODELS, create_model
+from looplab.models import MODELS
 from looplab.models.base import loops_context
+from tests.helpers import tiny_model
 
 V, EOS = 260, 258
 LOOPED = [name for name, spec in MODELS.items() if spec.looped]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: one thread, since OpenMP hand-offs dominate (and stall on a busy CPU)."""
-    torch.set_num_threads(1)
-
-
-def _model(variant: str, **kw):
-    torch.manual_seed(0)
-    return create_model(variant, "tiny", V, **kw).eval()
+_model = tiny_model
 
 
 @pytest.mark.parametrize("variant", LOOPED)

@@ -9,6 +9,7 @@ from looplab.config import SIZES
 from looplab.errors import LooplabError
 from looplab.models import MODELS, create_model
 from looplab.models.layers import attend
+from tests.helpers import overfit, tiny_model
 
 V = 260
 
@@ -81,18 +82,8 @@ def test_attend_offset_mask_matches_reference():
 
 
 def test_overfits_one_batch():
-    torch.manual_seed(0)
-    m = create_model("baseline", "tiny", V)
-    x = torch.randint(0, V, (4, 32))
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    first = None
-    for _ in range(150):
-        loss = m(x[:, :-1], x[:, 1:]).loss
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert first > 4.0 and loss.item() < 0.1
+    first, last = overfit(tiny_model("baseline"), torch.randint(0, V, (4, 32)), steps=150)
+    assert first > 4.0 and last < 0.1
 
 
 def test_gqa_preset_and_param_counts():

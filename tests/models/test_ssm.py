@@ -9,6 +9,7 @@ from looplab.errors import LooplabError
 from looplab.eval.decode import greedy
 from looplab.models import create_model
 from looplab.models.layers import Block
+from tests.helpers import overfit, tiny_model
 
 V = 260
 VARIANTS = ("ssm", "ssm_mem")
@@ -82,18 +83,9 @@ def test_ssm_state_does_not_grow_with_the_prompt():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_overfits_one_batch(variant):
-    torch.manual_seed(0)
-    m = create_model(variant, "tiny", V, chunk=16)
-    x = torch.randint(0, V, (4, 33))
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    first = None
-    for _ in range(50):
-        loss = m(x[:, :-1], x[:, 1:]).loss
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert first > 4.0 and loss.item() < 0.1
+    m = tiny_model(variant, chunk=16)
+    first, last = overfit(m, torch.randint(0, V, (4, 33)), steps=50)
+    assert first > 4.0 and last < 0.1
 
 
 def test_sequential_impl_gives_the_same_model():

@@ -17,21 +17,14 @@ from looplab.models import MODELS, create_model
 from looplab.models import latent as latent_mod
 from looplab.models.base import LoopedModel
 from looplab.models.latent import halting_reference, halting_weights, thought_attend, thought_attend_reference
+from tests.helpers import tiny_model
 
 V = 260
 LOOPED = [name for name, spec in MODELS.items() if spec.looped]
 SMALL = dict(d_model=64, n_layer=3, n_head=4, n_kv_head=4)  # shapes small enough to overfit fast
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: one thread, since OpenMP hand-offs dominate (and stall on a busy CPU)."""
-    torch.set_num_threads(1)
-
-
-def _model(variant: str, **kw):
-    torch.manual_seed(0)
-    return create_model(variant, "tiny", V, **kw).eval()
+_model = tiny_model
 
 
 @pytest.mark.parametrize("variant", list(MODELS))
