@@ -36,7 +36,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from looplab.config import ModelConfig
@@ -175,9 +174,12 @@ class ThoughtCore(nn.Module):
         """Self-attention among the Z thoughts of one position (no mask: they share a position)."""
         B, T, Z, E = z.shape
         H, D = self.n_head, self.head_dim
-        q, k, v = self.self_qkv(z).view(B * T, Z, 3, H, D).permute(2, 0, 3, 1, 4)  # (B*T, H, Z, D) each
-        y = F.scaled_dot_product_attention(q, k, v)  # (B*T, H, Z, D)
-        return self.self_proj(y.transpose(1, 2).reshape(B, T, Z, E))
+        q, k, v = self.self_qkv(z).view(B, T, Z, 3, H, D).permute(3, 0, 1, 4, 2, 5)  # (B, T, H, Z, D) each
+        # Z is a handful: a plain softmax over Z x Z scores. (SDPA here would launch B*T*H tiny
+        # problems, which cuDNN's attention refuses at B*T = 65536 on an H100.)
+        w = torch.softmax((q @ k.transpose(-1, -2)) * D**-0.5, dim=-1)  # (B, T, H, Z, Z)
+        y = (w @ v).transpose(2, 3)  # (B, T, Z, H, D)
+        return self.self_proj(y.reshape(B, T, Z, E))
 
     def per_thought_params(self) -> int:
         """Weights applied once per thought per loop (all but the token-side key/value projection)."""

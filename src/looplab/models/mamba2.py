@@ -29,7 +29,6 @@ k convolution width, m mixers in a stack.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -63,9 +62,9 @@ class Mamba2Options:
             raise LooplabError(f"d_conv must be >= 2, got {self.d_conv}")
 
 
-@functools.cache
-def mamba_kernels() -> SimpleNamespace | None:
-    """The one import guard: mamba_ssm's chunked scan, plus causal_conv1d when present; None without."""
+def _import_kernels() -> SimpleNamespace | None:
+    """The one import guard: mamba_ssm's chunked scan, plus causal_conv1d when present; None without.
+    Both kernels are wrapped so that `torch.compile` calls them as they are instead of tracing them."""
     try:
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
     except ImportError:
@@ -74,7 +73,15 @@ def mamba_kernels() -> SimpleNamespace | None:
         from causal_conv1d import causal_conv1d_fn
     except ImportError:
         causal_conv1d_fn = None
-    return SimpleNamespace(chunk_scan=mamba_chunk_scan_combined, conv=causal_conv1d_fn)
+    conv = torch.compiler.disable(causal_conv1d_fn) if causal_conv1d_fn is not None else None
+    return SimpleNamespace(chunk_scan=torch.compiler.disable(mamba_chunk_scan_combined), conv=conv)
+
+
+_KERNELS = _import_kernels()  # imported once, so that compiled code sees a constant
+
+
+def mamba_kernels() -> SimpleNamespace | None:
+    return _KERNELS
 
 
 # --- the recurrence ------------------------------------------------------------------------------
