@@ -364,7 +364,9 @@ class Act(Latent):
     def think(self, z: torch.Tensor, mem: Memory, n_loops: int) -> tuple[torch.Tensor, Halting]:
         """Run loops until every position has halted (or the cap), then mix each loop's thoughts
         with the halting weights. Loops past a position's halt get weight zero, and positions never
-        interact, so stopping when the whole batch has halted changes no output."""
+        interact, so stopping when the whole batch has halted changes no output. Only evaluation
+        stops early: the check is a host sync (and a graph break under torch.compile), and in a
+        training batch some position almost always runs to the cap anyway."""
         zs, ps = [], []
         total = z.new_zeros(z.shape[:2])  # (B, T) summed p_halt
         for _ in range(n_loops):
@@ -373,7 +375,7 @@ class Act(Latent):
             zs.append(z)
             ps.append(p)
             total = total + p
-            if bool((total >= 1 - self.opts.halt_eps).all()):
+            if not self.training and bool((total >= 1 - self.opts.halt_eps).all()):
                 break
         halting = halting_weights(torch.stack(ps), self.opts.halt_eps)
         z = torch.einsum("kbt,kbtze->btze", halting.weights.to(z.dtype), torch.stack(zs))  # (B, T, Z, E)
