@@ -17,6 +17,7 @@ from looplab.config import ModelConfig, model_config
 from looplab.errors import LooplabError
 from looplab.models.absolute import Absolute, AbsoluteOptions
 from looplab.models.base import LanguageModel, ModelOutput
+from looplab.models.depth_recurrent import PRC, PRCOptions
 from looplab.models.latent import Act, ActOptions, Latent, LatentOptions
 from looplab.models.ssm import SSMMemOptions, SSMOptions, build_ssm, build_ssm_mem
 from looplab.models.transformer import BaselineOptions, SharedLoop, SharedLoopOptions, Transformer
@@ -45,6 +46,8 @@ MODELS: dict[str, ModelSpec] = {
                      description="Mamba-2 (SSD) layers with SwiGLU MLPs, no attention (arXiv 2405.21060)"),
     "ssm_mem": ModelSpec(build=build_ssm_mem, options=SSMMemOptions,
                          description="hybrid: Mamba-2 layers, learned memory tokens, every 3rd layer attention"),
+    "prc": ModelSpec(build=PRC, options=PRCOptions, looped=True,
+                     description="recurrent depth: prelude, core run r times (sampled in training), coda (arXiv 2502.05171)"),
 }
 
 

@@ -1,0 +1,262 @@
+"""Recurrent depth (`prc`): a prelude, a recurrent core run r times, and a coda.
+
+    embed -> prelude (P blocks) = e
+          -> s_0 = init;  s_i = core(inject(s_{i-1}, e))  for i = 1..r   (core: R blocks)
+          -> coda (C blocks) on s_r -> RMSNorm -> head
+
+Huginn (Geiping et al., arXiv 2502.05171) and the recursive NanoChat model card: with
+(P, R, C) = (2, 4, 2) there are 8 unique blocks and the effective depth is P + r R + C, so r = 4 is
+iso-FLOP with a 20-layer baseline of the same width. Parameters do not depend on r.
+
+Training. Every training forward draws its own r from a Poisson log-normal distribution
+(`sample_recurrences`), so the model learns to be run at many depths; evaluation uses the fixed
+count `n_loops` (default round(train_recur_mean)), which `with_loops` / `forward(n_loops=)` change.
+Truncated backprop: the first r - bptt_k recurrences run under no_grad and only the last bptt_k
+carry gradients (the prelude output e still gets gradients through every injection among those).
+
+Injection. `add`: the core reads s + e. `concat_linear`: a linear adapter maps [s | e] (2C wide)
+back to width C. It starts as [I | I], so it passes the state through and adds e: at
+initialisation it equals `add`, and gradients reach both halves. (A [I | 0] start would leave a
+zero-initialised state blind to the tokens, so the output could not depend on the input and the
+prelude would get no gradient until the adapter's right half had moved.)
+
+Decoding. The KV cache has slots for the prelude and coda blocks and for the core blocks of the
+last `kv_cache_recur_budget` recurrences only. A new token's recurrence i reads the cached keys
+and values of recurrence max(i, r - budget) of earlier tokens: with budget 1 every recurrence of a
+new token attends to the earlier tokens' final (most refined) recurrence, and the memory is that of
+a (P + R + C)-layer model. Its own keys at recurrence i are written to the same slot and overwritten
+by later recurrences, so the keys that persist are those of the kept recurrences. Tokens inside one
+forward chunk (the prefill) attend to each other recurrence by recurrence, so the prefill equals the
+full forward; later steps differ from full recomputation unless budget >= r. With
+`recur_warm_start`, the recurrent state of the tokens of a new chunk starts from the final state of
+the last token before it (a single decoded token: its predecessor's) instead of the init; the
+prefill starts from the init. With budget >= r and no warm start, cached decoding equals full
+recomputation (tested).
+
+Causality. The prelude, every recurrence and the coda are causal self-attention blocks, and the
+injection, the state init and the adapter act per position. So the state of position t after any
+recurrence is a function of tokens <= t, and so are its logits. The cache budget and the warm start
+only change what a decoded token reads from positions before it, never from after it.
+
+Letters: B batch, T tokens, C d_model, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from looplab.config import ModelConfig
+from looplab.errors import LooplabError
+from looplab.models.base import LoopedModel, ModelOutput, count_params, transformer_flops_per_token
+from looplab.models.layers import Block, KVCache, RMSNorm, Rotary, init_linear_weights
+
+INJECT_MODES = ("concat_linear", "add")
+STATE_INITS = ("zeros", "random")
+RECUR_SIGMA = 0.5  # sigma of the log-normal rate (Huginn section 3.3)
+STATE_STD = 0.02  # std of a random initial state: the token embeddings' scale at initialisation
+
+
+@dataclass(frozen=True, kw_only=True)
+class PRCOptions:
+    prelude: int = 2  # P: blocks run once before the recurrence
+    recur: int = 4  # R: blocks of the recurrent core, run r times
+    coda: int = 2  # C: blocks run once on the final state
+    train_recur_mean: float = 4.0  # mean recurrence count r of a training step
+    train_recur_max: int = 16  # cap on a sampled training r
+    n_loops: int = 0  # r at evaluation; 0 means round(train_recur_mean)
+    bptt_k: int = 4  # gradients flow through the last bptt_k recurrences only
+    inject_mode: str = "concat_linear"  # concat_linear: adapter on [state | prelude output]; add: state + output
+    state_init: str = "zeros"  # initial recurrent state: zeros, or random N(0, 0.02^2)
+    recur_warm_start: bool = False  # decoding: a token's state starts from the previous token's final state
+    kv_cache_recur_budget: int = 1  # decoding: cache keys/values of the last this-many recurrences only
+
+    def __post_init__(self) -> None:
+        for name, low in (("prelude", 0), ("recur", 1), ("coda", 0), ("train_recur_max", 1), ("n_loops", 0),
+                          ("bptt_k", 1), ("kv_cache_recur_budget", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise LooplabError(f"prc option {name} must be an integer >= {low}, got {value!r}")
+        mean = self.train_recur_mean
+        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not 1 <= mean <= self.train_recur_max:
+            raise LooplabError(f"prc option train_recur_mean must be a number in [1, train_recur_max "
+                               f"({self.train_recur_max})], got {mean!r}")
+        if self.inject_mode not in INJECT_MODES:
+            raise LooplabError(f"prc option inject_mode must be one of {', '.join(INJECT_MODES)}, "
+                               f"got {self.inject_mode!r}")
+        if self.state_init not in STATE_INITS:
+            raise LooplabError(f"prc option state_init must be one of {', '.join(STATE_INITS)}, "
+                               f"got {self.state_init!r}")
+        if not isinstance(self.recur_warm_start, bool):
+            raise LooplabError(f"prc option recur_warm_start must be true or false, got {self.recur_warm_start!r}")
+
+    @property
+    def eval_loops(self) -> int:
+        return self.n_loops or max(1, round(self.train_recur_mean))
+
+
+def sample_recurrences(mean: float, cap: int, generator: torch.Generator | None = None) -> int:
+    """One training recurrence count: r = 1 + Poisson(lambda), log lambda ~ N(log(mean - 1) - sigma^2 / 2,
+    sigma), clipped to [1, cap]. E[lambda] = mean - 1, so E[r] = mean before the cap (Huginn adds the
+    1 after drawing with mean r-bar, which shifts its mean to r-bar + 1). The global CPU generator by
+    default, so the trainer's seed fixes the schedule."""
+    if mean <= 1:
+        return 1
+    mu = math.log(mean - 1) - RECUR_SIGMA**2 / 2
+    tau = torch.normal(torch.tensor(mu), torch.tensor(RECUR_SIGMA), generator=generator)
+    r = 1 + int(torch.poisson(tau.exp(), generator=generator))
+    return min(r, cap)
+
+
+@dataclass
+class PRCState:
+    """Decoding state: the KV cache and, for warm starts, the last token's final recurrent state."""
+
+    cache: KVCache
+    n_loops: int  # the recurrence count the cache's slots were laid out for
+    warm: torch.Tensor | None = None  # (B, 1, C)
+
+    @property
+    def pos(self) -> int:
+        return self.cache.pos
+
+
+class PRC(LoopedModel):
+    """Prelude, recurrent core and coda; `n_loops` is the number of core recurrences r."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        opts = PRCOptions(**cfg.options)
+        super().__init__(cfg, opts.eval_loops)
+        self.opts = opts
+        self.prelude_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.prelude))
+        self.core_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.recur))
+        self.coda_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.coda))
+        concat = opts.inject_mode == "concat_linear"
+        self.adapter = nn.Linear(2 * cfg.d_model, cfg.d_model, bias=False) if concat else None
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Linear and embedding weights N(0, 0.02); attention and MLP output projections
+        N(0, 0.02 / sqrt(2 L)) with L = P + round(train_recur_mean) R + C, the mean effective depth;
+        norm gains one. The adapter starts as [I | I]: the state passes through, e is added."""
+        o = self.opts
+        init_linear_weights(self, o.prelude + max(1, round(o.train_recur_mean)) * o.recur + o.coda)
+        if self.adapter is not None:
+            w = self.adapter.weight
+            eye = torch.eye(self.cfg.d_model, device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                w.copy_(torch.cat((eye, eye), dim=1))  # (C, 2C)
+
+    # --- decoding state ---------------------------------------------------------------------------
+    def kept(self, n_loops: int) -> int:
+        """Recurrences whose keys and values the cache keeps."""
+        return min(self.opts.kv_cache_recur_budget, n_loops)
+
+    def new_state(self, batch: int, max_len: int) -> PRCState:
+        n, p = self.loops(), self.embed.weight
+        slots = len(self.prelude_blocks) + len(self.coda_blocks) + self.kept(n) * len(self.core_blocks)
+        cache = KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
+        return PRCState(cache, n)
+
+    def core_slot(self, loop: int, block: int, n_loops: int) -> int:
+        """Cache slot of core block `block` at recurrence `loop`: slots after the prelude's and the
+        coda's, recurrences before the kept ones sharing the first kept recurrence's slots."""
+        kept = max(loop - (n_loops - self.kept(n_loops)), 0)
+        return len(self.prelude_blocks) + len(self.coda_blocks) + kept * len(self.core_blocks) + block
+
+    # --- forward ----------------------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: PRCState | None = None,
+                n_loops: int | None = None) -> ModelOutput:
+        n = self.recurrences(n_loops, state)
+        rope = self.rotary(state.pos if state is not None else 0, idx.shape[1])
+        cache = state.cache if state is not None else None
+        e = self.prelude(self.embed(idx), rope, cache)  # (B, T, C)
+        s = self.recur(e, rope, state, n)  # (B, T, C)
+        h = self.coda(s, rope, cache)
+        if state is not None:
+            state.cache.pos += idx.shape[1]
+        logits = self.head(self.norm(h))  # (B, T, V)
+        return self.output(logits, targets, {"n_loops": float(n)})
+
+    def recurrences(self, n_loops: int | None, state: PRCState | None) -> int:
+        """A sampled r for a training forward without an explicit count, else the evaluation count."""
+        if self.training and state is None and n_loops is None and self._loops_override is None:
+            return sample_recurrences(self.opts.train_recur_mean, self.opts.train_recur_max)
+        n = self.loops(n_loops)
+        if state is not None and state.n_loops != n:
+            raise LooplabError(f"prc decoding state was laid out for n_loops={state.n_loops}, called with {n}; "
+                               "create the state inside the same with_loops block")
+        return n
+
+    def prelude(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
+                ) -> torch.Tensor:
+        for i, block in enumerate(self.prelude_blocks):
+            x = block(x, rope, cache, slot=i)
+        return x
+
+    def recur(self, e: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], state: PRCState | None,
+              n_loops: int) -> torch.Tensor:
+        """r recurrences of the core: a no_grad loop, then a gradient loop over the last bptt_k."""
+        s = self.init_state(e, state)
+        cache = state.cache if state is not None else None
+        n_free = max(n_loops - self.opts.bptt_k, 0)
+        with torch.no_grad():
+            for loop in range(n_free):
+                s = self.core(s, e, rope, cache, loop, n_loops)
+        for loop in range(n_free, n_loops):
+            s = self.core(s, e, rope, cache, loop, n_loops)
+        if state is not None:
+            state.warm = s[:, -1:].detach()  # (B, 1, C)
+        return s
+
+    def init_state(self, e: torch.Tensor, state: PRCState | None) -> torch.Tensor:
+        if state is not None and state.warm is not None and self.opts.recur_warm_start:
+            return state.warm.expand_as(e)  # (B, T, C)
+        if self.opts.state_init == "random":
+            return STATE_STD * torch.randn_like(e)
+        return torch.zeros_like(e)
+
+    def inject(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        if self.adapter is None:
+            return s + e
+        return self.adapter(torch.cat((s, e), dim=-1))  # (B, T, 2C) -> (B, T, C)
+
+    def core(self, s: torch.Tensor, e: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+             cache: KVCache | None, loop: int, n_loops: int) -> torch.Tensor:
+        """One recurrence: inject the prelude output, then the R core blocks."""
+        x = self.inject(s, e)
+        for i, block in enumerate(self.core_blocks):
+            x = block(x, rope, cache, slot=self.core_slot(loop, i, n_loops))
+        return x
+
+    def coda(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
+             ) -> torch.Tensor:
+        first = len(self.prelude_blocks)
+        for i, block in enumerate(self.coda_blocks):
+            x = block(x, rope, cache, slot=first + i)
+        return x
+
+    # --- cost -------------------------------------------------------------------------------------
+    def cost(self, seq_len: int) -> dict[str, float]:
+        """At the current r: core blocks and adapter count once per recurrence; effective depth
+        P + r R + C. With `add` injection and r = 4, (2, 4, 2) has a 20-layer baseline's FLOPs."""
+        n = self.loops()
+        params = count_params(self)
+        non_embed = params - self.embedding_params
+        per_loop = count_params(self.core_blocks) + (count_params(self.adapter) if self.adapter is not None else 0)
+        effective = non_embed + (n - 1) * per_loop
+        depth = len(self.prelude_blocks) + n * len(self.core_blocks) + len(self.coda_blocks)
+        return {
+            "params": params,
+            "params_non_embedding": non_embed,
+            "params_effective": effective,
+            "effective_depth": depth,
+            "n_loops": n,
+            "flops_per_token": transformer_flops_per_token(effective + self.head.weight.numel(), depth,
+                                                           self.cfg.d_model, seq_len),
+        }
