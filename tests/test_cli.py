@@ -98,9 +98,9 @@ def test_eval_corrupt_checkpoints(trained, tmp_path):
     assert_one_line_error(run("eval_hub.py", "--checkpoint", str(garbage)), "garbage.pt")
 
 
-def test_eval_unavailable_suite(trained):
-    assert_one_line_error(run("eval_hub.py", "--checkpoint", str(trained / "best_model.pt"), "--suite", "longctx"),
-                          "not available yet", "algorithmic")
+def test_eval_suite_without_its_data(trained):
+    assert_one_line_error(run("eval_hub.py", "--checkpoint", str(trained / "best_model.pt"), "--suite", "custom"),
+                          "--suite custom needs at least one --data PATH")
     assert_one_line_error(run("eval_hub.py", "--checkpoint", "x.pt", "--suite", "nope"), "invalid choice")
 
 
@@ -121,3 +121,37 @@ def test_every_variant_trains_and_evaluates(variant, tmp_path):
     results = json.loads((tmp_path / "ev" / "results_algorithmic.json").read_text())["results"]
     if "--n_loops" in args:
         assert set(results["loops"]) == {"1", "3"}
+
+
+def test_eval_hub_suite_all_is_valid(trained, tmp_path):
+    import jsonschema
+
+    from looplab.eval.hub import load_schema
+
+    proc = run("eval_hub.py", "--checkpoint", str(trained / "best_model.pt"), "--suite", "all", "--out_dir",
+               str(tmp_path), "--samples", "2", "--needle_lengths", "96,128", "--needle_depths", "0", "1",
+               "--needle_trials", "2", "--ppl_tokens", "200", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "selftest: 5/5 checks pass" in proc.stdout and "longctx: needle acc by length 96" in proc.stdout
+    doc = json.loads((tmp_path / "results_all.json").read_text())
+    jsonschema.validate(doc, load_schema())
+    assert doc["metadata"]["settings"]["needle_lengths"] == [96, 128]
+
+
+def test_eval_hub_bad_needle_flags(trained):
+    ckpt = str(trained / "best_model.pt")
+    assert_one_line_error(run("eval_hub.py", "--checkpoint", ckpt, "--suite", "longctx", "--needle_lengths", "1k"),
+                          "--needle_lengths expects numbers")
+    assert_one_line_error(run("eval_hub.py", "--checkpoint", ckpt, "--suite", "longctx", "--needle_depths", "2"),
+                          "--needle_depths must be fractions")
+
+
+def test_report_command(trained, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "looplab.cli", "report", str(trained), "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "| `baseline` | 1 (0) |" in md and (tmp_path / "loss.png").exists()
+    bad = subprocess.run([sys.executable, "-m", "looplab.cli", "report", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert_one_line_error(bad, "no run directories")

@@ -85,6 +85,27 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="override a model field or variant option (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --output_dir")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from last_model.pt")
+    p.add_argument("--lang_data", default="", help="language data for phase 2: .txt/.jsonl/.parquet, a directory, "
+                   "or hf:NAME (with --allow_network)")
+    p.add_argument("--text_field", default=d.text_field, help="text field of .jsonl/.parquet/hf records")
+    p.add_argument("--lang_val_fraction", type=float, default=d.lang_val_fraction,
+                   help="share of documents held out for validation loss")
+    p.add_argument("--lang_cache_dir", default="", help="token cache (default: $LOOPLAB_CACHE or ~/.cache/looplab)")
+    p.add_argument("--alg_replay", type=float, default=0.0, metavar="FRACTION",
+                   help="share of language-phase steps replaying algorithmic data (measures forgetting)")
+    p.add_argument("--task_file", action="append", default=[], metavar="PATH",
+                   help="JSONL tasks {task, length, prompt, target} to train on as well (repeatable)")
+    p.add_argument("--use_task_curriculum", action="store_true", help="per-task difficulty from competence")
+    p.add_argument("--task_curriculum_strategy", default=d.task_curriculum_strategy, choices=("linear", "dag"))
+    p.add_argument("--curriculum_every", type=int, default=d.curriculum_every, help="steps between competence probes")
+    p.add_argument("--curriculum_samples", type=int, default=d.curriculum_samples, help="examples per task per probe")
+    p.add_argument("--curriculum_cooldown", type=int, default=d.curriculum_cooldown,
+                   help="steps between two difficulty changes of a task")
+    p.add_argument("--curriculum_min_task_evals", type=int, default=d.curriculum_min_task_evals,
+                   help="probes at a difficulty before it may change")
+    p.add_argument("--curriculum_jitter", type=float, default=d.curriculum_jitter,
+                   help="probability of an easier sample than the current difficulty")
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,7 +122,13 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
         eval_every_tokens=args.eval_every_tokens, eval_samples=args.eval_samples,
         eval_max_new_tokens=args.eval_max_new_tokens, max_minutes=args.max_minutes,
-        progress=not args.no_progress,
+        progress=not args.no_progress, lang_data=args.lang_data, text_field=args.text_field,
+        lang_val_fraction=args.lang_val_fraction, lang_cache_dir=args.lang_cache_dir,
+        allow_network=args.allow_network, alg_replay=args.alg_replay, task_files=tuple(args.task_file),
+        use_task_curriculum=args.use_task_curriculum, task_curriculum_strategy=args.task_curriculum_strategy,
+        curriculum_every=args.curriculum_every, curriculum_samples=args.curriculum_samples,
+        curriculum_cooldown=args.curriculum_cooldown, curriculum_min_task_evals=args.curriculum_min_task_evals,
+        curriculum_jitter=args.curriculum_jitter,
     )
     from looplab.data.tasks import get_tasks
 
@@ -109,7 +136,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(args.tokenizer, allow_network=args.allow_network)
     mcfg = model_config(args.model_size, tokenizer.vocab_size, args.variant, **parse_options(args.model_opt))
     variant_options(mcfg)
-    summary = train(mcfg, cfg, tokenizer, overwrite=args.overwrite)
+    summary = train(mcfg, cfg, tokenizer, overwrite=args.overwrite, resume=args.resume)
     final = summary["final_eval"]
     print(f"done: {summary['tokens']:,} tokens in {summary['train_seconds']:.1f}s "
           f"({summary['tokens_per_s']:,.0f} tok/s); iid acc {final['iid_acc']:.3f}, ood acc {final['ood_acc']:.3f}")
@@ -119,6 +146,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
 # --- eval -----------------------------------------------------------------------------------------
 def add_eval_args(p: argparse.ArgumentParser) -> None:
+    from looplab.config import EvalConfig
     from looplab.eval.hub import SUITE_NAMES
 
     p.add_argument("--checkpoint", required=True, help="a .pt file written by train.py")
@@ -135,24 +163,62 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="also evaluate looped variants at these loop counts, e.g. 1,2,4,8,16 (others: ignored)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--data", action="append", default=[], metavar="PATH",
+                   help="task file (JSONL) for --suite custom (repeatable)")
+    e = EvalConfig()
+    p.add_argument("--needle_lengths", nargs="+", default=None, metavar="N",
+                   help=f"longctx haystack sizes in tokens (default {','.join(map(str, e.needle_lengths))})")
+    p.add_argument("--needle_depths", nargs="+", default=None, metavar="F",
+                   help="longctx needle depths as fractions 0..1 (default 0,0.5,1; finer: 0,0.25,0.5,0.75,1)")
+    p.add_argument("--needle_trials", type=int, default=e.needle_trials, help="longctx prompts per length and depth")
+    p.add_argument("--lang_data", default="", help="ppl validation text (default: ../shared/data/tinystories/"
+                   "valid_sample.txt when present)")
+    p.add_argument("--ppl_tokens", type=int, default=e.ppl_tokens, help="ppl token cap")
+
+
+def parse_numbers(values: Sequence[str] | None, flag: str, kind: type) -> tuple:
+    """`--flag 1,2 3` -> (1, 2, 3) of `kind`; a value that is not a number is a one-line error."""
+    try:
+        return tuple(kind(n) for n in split_names(values))
+    except ValueError:
+        raise LooplabError(f"{flag} expects numbers such as 1024,2048, got {','.join(split_names(values))}") from None
+
+
+def needle_grid(args: argparse.Namespace) -> dict[str, tuple]:
+    """The longctx lengths and depths given on the command line (the rest keep EvalConfig's defaults)."""
+    grid = {"needle_lengths": parse_numbers(args.needle_lengths, "--needle_lengths", int),
+            "needle_depths": parse_numbers(args.needle_depths, "--needle_depths", float)}
+    return {k: v for k, v in grid.items() if v}
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     from looplab.config import EvalConfig
-    from looplab.eval.hub import evaluate_checkpoint
+    from looplab.eval.hub import evaluate_checkpoint, summary_lines
 
     cfg = EvalConfig(suite=args.suite, tasks=split_names(args.tasks), samples=args.samples,
                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                     use_cache=not args.no_cache, n_loops=parse_loops(args.n_loops))
+                     use_cache=not args.no_cache, n_loops=parse_loops(args.n_loops), data=tuple(args.data),
+                     needle_trials=args.needle_trials, lang_data=args.lang_data, ppl_tokens=args.ppl_tokens,
+                     **needle_grid(args))
     path, result = evaluate_checkpoint(args.checkpoint, cfg, out_dir=args.out_dir, device=args.device,
                                        threads=args.threads)
-    res = result["results"]
-    print(f"iid acc {res['iid_acc']:.3f}, ood acc {res['ood_acc']:.3f}; wrote {path}")
-    for n, grid in res.get("loops", {}).items():
-        print(f"  n_loops {n}: iid acc {grid['iid_acc']:.3f}, ood acc {grid['ood_acc']:.3f}")
-    if "loops_note" in res:
-        print(f"  note: {res['loops_note']}")
+    for line in summary_lines(args.suite, result["results"]):
+        print(line)
+    print(f"wrote {path} in {result['metadata']['wall_seconds']:.1f}s")
     return result
+
+
+# --- report ---------------------------------------------------------------------------------------
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="training output directories (several seeds each)")
+    p.add_argument("--out", default="report", help="where REPORT.md and the plots go")
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from looplab.eval.report import write_report
+
+    path = write_report(args.run_dirs, args.out)
+    print(f"wrote {path}")
 
 
 # --- sizes and demo -------------------------------------------------------------------------------
@@ -184,6 +250,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     return {
         "train": ("train a model (same flags as train.py)", add_train_args, run_train),
         "eval": ("evaluate a checkpoint (same flags as eval_hub.py)", add_eval_args, run_eval),
+        "report": ("compare runs: ladder table, verdicts and plots", add_report_args, run_report),
         "sizes": ("print the size presets with real parameter counts", sizes_args, run_sizes),
         "demo": ("the embedded default job on the CPU", demo_args, run_demo),
     }

@@ -125,6 +125,20 @@ class TrainConfig:
     log_every: int = 10  # optimiser steps between logged scalars
     max_minutes: float = 0.0  # stop after this much training time, evaluation excluded (0: no limit)
     progress: bool = True  # show the progress bar
+    lang_data: str = ""  # language source for phase 2: .txt/.jsonl/.parquet file, directory, or hf:NAME
+    text_field: str = "text"  # field holding the text in .jsonl / .parquet / hf records
+    lang_val_fraction: float = 0.05  # share of documents held out for validation loss (never trained on)
+    lang_cache_dir: str = ""  # token cache directory; empty means $LOOPLAB_CACHE or ~/.cache/looplab
+    allow_network: bool = False  # allow downloading a hub tokenizer or hf: dataset
+    alg_replay: float = 0.0  # share of language-phase steps that train on algorithmic data instead
+    task_files: tuple[str, ...] = ()  # JSONL task files whose tasks train beside the built-in ones
+    use_task_curriculum: bool = False  # move each task's difficulty with its measured competence
+    task_curriculum_strategy: str = "linear"  # linear (all tasks) or dag (unlock along prerequisites)
+    curriculum_every: int = 10  # optimiser steps between competence probes
+    curriculum_samples: int = 32  # examples per task per competence probe
+    curriculum_cooldown: int = 20  # steps between two difficulty changes of one task
+    curriculum_min_task_evals: int = 2  # probes at a difficulty before it may change
+    curriculum_jitter: float = 0.1  # probability of an easier length than the current difficulty
 
     def __post_init__(self) -> None:
         if self.total_tokens <= 0:
@@ -143,6 +157,21 @@ class TrainConfig:
                 f"--total_tokens ({self.total_tokens}) is smaller than one batch "
                 f"(seq_len {self.seq_len} x batch_size {self.batch_size} = {self.seq_len * self.batch_size})"
             )
+        if self.total_tokens > self.alg_tokens and not self.lang_data:
+            raise LooplabError(f"--total_tokens ({self.total_tokens}) exceeds --alg_tokens ({self.alg_tokens}): "
+                               "the language phase needs --lang_data PATH")
+        if not 0 <= self.alg_replay < 1 or not 0 <= self.lang_val_fraction < 1:
+            raise LooplabError(f"--alg_replay and --lang_val_fraction must be in [0, 1), "
+                               f"got {self.alg_replay}, {self.lang_val_fraction}")
+        if not 0 <= self.curriculum_jitter < 1:
+            raise LooplabError(f"--curriculum_jitter must be in [0, 1), got {self.curriculum_jitter}")
+        if self.curriculum_every < 1 or self.curriculum_samples < 1 or self.curriculum_cooldown < 0 \
+                or self.curriculum_min_task_evals < 1:
+            raise LooplabError("--curriculum_every, --curriculum_samples and --curriculum_min_task_evals must be "
+                               ">= 1 and --curriculum_cooldown >= 0")
+        from looplab.data.curriculum import CURRICULA  # the registry is the one list of strategies
+
+        _choice(self.task_curriculum_strategy, CURRICULA, "task_curriculum_strategy")
         _choice(self.loss_on, LOSS_ON, "loss_on")
         _choice(self.device, DEVICES, "device")
         _choice(self.dtype, DTYPES, "dtype")
@@ -172,7 +201,21 @@ class EvalConfig:
     seed: int = 1234  # evaluation sampling seed, distinct from training seeds
     use_cache: bool = True  # KV cache (or recurrent state) decoding; False recomputes every step
     n_loops: tuple[int, ...] = ()  # loop counts to sweep for looped variants; empty: trained count
+    data: tuple[str, ...] = ()  # task files (JSONL) scored by the custom suite
+    checkpoint: str = ""  # path of the checkpoint under evaluation (set by the hub; selftest re-reads it)
+    needle_lengths: tuple[int, ...] = (1024, 2048, 4096)  # longctx haystack sizes in tokens
+    needle_depths: tuple[float, ...] = (0.0, 0.5, 1.0)  # longctx needle depths (fraction of filler)
+    needle_trials: int = 20  # longctx prompts per (length, depth) cell
+    lang_data: str = ""  # ppl validation text; empty: the shared TinyStories validation sample
+    ppl_tokens: int = 32768  # ppl token cap (whole documents until the cap)
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1")
+        if self.needle_trials < 1 or self.ppl_tokens < 2:
+            raise LooplabError(f"--needle_trials must be >= 1 and --ppl_tokens >= 2, got {self.needle_trials}, "
+                               f"{self.ppl_tokens}")
+        if not self.needle_lengths or min(self.needle_lengths) < 64:
+            raise LooplabError(f"--needle_lengths must be token counts >= 64, got {list(self.needle_lengths)}")
+        if not self.needle_depths or not all(0.0 <= d <= 1.0 for d in self.needle_depths):
+            raise LooplabError(f"--needle_depths must be fractions in [0, 1], got {list(self.needle_depths)}")

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from looplab.data.tasks import TASKS, concat, digits_of, dyck_balanced, get_tasks, signed_digits
+from looplab.data.tasks import OPT_IN, TASKS, concat, digits_of, dyck_balanced, get_tasks, signed_digits
 from looplab.errors import LooplabError
 
 
@@ -46,7 +46,7 @@ def test_well_formed_and_seeded(name):
         for prompt, target in a.texts():
             assert prompt.startswith(task.tag) and prompt.endswith("=") and prompt.isascii()
             assert target and target.isascii() and target.isprintable()
-            assert len(prompt) + len(target) <= 200
+            assert len(prompt) + len(target) <= (700 if name in OPT_IN else 200)  # passkey is long by design
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -61,10 +61,10 @@ def test_grids(name):
 
 def test_tags_are_unique_and_short():
     tags = [t.tag for t in TASKS.values()]
-    assert len(set(tags)) == len(tags) == 10
+    assert len(set(tags)) == len(tags) == 11
     assert all(re.fullmatch(r"[A-Z]{3}:", tag) for tag in tags)
     assert list(TASKS) == ["mod_add", "parity", "addition", "multiplication", "copy", "reverse", "dyck",
-                           "chain", "compare", "successor"]
+                           "chain", "compare", "successor", "passkey"]
 
 
 def test_seed_grids():
@@ -128,4 +128,5 @@ def test_unknown_task():
     with pytest.raises(LooplabError, match="unknown task 'nope'; allowed: mod_add, parity, addition"):
         get_tasks(["copy", "nope"])
     assert [t.name for t in get_tasks(["copy", "copy", "reverse"])] == ["copy", "reverse"]
-    assert [t.name for t in get_tasks(None)] == list(TASKS)
+    assert [t.name for t in get_tasks(None)] == [n for n in TASKS if n not in OPT_IN]
+    assert [t.name for t in get_tasks(["passkey"])] == ["passkey"]

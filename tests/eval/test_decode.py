@@ -7,6 +7,7 @@ import torch
 
 from looplab.eval.decode import greedy, greedy_reference
 from looplab.models import MODELS, create_model
+from tests.helpers import EXACT_DECODING
 
 V, EOS = 260, 258
 
@@ -14,7 +15,7 @@ V, EOS = 260, 258
 @pytest.mark.parametrize("variant", list(MODELS))
 def test_cached_equals_recomputation(variant):
     torch.manual_seed(1)
-    m = create_model(variant, "tiny", V).eval()
+    m = create_model(variant, "tiny", V, **EXACT_DECODING.get(variant, {})).eval()
     g = torch.Generator().manual_seed(2)
     prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in (5, 5, 9, 3, 9, 9, 12)]
     ref = greedy_reference(m, prompts, max_new_tokens=12, eos_id=EOS)

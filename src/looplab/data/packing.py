@@ -90,9 +90,11 @@ class AlgoStream:
     Examples are generated and packed a block of `block_batches` batches at a time (fewer, larger
     numpy calls). The resumable state is the generator state at the start of the current block
     plus the number of batches already taken from it: loading it regenerates the block exactly.
+    A curriculum steers the mix through `set_weights` (which tasks, how often) and `set_lengths`
+    (which lengths, optionally with a probability per length); both act from the next block on.
     """
 
-    def __init__(self, tokenizer: Any, tasks: Sequence[str], *, seq_len: int, batch_size: int, seed: int,
+    def __init__(self, tokenizer: Any, tasks: Sequence[str | Task], *, seq_len: int, batch_size: int, seed: int,
                  loss_on: str = "answer", lengths: Mapping[str, tuple[int, int]] | None = None,
                  block_batches: int = 32) -> None:
         if loss_on not in LOSS_ON:
@@ -105,8 +107,10 @@ class AlgoStream:
         self.block_batches = block_batches
         self.to_tokens = byte_tokens if tokenizer.is_byte_level else generic_tokens
         self.lengths = {t.name: t.train_lengths for t in self.tasks}
+        self.length_p: dict[str, tuple[float, ...] | None] = {t.name: None for t in self.tasks}  # None: uniform
+        self.weights = {t.name: 1.0 for t in self.tasks}  # relative sampling weight; 0 leaves a task out
         for name, lo_hi in (lengths or {}).items():
-            if name not in TASKS:
+            if name not in TASKS and name not in self.lengths:
                 raise LooplabError(f"unknown task '{name}' in lengths; allowed: {', '.join(TASKS)}")
             if name in self.lengths:
                 self.set_lengths(name, lo_hi)
@@ -120,17 +124,46 @@ class AlgoStream:
     def tokens_per_batch(self) -> int:
         return self.batch_size * self.seq_len
 
-    def set_lengths(self, name: str, lo_hi: tuple[int, int]) -> None:
-        """Change a task's training range (inclusive); takes effect from the next block."""
+    def set_lengths(self, name: str, lo_hi: Sequence[int], probs: Sequence[float] | None = None) -> None:
+        """Change a task's training range (inclusive) and, optionally, the probability of each length
+        in it (default uniform); takes effect from the next block."""
         lo, hi = (int(v) for v in lo_hi)
         if name not in self.lengths:
             raise LooplabError(f"task '{name}' is not in this stream; allowed: {', '.join(self.lengths)}")
         if not 1 <= lo <= hi:
             raise LooplabError(f"lengths for task '{name}' must satisfy 1 <= min <= max, got ({lo}, {hi})")
-        if self.lengths[name] != (lo, hi):
-            self.lengths[name] = (lo, hi)
+        p = None
+        if probs is not None:
+            arr = np.asarray(probs, dtype=np.float64)
+            if arr.shape != (hi - lo + 1,) or (arr < 0).any() or arr.sum() <= 0:
+                raise LooplabError(f"length probabilities for task '{name}' need {hi - lo + 1} non-negative "
+                                   f"values with a positive sum, got {list(probs)}")
+            p = tuple((arr / arr.sum()).tolist())
+        if self.lengths[name] != (lo, hi) or self.length_p[name] != p:
+            self.lengths[name], self.length_p[name] = (lo, hi), p
             if hasattr(self, "_mean"):  # set after the constructor's overrides
                 self._mean = self._mean_tokens()
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Relative sampling weight per task (0: inactive); tasks not named keep theirs."""
+        new = {**self.weights}
+        for name, w in weights.items():
+            if name not in new:
+                raise LooplabError(f"task '{name}' is not in this stream; allowed: {', '.join(new)}")
+            if not float(w) >= 0:
+                raise LooplabError(f"weight of task '{name}' must be >= 0, got {w}")
+            new[name] = float(w)
+        if sum(new.values()) <= 0:
+            raise LooplabError("at least one task needs a positive weight")
+        if new != self.weights:
+            self.weights = new
+            self._mean = self._mean_tokens()
+
+    def _task_p(self) -> list[float]:
+        w = [self.weights[t.name] for t in self.tasks]
+        if len(set(w)) == 1:  # the plain uniform mix, exactly as the stream always drew it
+            return [1 / len(w)] * len(w)
+        return [v / sum(w) for v in w]
 
     def _tokens(self, task: Task, ex: Examples, length: int) -> Tokens:
         flat, lens, answer = self.to_tokens(self.tok, ex)
@@ -145,18 +178,22 @@ class AlgoStream:
         probe, per_task = np.random.default_rng(0), []
         for task in self.tasks:
             lo, hi = self.lengths[task.name]
-            per_task.append(np.mean([self._tokens(task, task.generate(probe, 32, n), n)[1].mean()
-                                     for n in range(lo, hi + 1)]))
-        return float(np.mean(per_task))
+            means = [self._tokens(task, task.generate(probe, 32, n), n)[1].mean() for n in range(lo, hi + 1)]
+            per_task.append(np.average(means, weights=self.length_p[task.name]))
+        p = self._task_p()
+        return float(np.mean(per_task) if len(set(p)) == 1 else np.average(per_task, weights=p))
 
     def _draw(self, count: int) -> tuple[Tokens, np.ndarray]:
         """`count` examples, task uniform and length uniform in its range: tokens grouped by
         (task, length), and the random order in which they are packed."""
         parts = []
-        per_task = self.rng.multinomial(count, [1 / len(self.tasks)] * len(self.tasks))
+        per_task = self.rng.multinomial(count, self._task_p())
         for task, k in zip(self.tasks, per_task.tolist()):
             lo, hi = self.lengths[task.name]
-            sizes = np.bincount(self.rng.integers(0, hi - lo + 1, size=k), minlength=hi - lo + 1)
+            if self.length_p[task.name] is None:
+                sizes = np.bincount(self.rng.integers(0, hi - lo + 1, size=k), minlength=hi - lo + 1)
+            else:
+                sizes = self.rng.multinomial(k, self.length_p[task.name])
             for length, size in enumerate(sizes.tolist(), start=lo):
                 if size:
                     parts.append(self._tokens(task, task.generate(self.rng, size, length), length))
@@ -194,7 +231,8 @@ class AlgoStream:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T) and y (B, T) int64; y is x shifted by one with -100 where there is no loss."""
         if self._block is None or self._cursor == self.block_batches:
-            self._block_state = {"rng": self.rng.bit_generator.state, "lengths": self._lengths_state()}
+            self._block_state = {"rng": self.rng.bit_generator.state, "lengths": self._lengths_state(),
+                                 "mix": self._mix_state()}
             self._block, self._cursor = self._pack_block(), 0
         sl = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
         self._cursor += 1
@@ -203,6 +241,16 @@ class AlgoStream:
     def _lengths_state(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in self.lengths.items()}
 
+    def _mix_state(self) -> dict[str, Any]:
+        return {"weights": dict(self.weights),
+                "length_p": {k: None if v is None else list(v) for k, v in self.length_p.items()}}
+
+    def _apply(self, lengths: Mapping[str, Sequence[int]], mix: Mapping[str, Any] | None) -> None:
+        for name, lo_hi in lengths.items():
+            self.set_lengths(name, lo_hi, (mix or {}).get("length_p", {}).get(name))
+        if mix:
+            self.set_weights(mix["weights"])
+
     def _config(self) -> dict[str, Any]:
         return {"tasks": [t.name for t in self.tasks], "seq_len": self.seq_len, "batch_size": self.batch_size,
                 "loss_on": self.loss_on, "block_batches": self.block_batches}
@@ -210,9 +258,10 @@ class AlgoStream:
     def state_dict(self) -> dict[str, Any]:
         """Plain Python (JSON-safe): the generator state at the start of the current block, the
         lengths it was drawn with, the batches taken from it, and the lengths for the next block."""
-        base = {"config": self._config(), "next_lengths": self._lengths_state()}
+        base = {"config": self._config(), "next_lengths": self._lengths_state(), "next_mix": self._mix_state()}
         if self._block is None:
-            return {**base, "rng": self.rng.bit_generator.state, "lengths": self._lengths_state(), "cursor": None}
+            return {**base, "rng": self.rng.bit_generator.state, "lengths": self._lengths_state(),
+                    "mix": self._mix_state(), "cursor": None}
         return {**base, **self._block_state, "cursor": self._cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -222,9 +271,7 @@ class AlgoStream:
         self.rng.bit_generator.state = state["rng"]
         self._block, self._cursor = None, 0
         if state["cursor"] is not None:
-            for name, lo_hi in state["lengths"].items():
-                self.set_lengths(name, lo_hi)
-            self._block_state = {"rng": state["rng"], "lengths": state["lengths"]}
+            self._apply(state["lengths"], state.get("mix"))
+            self._block_state = {"rng": state["rng"], "lengths": state["lengths"], "mix": state.get("mix")}
             self._block, self._cursor = self._pack_block(), state["cursor"]
-        for name, lo_hi in state["next_lengths"].items():
-            self.set_lengths(name, lo_hi)
+        self._apply(state["next_lengths"], state.get("next_mix"))

@@ -257,6 +257,27 @@ def gen_successor(rng: np.random.Generator, n: int, length: int) -> Examples:
     return make(concat(lit("SUC:", n), digits_of(a), lit("=", n)), digits_of(a + 1))
 
 
+PASSKEY_FILLER = "the grass is green. the sky is blue. "  # one unit of filler (passkey retrieval, arXiv 2305.16300)
+PASSKEY_DIGITS = 5
+
+
+def passkey_examples(rng: np.random.Generator, n: int, length: int, depth: float | None = None) -> Examples:
+    """`length` filler units with the line `the key is NNNNN. ` before unit round(depth * length)
+    (a uniform unit per row when depth is None); the answer is the key. The long-context probe
+    (looplab.eval.longctx) builds its haystacks with this same function."""
+    key = random_numbers(rng, n, PASSKEY_DIGITS)
+    at = rng.integers(0, length + 1, size=n) if depth is None else np.full(n, round(depth * length))
+    unit = np.frombuffer(PASSKEY_FILLER.encode("ascii"), dtype=np.uint8)
+    filler = np.broadcast_to(np.tile(unit, length), (n, len(unit) * length))
+    needle = concat(lit("the key is ", n), digits_of(key), lit(". ", n))
+    prompt = concat(lit("KEY:", n), (filler, at * len(unit)), needle, (filler, (length - at) * len(unit)), lit("=", n))
+    return make(prompt, digits_of(key))
+
+
+def gen_passkey(rng: np.random.Generator, n: int, length: int) -> Examples:
+    return passkey_examples(rng, n, length)
+
+
 # --- independent solvers: plain Python on the prompt text -------------------------------------
 def _body(prompt: str, tag: str) -> str:
     if not (prompt.startswith(tag) and prompt.endswith("=")):
@@ -322,6 +343,12 @@ def solve_successor(p: str) -> str:
     return str(int(_body(p, "SUC:")) + 1)
 
 
+def solve_passkey(p: str) -> str:
+    body = _body(p, "KEY:")
+    start = body.index("the key is ") + len("the key is ")
+    return body[start : body.index(".", start)]
+
+
 def _task(name: str, tag: str, knob: str, train: tuple[int, int], iid: tuple[int, ...], ood: tuple[int, ...],
           gen: Callable[[np.random.Generator, int, int], Examples], solve: Callable[[str], str]) -> Task:
     return Task(name=name, tag=tag, knob=knob, train_lengths=train, iid_lengths=iid, ood_lengths=ood,
@@ -342,14 +369,18 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     _task("chain", "CHN:", "+/- operations on single digits", (1, 4), (2, 4), (8, 16, 32), gen_chain, solve_chain),
     _task("compare", "CMP:", "digits per number", (1, 4), (2, 4), (8, 12, 16), gen_compare, solve_compare),
     _task("successor", "SUC:", "digits", (1, 4), (2, 4), (8, 12, 16), gen_successor, solve_successor),
+    _task("passkey", "KEY:", "filler units of 37 letters around the key", (1, 4), (2, 4), (8, 16),
+          gen_passkey, solve_passkey),
 )}
 
+OPT_IN = ("passkey",)  # prompts of hundreds of tokens: trained and evaluated only when named
 
-def get_tasks(names: Sequence[str] | None) -> list[Task]:
-    """Tasks by name, first occurrence order (all when None or empty); unknown names are an error."""
+
+def get_tasks(names: Sequence[str | Task] | None) -> list[Task]:
+    """Tasks by name, first occurrence order (all but OPT_IN when None or empty); unknown names are an error."""
     if not names:
-        return list(TASKS.values())
-    unknown = [n for n in names if n not in TASKS]
+        return [t for t in TASKS.values() if t.name not in OPT_IN]
+    unknown = [n for n in names if not isinstance(n, Task) and n not in TASKS]
     if unknown:
         raise LooplabError(f"unknown task '{unknown[0]}'; allowed: {', '.join(TASKS)}")
-    return [TASKS[n] for n in dict.fromkeys(names)]
+    return [n if isinstance(n, Task) else TASKS[n] for n in dict.fromkeys(names)]  # Task objects: --task_file

@@ -20,6 +20,7 @@ from looplab.eval.decode import greedy
 from looplab.models.base import LoopedModel, loops_context
 
 GRID_VERSION = "algorithmic-v1"
+OOD_PROBES = {"parity": 32, "addition": 8}  # the seed's headline out-of-distribution cells
 
 
 def cell_rng(seed: int, task: str, length: int) -> np.random.Generator:
@@ -87,6 +88,21 @@ def run_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None,
     return evaluate_cells(model, tokenizer, grid_cells(task_names), samples=samples, seed=seed,
                           max_new_tokens=max_new_tokens, batch_size=batch_size, use_cache=use_cache,
                           n_loops=n_loops)
+
+
+def ood_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """What the report reads: per task an accuracy-vs-length curve and the OOD mean, and the seed's
+    headline probes (parity at 32 bits, addition at 8 digits; None when not evaluated)."""
+    tasks = results["tasks"]
+    curves = {}
+    for name, entry in tasks.items():
+        lengths = sorted(entry["lengths"], key=int)
+        curves[name] = {"lengths": [int(n) for n in lengths], "acc": [entry["lengths"][n]["acc"] for n in lengths],
+                        "split": [entry["lengths"][n]["split"] for n in lengths]}
+    probes = {f"{name}@{n}": tasks.get(name, {}).get("lengths", {}).get(str(n), {}).get("acc")
+              for name, n in OOD_PROBES.items()}
+    return {"curves": curves, "ood_summary": {"ood_acc": results["ood_acc"], "probes": probes,
+                                              "by_task": {k: v["ood_acc"] for k, v in tasks.items()}}}
 
 
 def loop_sweep(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, n_loops: Sequence[int],

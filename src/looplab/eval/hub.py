@@ -1,11 +1,14 @@
 """eval_hub: load a checkpoint, run a suite, write `results_<suite>.json` with full metadata.
 
-Suites are a plain registry from name to runner; suites that later issues add are listed in
-SUITE_NAMES so that asking for one gives a clear error until it exists.
+Suites are a plain registry from name to runner `(checkpoint, EvalConfig) -> results dict`; `all`
+runs every applicable suite into one `results_all.json`. Every file this module writes validates
+against `results.schema.json` beside it (docs/EVAL.md describes the schema).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,36 +16,100 @@ from typing import Any
 
 from looplab.config import EvalConfig
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import GRID_VERSION, loop_sweep, run_grid
+from looplab.eval import algorithmic, longctx, ppl, selftest
+from looplab.eval.custom import suite_custom
 from looplab.meta import file_sha256, provenance
 from looplab.train.checkpoint import Checkpoint, load_checkpoint
 from looplab.train.runtime import resolve_device, set_threads
 
 SCHEMA = "looplab-results-v1"
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 SUITE_NAMES = ("algorithmic", "longctx", "ppl", "selftest", "custom", "all")
+VERSIONS = {"algorithmic": algorithmic.GRID_VERSION, "longctx": longctx.GRID_VERSION, "ppl": ppl.GRID_VERSION,
+            "selftest": selftest.GRID_VERSION}
 
 
 def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
-    """The grid at the trained loop count; with `n_loops`, also `results["loops"][str(n)]`, the same
-    grid at each loop count (looped variants; others get an empty sweep and `loops_note`)."""
+    """The grid at the trained loop count, with per-length curves and the OOD summary; with
+    `n_loops`, also `results["loops"][str(n)]`, the same grid at each loop count (looped variants;
+    others get an empty sweep and `loops_note`)."""
     tasks = list(cfg.tasks) or ckpt.meta.get("tasks") or None
     grid = dict(samples=cfg.samples, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                 batch_size=cfg.batch_size, use_cache=cfg.use_cache)
-    results = run_grid(ckpt.model, ckpt.tokenizer, tasks, **grid)
+    results = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, **grid)
+    results.update(algorithmic.ood_summary(results))
     if cfg.n_loops:
-        results.update(loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **grid))
+        results.update(algorithmic.loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **grid))
     return results
+
+
+def suite_longctx(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
+    return longctx.run_longctx(ckpt.model, ckpt.tokenizer, lengths=cfg.needle_lengths, depths=cfg.needle_depths,
+                               trials=cfg.needle_trials, seed=cfg.seed, batch_size=cfg.batch_size,
+                               use_cache=cfg.use_cache)
+
+
+def suite_ppl(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
+    return ppl.run_ppl(ckpt.model, ckpt.tokenizer, path=ppl.resolve_lang_data(cfg.lang_data),
+                       max_tokens=cfg.ppl_tokens)
+
+
+def suite_selftest(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
+    return selftest.run_selftest(ckpt, path=cfg.checkpoint, seed=cfg.seed)
+
+
+def skip_reason(name: str, cfg: EvalConfig) -> str | None:
+    """Why `all` leaves suite `name` out, or None when it applies."""
+    if name == "custom":
+        if name not in SUITES:
+            return "custom suite is not installed"
+        return None if cfg.data else "custom needs --data; skipped"
+    if name == "ppl":
+        try:
+            ppl.resolve_lang_data(cfg.lang_data)
+        except LooplabError as e:
+            return str(e)
+    return None
+
+
+def suite_all(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
+    """Every applicable suite, selftest first (before anything could disturb the model)."""
+    order = ["selftest", "algorithmic", "longctx", "ppl", "custom"]
+    order += [n for n in SUITES if n not in order and n != "all"]
+    out: dict[str, Any] = {"skipped": {}, "suite_seconds": {}}
+    for name in order:
+        reason = skip_reason(name, cfg)
+        if reason:
+            out["skipped"][name] = reason
+            continue
+        t0 = time.perf_counter()
+        out[name] = SUITES[name](ckpt, cfg)
+        out["suite_seconds"][name] = time.perf_counter() - t0
+    return out
 
 
 SUITES: dict[str, Callable[[Checkpoint, EvalConfig], dict[str, Any]]] = {
     "algorithmic": suite_algorithmic,
+    "longctx": suite_longctx,
+    "ppl": suite_ppl,
+    "selftest": suite_selftest,
+    "custom": suite_custom,
+    "all": suite_all,
 }
+
+
+def settings(cfg: EvalConfig) -> dict[str, Any]:
+    """The knobs of every suite, recorded whichever suite ran."""
+    return {"needle_lengths": list(cfg.needle_lengths), "needle_depths": list(cfg.needle_depths),
+            "needle_trials": cfg.needle_trials, "lang_data": cfg.lang_data, "ppl_tokens": cfg.ppl_tokens,
+            "tasks": list(cfg.tasks)}
 
 
 def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = None, device: str = "cpu",
                         threads: int = 0) -> tuple[Path, dict[str, Any]]:
     if cfg.suite not in SUITES:
         raise LooplabError(f"suite '{cfg.suite}' is not available yet; available: {', '.join(SUITES)}")
+    cfg = dataclasses.replace(cfg, checkpoint=str(path))
     dev = resolve_device(device)
     if dev.type == "cpu":
         set_threads(threads)
@@ -62,8 +129,10 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
             "seed": cfg.seed,
             "decoding": {"strategy": "greedy", "max_new_tokens": cfg.max_new_tokens, "use_cache": cfg.use_cache,
                          "batch_size": cfg.batch_size, "stop": "eos", "n_loops": list(cfg.n_loops)},
-            "grid_version": GRID_VERSION,
+            "grid_version": algorithmic.GRID_VERSION,
+            "suite_versions": VERSIONS,
             "samples_per_cell": cfg.samples,
+            "settings": settings(cfg),
             "model_config": ckpt.config.to_dict(),
             "tokenizer": {"name": ckpt.tokenizer.name, "vocab_size": ckpt.tokenizer.vocab_size,
                           "fingerprint": ckpt.tokenizer.fingerprint},
@@ -79,3 +148,32 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
     target = out / f"results_{cfg.suite}.json"
     write_json(target, doc)
     return target, doc
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def summary_lines(suite: str, res: dict[str, Any]) -> list[str]:
+    """One human line per suite for the command line."""
+    if suite == "all":
+        lines = [line for name in SUITES if name in res for line in summary_lines(name, res[name])]
+        return lines + [f"skipped {k}: {v}" for k, v in res["skipped"].items()]
+    if suite == "algorithmic":
+        lines = [f"algorithmic: iid acc {_pct(res['iid_acc'])}, ood acc {_pct(res['ood_acc'])}"]
+        lines += [f"  n_loops {n}: iid acc {_pct(g['iid_acc'])}, ood acc {_pct(g['ood_acc'])}"
+                  for n, g in res.get("loops", {}).items()]
+        return lines + ([f"  note: {res['loops_note']}"] if "loops_note" in res else [])
+    if suite == "longctx":
+        by = ", ".join(f"{n}: {_pct(a)}" for n, a in res["by_length"].items())
+        return [f"longctx: needle acc by length {by or 'n/a'}"] + [f"  skipped {n}: {w}" for n, w in res["skipped"].items()]
+    if suite == "ppl":
+        return [f"ppl: {res['ppl']:.2f} ({res['bits_per_byte']:.3f} bits/byte over {res['tokens']:,} tokens)"]
+    if suite == "selftest":
+        return [f"selftest: {res['passed']}/{res['passed'] + res['failed']} checks pass"] + [
+            f"  FAIL {k}: {c['detail']}" for k, c in res["checks"].items() if not c["pass"]]
+    return [f"{suite}: done"]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"

@@ -13,10 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _boundary(ax: Any, metrics: Sequence[dict[str, Any]]) -> None:
-    """A dashed line where the phase changes (algorithmic -> language)."""
+    """A dashed line where the phase changes (algorithmic -> language): at the last row of the old
+    phase, which the trainer logs at the switch step."""
     for prev, cur in zip(metrics, metrics[1:]):
         if prev.get("phase") != cur.get("phase"):
-            ax.axvline(cur["tokens"], color="grey", ls="--", lw=1)
+            ax.axvline(prev["tokens"], color="grey", ls="--", lw=1)
+            ax.annotate(f"{cur.get('phase')} ->", (prev["tokens"], 1), xycoords=("data", "axes fraction"),
+                        xytext=(3, -12), textcoords="offset points", fontsize=8, color="grey")
 
 
 def plot_loss(metrics: Sequence[dict[str, Any]], path: Path) -> None:
@@ -48,6 +51,36 @@ def plot_accuracy(evals: Sequence[dict[str, Any]], path: Path) -> None:
     ax.grid(alpha=0.3)
     if tasks:
         ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curriculum(metrics: Sequence[dict[str, Any]], path: Path) -> None:
+    """Difficulty per task over training (0 while locked) with unlocks marked, and competence."""
+    rows = [m for m in metrics if "curriculum_active" in m]
+    tasks = sorted({k.split("/", 1)[1] for m in rows for k in m if k.startswith("curriculum/")})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for i, t in enumerate(tasks):
+        color = f"C{i % 10}"
+        top.step([m["tokens"] for m in rows], [m[f"curriculum/{t}"] for m in rows], where="post", color=color,
+                 label=t, lw=1.2)
+        pts = [(m["tokens"], m[f"competence/{t}"]) for m in rows if f"competence/{t}" in m]
+        if pts:
+            bottom.plot(*zip(*pts), color=color, lw=1, marker=".", ms=3)
+        for m in rows:
+            for e in m.get("curriculum_events", []):
+                if e["task"] == t and e["event"] == "unlock":
+                    top.plot(m["tokens"], e["difficulty"], marker="*", ms=10, color=color, mec="black", mew=0.5)
+    top.set_ylabel("difficulty (length; 0 = locked)")
+    top.set_title("task curriculum (stars: unlocks)")
+    bottom.set_ylabel("competence (EMA exact match)")
+    bottom.set_xlabel("training tokens")
+    bottom.set_ylim(-0.02, 1.02)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    if tasks:
+        top.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,9 +1,14 @@
 """The training loop: data stream -> model -> AdamW, with periodic bounded evaluation and artefacts.
 
+The split curriculum: the first `alg_steps` steps train on algorithmic data, the rest on language
+data, of which an `alg_replay` share of steps (spread evenly) replays algorithmic batches so that
+forgetting shows in the accuracy curves. An optional per-task curriculum probes competence every
+`curriculum_every` steps of the algorithmic phase and steers the algorithmic stream.
+
 Artefacts in the output directory: `config.json` (fully resolved), `metrics.json` (every logged
 scalar with step, tokens and phase), `summary.json` (final evaluation, cost, wall time, tokens/s),
-`best_model.pt` (best evaluation accuracy), `last_model.pt` (with optimiser state), `loss.png`,
-`accuracy.png`.
+`best_model.pt` (best evaluation accuracy), `last_model.pt` (with optimiser, data and curriculum
+state, from which `resume` continues), `loss.png`, `accuracy.png`, `curriculum.png`.
 """
 
 from __future__ import annotations
@@ -18,19 +23,23 @@ from typing import Any
 import torch
 
 from looplab.config import ModelConfig, TrainConfig
+from looplab.data.curriculum import build_curriculum
+from looplab.data.lang import LangStream, default_cache_dir, load_corpus, validation_batches
 from looplab.data.packing import AlgoStream
-from looplab.data.tasks import get_tasks
+from looplab.data.task_file import describe, load_task_files
+from looplab.data.tasks import Task, get_tasks
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import quick_accuracy, run_grid
+from looplab.eval.algorithmic import cell_rng, quick_accuracy, run_grid, score_examples
 from looplab.meta import provenance
 from looplab.models import build_model
-from looplab.train.checkpoint import atomic_write_bytes, save_checkpoint
+from looplab.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from looplab.train.optim import lr_at, make_optimizer
-from looplab.train.plots import plot_accuracy, plot_loss
+from looplab.train.plots import plot_accuracy, plot_curriculum, plot_loss
 from looplab.train.progress import Progress
 from looplab.train.runtime import autocast, autocast_dtype, resolve_device, seed_everything, set_threads
 
 RUN_MARKER = "config.json"
+VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -51,20 +60,50 @@ def prepare_output_dir(path: Path, overwrite: bool) -> None:
         raise LooplabError(f"--output_dir {path} is not writable ({e.strerror})") from None
 
 
+@torch.no_grad()
+def probe_accuracy(model: torch.nn.Module, tokenizer: Any, tasks: dict[str, Task], lengths: dict[str, int], *,
+                   samples: int, seed: int, max_new_tokens: int) -> dict[str, float]:
+    """Exact match per task at exactly the given length: the curriculum's competence signal."""
+    pairs = {n: tasks[n].generate(cell_rng(seed, n, k), samples, k).texts() for n, k in lengths.items()}
+    flat = [p for ps in pairs.values() for p in ps]
+    if not flat:
+        return {}
+    model.eval()
+    correct = score_examples(model, tokenizer, flat, max_new_tokens=max_new_tokens)
+    out, i = {}, 0
+    for name, ps in pairs.items():
+        out[name] = sum(correct[i : i + len(ps)]) / len(ps)
+        i += len(ps)
+    return out
+
+
 class Trainer:
-    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False) -> None:
-        if cfg.total_tokens > cfg.alg_tokens:
-            raise LooplabError(
-                f"the language phase (--total_tokens - --alg_tokens = {cfg.total_tokens - cfg.alg_tokens} tokens) "
-                "needs language data, which this version cannot load yet; set --alg_tokens equal to --total_tokens"
-            )
-        self.tasks = [t.name for t in get_tasks(cfg.alg_tasks or None)]
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False,
+                 resume: bool = False) -> None:
+        self.file_tasks = load_task_files(cfg.task_files)
+        builtin = get_tasks(cfg.alg_tasks or None)
+        self.task_objs = [*builtin, *self.file_tasks]
+        self.by_name = {t.name: t for t in self.task_objs}
+        self.tasks = list(self.by_name)
+        self.builtin_tasks = [t.name for t in builtin]
         if tokenizer.vocab_size != model_cfg.vocab_size:
             raise LooplabError(f"tokenizer {tokenizer.name} has vocab_size {tokenizer.vocab_size} "
                                f"but the model has {model_cfg.vocab_size}")
         self.cfg, self.model_cfg, self.tokenizer = cfg, model_cfg, tokenizer
+        self.lang: LangStream | None = None
+        self.val_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if cfg.total_steps > cfg.alg_steps:
+            corpus = load_corpus(cfg.lang_data, tokenizer, cfg.lang_cache_dir or default_cache_dir(),
+                                 text_field=cfg.text_field, allow_network=cfg.allow_network)
+            train_docs, val_docs = corpus.split(cfg.lang_val_fraction)
+            self.lang = LangStream(corpus, train_docs, seq_len=cfg.seq_len, batch_size=cfg.batch_size, seed=cfg.seed)
+            if len(val_docs):
+                self.val_batches = validation_batches(corpus, val_docs, seq_len=cfg.seq_len,
+                                                      batch_size=cfg.batch_size, max_batches=VAL_BATCHES)
         self.out = Path(cfg.output_dir)
-        prepare_output_dir(self.out, overwrite)
+        if resume and not (self.out / "last_model.pt").exists():
+            raise LooplabError(f"--resume: {self.out / 'last_model.pt'} does not exist")
+        prepare_output_dir(self.out, overwrite or resume)
         self.device = resolve_device(cfg.device)
         self.amp = autocast_dtype(cfg.dtype, self.device)
         self.threads = set_threads(cfg.threads) if self.device.type == "cpu" else torch.get_num_threads()
@@ -72,20 +111,44 @@ class Trainer:
         self.model = build_model(model_cfg).to(self.device)
         self.step_model = torch.compile(self.model) if cfg.compile else self.model
         self.opt = make_optimizer(self.model, cfg)
-        self.stream = AlgoStream(tokenizer, self.tasks, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
+        self.stream = AlgoStream(tokenizer, self.task_objs, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
                                  seed=cfg.seed, loss_on=cfg.loss_on)
+        self.curriculum = None
+        if cfg.use_task_curriculum:
+            self.curriculum = build_curriculum(
+                cfg.task_curriculum_strategy, self.task_objs, cooldown=cfg.curriculum_cooldown,
+                min_evals=cfg.curriculum_min_task_evals, jitter=cfg.curriculum_jitter)
+            self.curriculum.apply(self.stream)
         self.metrics: list[dict[str, Any]] = []
-        self.evals: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []  # evaluations, for the accuracy plot
         self.best_acc = -1.0
         self.step = 0
         self.tokens = 0
+        self.replay_steps = 0
         self.train_seconds = 0.0
+        if resume:
+            self.restore(self.out / "last_model.pt")
+
+    # --- phases -------------------------------------------------------------------------------
+    def phase(self, step: int) -> str:
+        """Phase of the optimiser step with 0-based index `step`."""
+        return "algorithmic" if step < self.cfg.alg_steps or self.lang is None else "language"
+
+    def replays(self, step: int) -> bool:
+        """Whether language-phase step `step` trains on algorithmic data: floor((j + 1) r) > floor(j r)
+        spreads a share r of the steps evenly, with no random state to resume."""
+        j, r = step - self.cfg.alg_steps, self.cfg.alg_replay
+        return math.floor((j + 1) * r) > math.floor(j * r)
 
     # --- one optimiser step -------------------------------------------------------------------
     def train_step(self) -> dict[str, Any]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        x, y = self.stream.next_batch()
+        if self.phase(self.step) == "algorithmic" or self.replays(self.step):
+            x, y = self.stream.next_batch()
+            self.replay_steps += self.phase(self.step) == "language"
+        else:
+            x, y = self.lang.next_batch()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         self.model.train()
         with autocast(self.device, self.amp):
@@ -102,12 +165,15 @@ class Trainer:
 
     # --- evaluation and artefacts -------------------------------------------------------------
     def evaluate(self) -> float:
-        acc = quick_accuracy(self.model, self.tokenizer, self.tasks, samples=self.cfg.eval_samples,
+        acc = quick_accuracy(self.model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
                              seed=self.cfg.seed + 1, max_new_tokens=self.cfg.eval_max_new_tokens)
         mean = sum(acc.values()) / len(acc)
         self.evals.append({"step": self.step, "tokens": self.tokens, "acc": acc, "mean_acc": mean})
-        self.metrics.append({"step": self.step, "tokens": self.tokens, "phase": "algorithmic",
-                             "eval_mean_acc": mean, **{f"eval_acc/{k}": v for k, v in acc.items()}})
+        row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
+               "eval_mean_acc": mean, **{f"eval_acc/{k}": v for k, v in acc.items()}}
+        if self.val_batches:
+            row["lang_val_loss"] = self.val_loss()
+        self.metrics.append(row)
         if mean > self.best_acc:
             self.best_acc = mean
             save_checkpoint(self.out / "best_model.pt", self.model, self.tokenizer,
@@ -117,14 +183,71 @@ class Trainer:
         write_json(self.out / "metrics.json", self.metrics)
         plot_loss(self.metrics, self.out / "loss.png")
         plot_accuracy(self.evals, self.out / "accuracy.png")
+        if self.curriculum is not None:
+            plot_curriculum(self.metrics, self.out / "curriculum.png")
         return mean
 
+    @torch.no_grad()
+    def val_loss(self) -> float:
+        """Mean loss on the held-out language documents (never trained on)."""
+        self.model.eval()
+        losses = []
+        for x, y in self.val_batches:
+            with autocast(self.device, self.amp):
+                losses.append(float(self.model(x.to(self.device), y.to(self.device)).loss))
+        return sum(losses) / len(losses)
+
+    def curriculum_step(self) -> None:
+        """Probe every active task at its difficulty, update the curriculum, steer the stream."""
+        cur = self.curriculum
+        lengths = {n: cur.difficulty(n) for n in cur.active()}
+        acc = probe_accuracy(self.model, self.tokenizer, self.by_name, lengths, samples=self.cfg.curriculum_samples,
+                             seed=self.cfg.seed + 3 + self.step, max_new_tokens=self.cfg.eval_max_new_tokens)
+        events = cur.update(self.step, acc)
+        if events:
+            cur.apply(self.stream)
+        self.metrics.append({"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
+                             **{f"probe_acc/{n}": a for n, a in acc.items()}, **cur.snapshot(),
+                             "curriculum_events": events})
+
     def meta(self) -> dict[str, Any]:
-        return {"step": self.step, "tokens": self.tokens, "tasks": self.tasks, "seed": self.cfg.seed}
+        return {"step": self.step, "tokens": self.tokens, "tasks": self.builtin_tasks, "seed": self.cfg.seed,
+                "custom_tasks": describe(self.file_tasks), "task_files": list(self.cfg.task_files)}
 
     def train_state(self) -> dict[str, Any]:
-        return {"optimizer": self.opt.state_dict(), "step": self.step, "tokens": self.tokens,
-                "stream": json.dumps(self.stream.state_dict())}
+        state = {"optimizer": self.opt.state_dict(), "step": self.step, "tokens": self.tokens,
+                 "stream": json.dumps(self.stream.state_dict()), "best_acc": self.best_acc,
+                 "replay_steps": self.replay_steps, "train_seconds": self.train_seconds}
+        if self.lang is not None:
+            state["lang_stream"] = json.dumps(self.lang.state_dict())
+        if self.curriculum is not None:
+            state["curriculum"] = json.dumps(self.curriculum.state_dict())
+        return state
+
+    def restore(self, path: Path) -> None:
+        """Continue from `last_model.pt`: weights, optimiser, counters, data streams, curriculum, logs."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt.config != self.model_cfg:
+            raise LooplabError(f"--resume: {path} holds a different model ({ckpt.config.variant}/{ckpt.config.size}"
+                               f", {ckpt.config.d_model} wide); use the flags of the original run")
+        ts = ckpt.train_state
+        self.model.load_state_dict(ckpt.model.state_dict())
+        self.opt.load_state_dict(ts["optimizer"])
+        self.step, self.tokens = int(ts["step"]), int(ts["tokens"])
+        self.best_acc, self.replay_steps = float(ts["best_acc"]), int(ts["replay_steps"])
+        self.train_seconds = float(ts["train_seconds"])
+        self.stream.load_state_dict(json.loads(ts["stream"]))
+        for name, part in (("lang_stream", self.lang), ("curriculum", self.curriculum)):
+            if part is not None:
+                if name not in ts:
+                    raise LooplabError(f"--resume: {path} has no {name} state; it was saved by a run without it")
+                part.load_state_dict(json.loads(ts[name]))
+        metrics = self.out / "metrics.json"
+        self.metrics = [m for m in json.loads(metrics.read_text()) if m["step"] <= self.step] \
+            if metrics.exists() else []
+        self.evals = [{"step": m["step"], "tokens": m["tokens"], "mean_acc": m["eval_mean_acc"],
+                       "acc": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("eval_acc/")}}
+                      for m in self.metrics if "eval_mean_acc" in m]
 
     def resolved_config(self) -> dict[str, Any]:
         return {"model": self.model_cfg.to_dict(), "train": dataclasses.asdict(self.cfg),
@@ -137,14 +260,15 @@ class Trainer:
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        write_json(self.out / "config.json", self.resolved_config())
+        if self.step == 0:
+            write_json(self.out / "config.json", self.resolved_config())
         eval_every = max(1, cfg.eval_every_tokens // cfg.tokens_per_step)
         bar = Progress(cfg.total_steps, desc=f"{self.model_cfg.variant}/{self.model_cfg.size}", enabled=cfg.progress)
         t0 = time.perf_counter()
         log_t, log_tokens = t0, 0
         while self.step < cfg.total_steps:
             res = self.train_step()
-            if self.step % cfg.log_every == 0 or self.step == cfg.total_steps:
+            if self.step % cfg.log_every == 0 or self.step in (cfg.total_steps, cfg.alg_steps):  # and at the switch
                 loss = float(res["loss"])
                 if not math.isfinite(loss):
                     raise LooplabError(f"loss became {loss} at step {self.step}; the last good checkpoint is "
@@ -152,13 +276,18 @@ class Trainer:
                 now = time.perf_counter()
                 tps = (self.tokens - log_tokens) / max(1e-9, now - log_t)
                 log_t, log_tokens = now, self.tokens
-                row = {"step": self.step, "tokens": self.tokens, "phase": "algorithmic", "loss": loss,
+                row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1), "loss": loss,
                        "lr": lr_at(self.step - 1, cfg), "tokens_per_s": tps}
                 if res["grad_norm"] is not None:
                     row["grad_norm"] = float(res["grad_norm"])
                 row.update({f"aux/{k}": float(v) for k, v in res["aux"].items()})
                 self.metrics.append(row)
                 bar.update(self.step, loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
+            if self.curriculum is not None and self.step % cfg.curriculum_every == 0 \
+                    and self.phase(self.step - 1) == "algorithmic":
+                self.train_seconds += time.perf_counter() - t0  # probing is evaluation, not training
+                self.curriculum_step()
+                t0 = time.perf_counter()
             trained = self.train_seconds + time.perf_counter() - t0  # evaluation time excluded
             out_of_time = cfg.max_minutes > 0 and trained > 60 * cfg.max_minutes
             if self.step % eval_every == 0 or self.step == cfg.total_steps or out_of_time:
@@ -174,7 +303,7 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.model.eval()
-        final = run_grid(self.model, self.tokenizer, self.tasks, samples=cfg.eval_samples, seed=cfg.seed + 2,
+        final = run_grid(self.model, self.tokenizer, self.task_objs, samples=cfg.eval_samples, seed=cfg.seed + 2,
                          max_new_tokens=cfg.eval_max_new_tokens)
         summary = {
             "variant": self.model_cfg.variant,
@@ -182,6 +311,9 @@ class Trainer:
             "tasks": self.tasks,
             "steps": self.step,
             "tokens": self.tokens,
+            "phases": {"algorithmic_steps": min(self.step, cfg.alg_steps),
+                       "language_steps": max(0, self.step - cfg.alg_steps) if self.lang else 0,
+                       "replay_steps": self.replay_steps, "switch_tokens": cfg.alg_steps * cfg.tokens_per_step},
             "train_seconds": self.train_seconds,
             "tokens_per_s": self.tokens / max(1e-9, self.train_seconds),
             "final_eval_seconds": time.perf_counter() - t0,
@@ -191,9 +323,15 @@ class Trainer:
             "runtime": {"device": str(self.device), "threads": self.threads},
             "provenance": provenance(),
         }
+        if self.val_batches:
+            summary["final_lang_val_loss"] = self.val_loss()
+        if self.curriculum is not None:
+            summary["curriculum"] = {"difficulty": {n: self.curriculum.difficulty(n) for n in self.tasks},
+                                     "active": self.curriculum.active(), "events": self.curriculum.events}
         write_json(self.out / "summary.json", summary)
         return summary
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False) -> dict[str, Any]:
-    return Trainer(model_cfg, cfg, tokenizer, overwrite=overwrite).run()
+def train(model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False,
+          resume: bool = False) -> dict[str, Any]:
+    return Trainer(model_cfg, cfg, tokenizer, overwrite=overwrite, resume=resume).run()

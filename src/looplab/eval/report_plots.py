@@ -1,0 +1,176 @@
+"""The report's figures: accuracy-vs-length heat maps, accuracy vs loop count, overlaid loss curves.
+
+Each plot averages over a variant's seeds. A plot with no data is not drawn; `write_plots` returns
+a note saying why, which REPORT.md prints in its place.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from looplab.eval.report import Run, algorithmic_grid
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
+
+
+def _mean_grid(runs: list[Run]) -> tuple[list[str], list[int], np.ndarray] | None:
+    """Tasks x lengths accuracy (NaN where a task has no such length), mean over seeds."""
+    grids = [g for g in (algorithmic_grid(r) for r in runs) if g and g.get("tasks")]
+    if not grids:
+        return None
+    tasks = list(dict.fromkeys(t for g in grids for t in g["tasks"]))
+    lengths = sorted({int(n) for g in grids for t in g["tasks"].values() for n in t["lengths"]})
+    acc = np.full((len(grids), len(tasks), len(lengths)), np.nan)
+    for k, g in enumerate(grids):
+        for i, t in enumerate(tasks):
+            for j, n in enumerate(lengths):
+                cell = g["tasks"].get(t, {}).get("lengths", {}).get(str(n))
+                if cell:
+                    acc[k, i, j] = cell["acc"]
+    return tasks, lengths, _nanmean(acc)
+
+
+def _mean_needle(runs: list[Run]) -> tuple[list[str], list[str], np.ndarray] | None:
+    cells = [r.results["longctx"]["cells"] for r in runs if r.results.get("longctx", {}).get("cells")]
+    if not cells:
+        return None
+    lengths = sorted({n for c in cells for n in c}, key=int)
+    depths = sorted({d for c in cells for row in c.values() for d in row}, key=float)
+    acc = np.full((len(cells), len(lengths), len(depths)), np.nan)
+    for k, c in enumerate(cells):
+        for i, n in enumerate(lengths):
+            for j, d in enumerate(depths):
+                if d in c.get(n, {}):
+                    acc[k, i, j] = c[n][d]["acc"]
+    return lengths, depths, _nanmean(acc)
+
+
+def _nanmean(acc: np.ndarray) -> np.ndarray:
+    """Mean over seeds (axis 0), NaN where no seed has the cell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(acc, axis=0)
+
+
+def _heat(ax: Any, data: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str) -> Any:
+    im = ax.imshow(np.ma.masked_invalid(data), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            if np.isfinite(data[i, j]):
+                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if data[i, j] < 0.5 else "black")
+    return im
+
+
+def plot_heatmaps(name: str, runs: list[Run], out: Path) -> Path | None:
+    grid, needle = _mean_grid(runs), _mean_needle(runs)
+    if grid is None and needle is None:
+        return None
+    plt = _plt()
+    panels = [p for p in (grid, needle) if p is not None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 0.45 * len(grid[0]) + 2.5 if grid else 4),
+                             squeeze=False)
+    k = 0
+    if grid is not None:
+        tasks, lengths, acc = grid
+        im = _heat(axes[0, k], acc, tasks, [str(n) for n in lengths], f"{name}: exact match by length "
+                   f"(n={len(runs)} seeds)", "length (task's knob)")
+        k += 1
+    if needle is not None:
+        lengths_n, depths, acc = needle
+        im = _heat(axes[0, k], acc, lengths_n, depths, f"{name}: needle retrieval", "needle depth")
+        axes[0, k].set_ylabel("haystack tokens")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="accuracy")
+    path = out / f"heatmap_{_safe(name)}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_loops(groups: dict[str, list[Run]], out: Path) -> Path | None:
+    curves = {}
+    for name, runs in groups.items():
+        sweeps = [r.results.get("algorithmic", {}).get("loops") for r in runs]
+        sweeps = [s for s in sweeps if s]
+        if sweeps:
+            counts = sorted({int(n) for s in sweeps for n in s})
+            curves[name] = {split: (counts, [np.mean([s[str(n)][f"{split}_acc"] or 0 for s in sweeps if str(n) in s])
+                                             for n in counts]) for split in ("iid", "ood")}
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, by_split) in enumerate(curves.items()):
+        for split, style in (("iid", "-"), ("ood", "--")):
+            xs, ys = by_split[split]
+            ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=f"{name} {split.upper()}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("loops at evaluation")
+    ax.set_ylabel("exact match")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Test-time compute: accuracy vs loop count")
+    ax.legend(fontsize=8)
+    path = out / "loops.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_losses(groups: dict[str, list[Run]], out: Path) -> Path | None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = 0
+    for i, (name, runs) in enumerate(groups.items()):
+        for k, r in enumerate(runs):
+            pts = [(m["tokens"], m["loss"]) for m in r.metrics if "loss" in m and "tokens" in m]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, color=f"C{i}", alpha=0.85, linestyle=("-", "--", ":", "-.")[k % 4], marker=".",
+                        label=f"{name} seed {r.seed}")
+                drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("training loss")
+    ax.set_title("Loss curves")
+    ax.legend(fontsize=8)
+    path = out / "loss.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_plots(groups: dict[str, list[Run]], out: Path) -> tuple[list[Path], list[str]]:
+    plots, notes = [], []
+    for name, runs in groups.items():
+        p = plot_heatmaps(name, runs, out)
+        plots += [p] if p else []
+        notes += [] if p else [f"no accuracy heat map for `{name}`: no algorithmic or longctx results"]
+    p = plot_loops(groups, out)
+    plots += [p] if p else []
+    notes += [] if p else ["no loop-count plot: no run has an `--n_loops` sweep in eval_results/results_algorithmic.json"]
+    p = plot_losses(groups, out)
+    plots += [p] if p else []
+    notes += [] if p else ["no loss plot: no run has a metrics.json with losses"]
+    return plots, notes

@@ -1,0 +1,62 @@
+"""Every suite on a tiny checkpoint: results written, and valid against results.schema.json."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from looplab.config import EvalConfig
+from looplab.errors import LooplabError
+from looplab.eval.hub import SUITES, evaluate_checkpoint, summary_lines
+
+SMALL = dict(samples=2, max_new_tokens=6, needle_lengths=(96, 160), needle_depths=(0.0, 0.5, 1.0),
+             needle_trials=3, ppl_tokens=300)
+
+
+def _run(ckpt, tmp_path, suite, **kw):
+    cfg = EvalConfig(suite=suite, **{**SMALL, **kw})
+    path, doc = evaluate_checkpoint(str(ckpt), cfg, out_dir=str(tmp_path), threads=1)
+    assert path.name == f"results_{suite}.json"
+    assert json.loads(path.read_text()) == doc
+    return doc
+
+
+@pytest.mark.parametrize("suite", ["algorithmic", "longctx", "ppl", "selftest", "all"])
+def test_suite_output_is_valid(suite, tiny_ckpt, lang_file, schema, tmp_path):
+    doc = _run(tiny_ckpt, tmp_path, suite, lang_data=str(lang_file))
+    jsonschema.validate(doc, schema)
+    meta = doc["metadata"]
+    assert meta["checkpoint"]["weights_digest"] and meta["suite_versions"]["longctx"] == "longctx-v1"
+    assert summary_lines(suite, doc["results"])
+
+
+def test_all_runs_each_applicable_suite(tiny_ckpt, lang_file, tmp_path):
+    res = _run(tiny_ckpt, tmp_path, "all", lang_data=str(lang_file))["results"]
+    assert {"algorithmic", "longctx", "ppl", "selftest"} <= set(res)
+    assert "custom" in res["skipped"] and "custom" not in res
+    assert res["selftest"]["all_pass"], res["selftest"]
+    assert res["algorithmic"]["ood_summary"]["probes"]["parity@32"] is not None
+    assert res["algorithmic"]["curves"]["passkey"]["lengths"] == [2, 4, 8, 16]
+
+
+def test_all_skips_ppl_without_text(tiny_ckpt, tmp_path, monkeypatch):
+    from looplab.eval import ppl
+
+    monkeypatch.setattr(ppl, "DEFAULT_LANG_DATA", tmp_path / "absent.txt")
+    res = _run(tiny_ckpt, tmp_path, "all")["results"]
+    assert "ppl" not in res and "--lang_data" in res["skipped"]["ppl"]
+    with pytest.raises(LooplabError, match="--lang_data"):
+        _run(tiny_ckpt, tmp_path, "ppl")
+
+
+def test_schema_rejects_a_broken_document(tiny_ckpt, schema, tmp_path):
+    doc = _run(tiny_ckpt, tmp_path, "selftest")
+    doc["results"]["checks"].pop("solvers")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+
+
+def test_registry_names():
+    assert {"algorithmic", "longctx", "ppl", "selftest", "all"} <= set(SUITES)
