@@ -30,13 +30,26 @@ def test_moves_up_on_a_solved_task_and_not_on_a_failed_one():
 
 
 def test_cooldown_and_falling_back():
-    cur = build_curriculum("linear", get_tasks(["copy"]), cooldown=10, min_evals=1)
+    cur = build_curriculum("linear", get_tasks(["copy"]), cooldown=10, min_evals=1, down_evals=1)
     for step in range(1, 25):
         cur.update(step, {"copy": 1.0})
     assert [e["step"] for e in cur.events] == [10, 20]
     for step in range(25, 40):
         cur.update(step, {"copy": 0.0})
     assert cur.events[-1]["event"] == "down" and cur.events[-1]["step"] == 30
+
+
+def test_falling_back_waits_for_down_evals():
+    cur = build_curriculum("linear", get_tasks(["copy"]), cooldown=0, min_evals=1, down_evals=4)
+    first = cur.difficulty("copy")
+    cur.update(1, {"copy": 1.0})
+    raised = cur.difficulty("copy")
+    assert raised > first
+    for step in range(2, 5):  # three failing probes at the new level: not yet
+        cur.update(step, {"copy": 0.0})
+    assert cur.difficulty("copy") == raised
+    cur.update(5, {"copy": 0.0})
+    assert cur.difficulty("copy") == first and cur.events[-1]["event"] == "down"
 
 
 def test_jitter_mix_and_stream_follow_the_difficulty():

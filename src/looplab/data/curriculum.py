@@ -4,7 +4,9 @@ Difficulty is a task's length knob. A task at level k trains on lengths up to `l
 top length with probability 1 - jitter, the easier ones sharing `jitter`. Competence is an EMA
 of exact-match accuracy probed at the current top length; it resets when the level changes, since
 it measured the old level. A level rises when the EMA reaches `up` and falls when it drops to
-`down`, after at least `min_evals` probes at the level and `cooldown` steps since the last change.
+`down`, after at least `min_evals` probes at the level and `cooldown` steps since the last change;
+falling back waits for `down_evals` probes at the level (hysteresis: a fresh level always starts
+near zero, and falling back at once makes a task oscillate between two lengths).
 
 `linear` trains every task from the start. `dag` starts with the tasks that have no
 prerequisites and unlocks a task once each of its prerequisites (among the trained tasks) has
@@ -62,7 +64,7 @@ class Curriculum:
 
     def __init__(self, tasks: Sequence[Task], *, cooldown: int = 0, min_evals: int = 1, jitter: float = 0.1,
                  decay: float = 0.5, up: float = 0.9, down: float = 0.3, unlock: float = 0.8,
-                 patience: int = 2, replay: float = 0.2) -> None:
+                 patience: int = 2, replay: float = 0.2, down_evals: int = 5) -> None:
         if not 0 <= jitter < 1 or not 0 <= decay < 1 or not 0 <= replay < 1:
             raise LooplabError(f"curriculum jitter, decay and replay must be in [0, 1), got {jitter}, {decay}, {replay}")
         if cooldown < 0 or min_evals < 1 or patience < 1:
@@ -72,6 +74,7 @@ class Curriculum:
         self.levels = {t.name: task_levels(t) for t in tasks}
         self.cooldown, self.min_evals, self.jitter, self.decay = cooldown, min_evals, jitter, decay
         self.up, self.down, self.unlock, self.patience, self.replay = up, down, unlock, patience, replay
+        self.down_evals = down_evals
         self.state = {name: TaskState() for name in self.levels}
         self.events: list[dict[str, Any]] = []  # every level change and unlock, in order
 
@@ -117,7 +120,7 @@ class Curriculum:
             s.competent = s.competent or s.streak >= self.patience
             if s.evals < self.min_evals or step - s.last_change < self.cooldown:
                 continue
-            move = 1 if s.ema >= self.up else -1 if s.ema <= self.down else 0
+            move = 1 if s.ema >= self.up else -1 if s.ema <= self.down and s.evals >= self.down_evals else 0
             if move and 0 <= s.level + move < len(self.levels[name]):
                 s.level += move
                 s.ema, s.evals, s.last_change = None, 0, step
