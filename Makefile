@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.looplab-installed
-DEMO_OUT ?= runs/demo
+DEMO_OUT ?= runs/ladder_smoke
 
 .PHONY: setup demo test bench lint clean
 
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# the smoke ladder: every variant, tiny, evaluated and reported (<= 10 min on 2 cores); reruns skip finished runs
 demo: setup
-	$(VPY) -m looplab.cli demo --out $(DEMO_OUT)
+	$(VPY) -m looplab.cli ladder --preset smoke --out $(DEMO_OUT)
 
 test: setup
 	$(VPY) -m pytest tests

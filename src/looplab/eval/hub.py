@@ -114,6 +114,8 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
     if dev.type == "cpu":
         set_threads(threads)
     ckpt = load_checkpoint(path, map_location=dev)
+    if ckpt.config.variant == "rlf":
+        raise LooplabError(f"'{path}' is an rlf checkpoint; the suites score next-token models, use looplab probe")
     out = Path(out_dir) if out_dir else Path(path).parent / "eval_results"
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -253,12 +253,15 @@ def hypothesis_tables(stats: dict[str, dict[str, Stat]]) -> list[str]:
     return lines
 
 
-def write_report(run_dirs: Sequence[str], out_dir: str) -> Path:
+def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "",
+                 failed: dict[str, str] | None = None) -> Path:
+    """REPORT.md and plots; `match` says how the variants were sized, `failed` maps a variant that
+    failed (in some seed) to its error, shown as a table row when no run of it finished."""
     from looplab.eval.report_plots import write_plots
 
     if not run_dirs:
         raise LooplabError("no run directories given; usage: looplab report RUN_DIR [RUN_DIR ...] --out DIR")
-    runs = [load_run(d) for d in run_dirs]
+    runs, failed = [load_run(d) for d in run_dirs], dict(failed or {})
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -269,10 +272,13 @@ def write_report(run_dirs: Sequence[str], out_dir: str) -> Path:
     plots, notes = write_plots(groups, out)
     md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} variants: "
           + ", ".join(f"`{n}` x{len(r)}" for n, r in groups.items()) + ".", "",
+          *([f"Matching: {match}.", ""] if match else []),
+          *([f"Failed: {', '.join(f'`{n}` ({e})' for n, e in failed.items())}.", ""] if failed else []),
           "## Ladder", "", "Mean ± sample standard deviation over seeds (no ± with one seed). Algorithmic acc: "
           "mean IID exact match; OOD acc: mean over every OOD cell; train time: seconds per training token "
           "relative to `baseline`; FLOPs/token: training FLOPs per token at the run's sequence length.", "",
-          *ladder_table(groups, stats), "", "## Verdicts", "",
+          *ladder_table(groups, stats), *(f"| `{n}` | failed |" + " n/a |" * (len(METRICS) + 2) for n in failed
+                                            if n not in groups), "", "## Verdicts", "",
           "Success criteria of the seed README against `baseline` (see `looplab.eval.report` for the rules).", ""]
     for name in groups:
         if name == BASELINE:

@@ -4,7 +4,8 @@ A checkpoint is one `torch.save` file holding only tensors and plain containers,
 `weights_only=True` (no arbitrary unpickling). It carries the resolved model config (JSON), the
 tokenizer (its defining files as uint8 tensors), the weights, optional training state, and a
 SHA-256 digest of the weights checked on load. Files are written to a temporary name, flushed,
-fsynced and renamed, so a crash leaves the previous checkpoint intact.
+fsynced and renamed, so a crash leaves the previous checkpoint intact. The pickle-free directory form
+(`looplab export --to safetensors`) is read by `looplab.interop.load_exported`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,167 @@
+"""The ladder end to end on a micro preset: report rows, skipping, failures, restarts, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from looplab.errors import LooplabError
+from looplab.ladder import LadderPreset, run_ladder
+from looplab.ladder import runner as ladder_runner
+from looplab.ladder.match import match_shape
+from tests.helpers import GENERIC
+
+REPO = Path(__file__).resolve().parents[2]
+MICRO = LadderPreset(
+    name="micro", note="test preset", size="tiny", alg_tasks=("copy", "successor"), alg_tokens=4096,
+    total_tokens=4096, seq_len=32, batch_size=8, warmup_tokens=512, eval_every_tokens=2048, train_eval_samples=4,
+    eval_samples=4, n_loops=(1, 2), needle_lengths=(64,), needle_depths=(0.5,), needle_trials=1, ppl_tokens=256,
+    threads=1,
+)
+VARIANTS = ["baseline", "shared_loop"]
+
+
+def ladder(out: Path, stream: io.StringIO | None = None, **kw) -> Path:
+    return run_ladder(MICRO, variants=kw.pop("variants", VARIANTS), out=str(out), stream=stream or io.StringIO(), **kw)
+
+
+def table_rows(report: Path) -> dict[str, str]:
+    """variant -> its row of the report's ladder table."""
+    return {line.split("|")[1].strip(" `"): line for line in report.read_text().splitlines()
+            if line.startswith("| `")}
+
+
+def mtimes(out: Path) -> dict[str, float]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ladder")
+    ladder(out)
+    return out
+
+
+def test_end_to_end_writes_report_with_a_row_per_variant(finished):
+    report = finished / "report" / "REPORT.md"
+    assert report.exists()
+    rows = table_rows(report)
+    assert set(VARIANTS) <= set(rows)
+    assert "Matching: `config`" in report.read_text()
+    loop = json.loads((finished / "runs/shared_loop_s0/eval_results/results_all.json").read_text())
+    assert set(loop["results"]["algorithmic"]["loops"]) == {"1", "2"}  # the sweep ran for the looped variant
+    base = json.loads((finished / "runs/baseline_s0/eval_results/results_all.json").read_text())
+    assert base["metadata"]["decoding"]["n_loops"] == []
+    doc = json.loads((finished / "ladder.json").read_text())
+    assert {r["state"] for r in doc["runs"].values()} == {"done"}
+
+
+def test_second_invocation_skips_finished_runs(finished):
+    before = mtimes(finished)
+    ladder(finished)
+    assert mtimes(finished) == before
+    doc = json.loads((finished / "ladder.json").read_text())
+    assert {r["state"] for r in doc["runs"].values()} == {"skipped"}
+    assert set(VARIANTS) <= set(table_rows(finished / "report" / "REPORT.md"))
+
+
+def test_changed_settings_are_refused(finished):
+    with pytest.raises(LooplabError, match="other settings"):
+        run_ladder(dataclasses.replace(MICRO, lr=2e-3), variants=VARIANTS, out=str(finished), stream=io.StringIO())
+
+
+def test_failed_variant_is_reported_and_the_other_finishes(tmp_path, monkeypatch):
+    real = ladder_runner.train_run
+
+    def flaky(argv, log):
+        if argv[argv.index("--variant") + 1] == "shared_loop":
+            raise RuntimeError("boom\nsecond line")
+        real(argv, log)
+
+    monkeypatch.setattr(ladder_runner, "train_run", flaky)
+    report = ladder(tmp_path)
+    rows = table_rows(report)
+    assert "failed" in rows["shared_loop"] and "failed" not in rows["baseline"]
+    assert "RuntimeError: boom" in report.read_text() and "second line" not in report.read_text()
+    assert (tmp_path / "runs/baseline_s0/summary.json").exists()
+
+
+def test_interrupted_ladder_resumes_without_retraining(tmp_path):
+    def stop_after_first(run, record):
+        if run.variant == "baseline":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ladder(tmp_path, after_run=stop_after_first)
+    assert not (tmp_path / "runs/shared_loop_s0").exists()
+    before = mtimes(tmp_path)
+    report = ladder(tmp_path)
+    assert mtimes(tmp_path)["baseline_s0"] == before["baseline_s0"]
+    assert set(VARIANTS) <= set(table_rows(report))
+
+
+def test_sigkilled_ladder_reruns_without_retraining(tmp_path):
+    """A ladder process killed with SIGKILL once the first run's summary.json appears, then rerun."""
+    script = ("import sys; sys.path.insert(0, sys.argv[2]); from tests.ladder.test_ladder import ladder; "
+              "from pathlib import Path; ladder(Path(sys.argv[1]))")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(REPO)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "runs/baseline_s0/summary.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    before = first.stat().st_mtime_ns
+    report = ladder(tmp_path)
+    assert first.stat().st_mtime_ns == before
+    assert set(VARIANTS) <= set(table_rows(report))
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path):
+    """A run killed after its first checkpoint (no summary.json) continues with --resume."""
+    first = ladder_runner.plan(MICRO, ["baseline"], 1, "config", tmp_path)[0]
+    ladder_runner.train_run(first.argv, io.StringIO())
+    (first.dir / "summary.json").unlink()  # as if killed after the last checkpoint
+    assert ladder_runner.stage(first.dir) == "partial"
+    board = io.StringIO()
+    ladder(tmp_path, board, variants=["baseline"])
+    assert "resuming" in board.getvalue()
+    assert ladder_runner.stage(first.dir) == "finished"
+
+
+@pytest.mark.parametrize(("kw", "needle"), [
+    ({"preset": "huge"}, "allowed: smoke, nano"),
+    ({"variants": ["nope"]}, "allowed: baseline"),
+    ({"match": "area"}, "allowed: config, params, flops"),
+    ({"seeds": 0}, "--seeds"),
+])
+def test_bad_input_is_one_line_error(tmp_path, kw, needle):
+    preset = kw.pop("preset", MICRO)
+    with pytest.raises(LooplabError) as err:
+        run_ladder(preset, variants=kw.pop("variants", VARIANTS), out=str(tmp_path), stream=io.StringIO(), **kw)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_bad_preset_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "looplab.cli", "ladder", "--preset", "huge", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "allowed: smoke, nano" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["params", "flops"])
+def test_matching_brings_every_variant_within_tolerance(mode):
+    for variant in GENERIC:
+        shape = match_shape(variant, mode, size="tiny", vocab_size=260, seq_len=64)
+        if shape.ratio is not None:
+            assert abs(shape.ratio - 1) <= 0.1, (variant, shape)
