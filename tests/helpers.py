@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from looplab.models import create_model
+from looplab.models import MODELS, create_model
 
 V = 260  # the byte tokenizer's vocabulary
+# Variants that are next-token LMs on (B, T) and run the per-variant tests; rlf is not (ModelSpec.generic).
+GENERIC = [name for name, spec in MODELS.items() if spec.generic]
 
 
 # Options under which cached decoding must equal recomputation. prc's default cache keeps only the

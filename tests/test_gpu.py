@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from looplab.eval.decode import greedy, greedy_reference
-from looplab.models import MODELS
-from tests.helpers import EXACT_DECODING, V, tiny_model
+from tests.helpers import EXACT_DECODING, GENERIC, V, tiny_model
 from tests.test_cli import REPO
 
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize("variant", list(MODELS))
+@pytest.mark.parametrize("variant", GENERIC)
 def test_bf16_training_step_on_gpu(variant):
     model = tiny_model(variant).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
@@ -35,7 +34,7 @@ def test_bf16_training_step_on_gpu(variant):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("variant", list(MODELS))
+@pytest.mark.parametrize("variant", GENERIC)
 def test_cached_decoding_equals_recomputation_on_gpu(variant):
     model = tiny_model(variant, **EXACT_DECODING.get(variant, {})).cuda()
     g = torch.Generator().manual_seed(1)

@@ -56,6 +56,7 @@ def parse_loops(values: Sequence[str] | None) -> tuple[int, ...]:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from looplab.config import DEVICES, DTYPES, LOSS_ON, SIZES, TrainConfig
     from looplab.models import MODELS
+    from looplab.train.trackers import TRACKERS
 
     d = TrainConfig()
     p.add_argument("--variant", default="baseline", choices=list(MODELS), help="model variant")
@@ -84,7 +85,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model field or variant option (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --output_dir")
+    p.add_argument("--base", default="", help="rlf: the frozen base, a looplab checkpoint or a Hugging Face model "
+                   "directory (its tokenizer is used)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--log_to", default=d.log_to, choices=list(TRACKERS),
+                   help="also send the metrics to a tracker (wandb runs offline unless WANDB_MODE is set)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from last_model.pt")
     p.add_argument("--lang_data", default="", help="language data for phase 2: .txt/.jsonl/.parquet, a directory, "
                    "or hf:NAME (with --allow_network)")
@@ -122,7 +127,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
         eval_every_tokens=args.eval_every_tokens, eval_samples=args.eval_samples,
         eval_max_new_tokens=args.eval_max_new_tokens, max_minutes=args.max_minutes,
-        progress=not args.no_progress, lang_data=args.lang_data, text_field=args.text_field,
+        progress=not args.no_progress, log_to=args.log_to, lang_data=args.lang_data, text_field=args.text_field,
         lang_val_fraction=args.lang_val_fraction, lang_cache_dir=args.lang_cache_dir,
         allow_network=args.allow_network, alg_replay=args.alg_replay, task_files=tuple(args.task_file),
         use_task_curriculum=args.use_task_curriculum, task_curriculum_strategy=args.task_curriculum_strategy,
@@ -133,8 +138,17 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from looplab.data.tasks import get_tasks
 
     get_tasks(cfg.alg_tasks or None)  # validate names before anything is written
-    tokenizer = load_tokenizer(args.tokenizer, allow_network=args.allow_network)
-    mcfg = model_config(args.model_size, tokenizer.vocab_size, args.variant, **parse_options(args.model_opt))
+    options = parse_options(args.model_opt)
+    if args.variant == "rlf":
+        from looplab.models.rlf_base import prepare_base
+
+        tokenizer, base_options = prepare_base(args.base, args.tokenizer)
+        options.update(base_options)
+    elif args.base:
+        raise LooplabError(f"--base applies to --variant rlf only, not '{args.variant}'")
+    else:
+        tokenizer = load_tokenizer(args.tokenizer, allow_network=args.allow_network)
+    mcfg = model_config(args.model_size, tokenizer.vocab_size, args.variant, **options)
     variant_options(mcfg)
     summary = train(mcfg, cfg, tokenizer, overwrite=args.overwrite, resume=args.resume)
     final = summary["final_eval"]
@@ -221,6 +235,67 @@ def run_report(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+# --- ladder ---------------------------------------------------------------------------------------
+def add_ladder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="smoke", help="smoke (CPU, default) or nano (one GPU); see looplab.ladder")
+    p.add_argument("--variants", nargs="+", default=None, help="variants to train (default: every registered one)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per variant")
+    p.add_argument("--match", default="config", help="config (same size), params or flops (matched to baseline)")
+    p.add_argument("--out", default=None, help="ladder directory (default runs/ladder_<preset>); reruns resume")
+
+
+def run_ladder_cmd(args: argparse.Namespace) -> None:
+    from looplab.ladder import run_ladder
+
+    path = run_ladder(args.preset, variants=split_names(args.variants) or None, seeds=args.seeds,
+                      match=args.match, out=args.out)
+    print(f"report: {path}")
+
+
+# --- export ---------------------------------------------------------------------------------------
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a safetensors export directory")
+    p.add_argument("--to", required=True, choices=("hf", "safetensors"),
+                   help="hf: a transformers Llama model (baseline only); safetensors: any variant, no pickle")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--overwrite", action="store_true", help="write into an OUT_DIR that already holds files")
+    p.add_argument("--strict", action="store_true", help="with --to hf, fail for a variant transformers lacks "
+                   "instead of writing the safetensors format")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from looplab.interop import export_checkpoint
+
+    written, files = export_checkpoint(args.checkpoint, args.to, args.out_dir, overwrite=args.overwrite,
+                                       strict=args.strict)
+    if written != args.to:
+        print(f"note: this variant has no transformers equivalent; wrote the looplab safetensors format instead "
+              f"(load it with looplab.interop.load_exported('{args.out_dir}'))")
+    print(f"wrote {', '.join(files)} to {args.out_dir}")
+
+
+# --- probe ----------------------------------------------------------------------------------------
+def add_probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="an rlf checkpoint written by train.py --variant rlf")
+    p.add_argument("--out", required=True, help="where probe.json and the PNGs go")
+    p.add_argument("--samples", type=int, default=200, help="evaluation chains per hop count")
+    p.add_argument("--seed", type=int, default=0, help="evaluation-set and noise seed")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+
+
+def run_probe(args: argparse.Namespace) -> dict[str, Any]:
+    from looplab.eval.probe import probe
+    from looplab.train.runtime import set_threads
+
+    set_threads(args.threads)
+    r = probe(args.checkpoint, args.out, samples=args.samples, seed=args.seed, device=args.device)
+    hops = " ".join(f"{h}:{v['acc']:.2f}" for h, v in r["accuracy"].items())
+    print(f"accuracy by hops {hops}; iid {r['iid_acc']:.3f}, ood {r['ood_acc']:.3f}")
+    print(f"wrote {args.out}/probe.json and plots")
+    return r
+
+
 # --- sizes and demo -------------------------------------------------------------------------------
 def run_sizes(args: argparse.Namespace) -> None:
     from looplab.data.tokenizer import load_tokenizer
@@ -251,8 +326,13 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
         "train": ("train a model (same flags as train.py)", add_train_args, run_train),
         "eval": ("evaluate a checkpoint (same flags as eval_hub.py)", add_eval_args, run_eval),
         "report": ("compare runs: ladder table, verdicts and plots", add_report_args, run_report),
+        "ladder": ("train, evaluate and report every variant on one data stream", add_ladder_args, run_ladder_cmd),
+        "export": ("export a checkpoint for transformers (--to hf) or as safetensors + JSON", add_export_args,
+                   run_export),
+        "probe": ("probe an rlf checkpoint: hop accuracy, halting, hidden states, gate, lifeline ablations",
+                  add_probe_args, run_probe),
         "sizes": ("print the size presets with real parameter counts", sizes_args, run_sizes),
-        "demo": ("the embedded default job on the CPU", demo_args, run_demo),
+        "demo": ("the embedded default job on the CPU: the smoke ladder", demo_args, run_demo),
     }
 
 

@@ -123,6 +123,7 @@ class TrainConfig:
     eval_samples: int = 100  # examples per task per periodic evaluation
     eval_max_new_tokens: int = 32  # generation cap: evaluation can never hang
     log_every: int = 10  # optimiser steps between logged scalars
+    log_to: str = "none"  # experiment tracker that also receives the metrics rows: none, tensorboard, wandb
     max_minutes: float = 0.0  # stop after this much training time, evaluation excluded (0: no limit)
     progress: bool = True  # show the progress bar
     lang_data: str = ""  # language source for phase 2: .txt/.jsonl/.parquet file, directory, or hf:NAME
@@ -175,6 +176,9 @@ class TrainConfig:
         _choice(self.loss_on, LOSS_ON, "loss_on")
         _choice(self.device, DEVICES, "device")
         _choice(self.dtype, DTYPES, "dtype")
+        from looplab.train.trackers import TRACKERS
+
+        _choice(self.log_to, TRACKERS, "log_to")
         if self.lr <= 0:
             raise LooplabError(f"--lr must be positive, got {self.lr}")
 

@@ -17,7 +17,7 @@ from looplab.models import MODELS, create_model
 from looplab.models import latent as latent_mod
 from looplab.models.base import LoopedModel
 from looplab.models.latent import halting_reference, halting_weights, thought_attend, thought_attend_reference
-from tests.helpers import tiny_model
+from tests.helpers import GENERIC, tiny_model
 
 V = 260
 LOOPED = [name for name, spec in MODELS.items() if spec.looped]
@@ -27,7 +27,7 @@ SMALL = dict(d_model=64, n_layer=3, n_head=4, n_kv_head=4)  # shapes small enoug
 _model = tiny_model
 
 
-@pytest.mark.parametrize("variant", list(MODELS))
+@pytest.mark.parametrize("variant", GENERIC)
 def test_overfits_one_batch(variant):
     torch.manual_seed(0)
     m = create_model(variant, "tiny", V, **SMALL)
@@ -44,7 +44,7 @@ def test_overfits_one_batch(variant):
     assert first > 4.0 and ce.item() < 0.1, (first, ce.item())
 
 
-@pytest.mark.parametrize("variant", list(MODELS))
+@pytest.mark.parametrize("variant", GENERIC)
 def test_cost_reports_every_figure(variant):
     with torch.device("meta"):
         cost = create_model(variant, "tiny", V).cost(256)
@@ -53,7 +53,7 @@ def test_cost_reports_every_figure(variant):
     assert cost["params_effective"] >= cost["params_non_embedding"]
 
 
-@pytest.mark.parametrize("variant", list(MODELS))
+@pytest.mark.parametrize("variant", GENERIC)
 def test_looped_flag_matches_the_model(variant):
     """The registry's `looped` flag and the loop-count interface agree (evaluation relies on it)."""
     with torch.device("meta"):

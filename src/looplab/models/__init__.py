@@ -19,6 +19,7 @@ from looplab.models.absolute import Absolute, AbsoluteOptions
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.depth_recurrent import PRC, PRCOptions
 from looplab.models.latent import Act, ActOptions, Latent, LatentOptions
+from looplab.models.rlf import RLFOptions, build_rlf, training_data
 from looplab.models.ssm import SSMMemOptions, SSMOptions, build_ssm, build_ssm_mem
 from looplab.models.transformer import BaselineOptions, SharedLoop, SharedLoopOptions, Transformer
 
@@ -29,6 +30,8 @@ class ModelSpec:
     options: type  # frozen dataclass of the variant's own settings
     looped: bool = False  # accepts a loop count at evaluation (test-time compute sweep)
     description: str = ""  # one line for tables and --help
+    generic: bool = True  # a next-token LM on (B, T) that the generic per-variant tests, ladder and suites run
+    train_data: Callable[..., Any] | None = None  # (model, tokenizer, TrainConfig) -> the variant's own stream
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -48,6 +51,9 @@ MODELS: dict[str, ModelSpec] = {
                          description="hybrid: Mamba-2 layers, learned memory tokens, every 3rd layer attention"),
     "prc": ModelSpec(build=PRC, options=PRCOptions, looped=True,
                      description="recurrent depth: prelude, core run r times (sampled in training), coda (arXiv 2502.05171)"),
+    # not generic: it needs a trained base (--base), predicts one token per loop at the query, not per position
+    "rlf": ModelSpec(build=build_rlf, options=RLFOptions, generic=False, train_data=training_data,
+                     description="recursive latent forcing: frozen base, looped core with prompt lifeline, HALT"),
 }
 
 

@@ -8,7 +8,8 @@ forgetting shows in the accuracy curves. An optional per-task curriculum probes 
 Artefacts in the output directory: `config.json` (fully resolved), `metrics.json` (every logged
 scalar with step, tokens and phase), `summary.json` (final evaluation, cost, wall time, tokens/s),
 `best_model.pt` (best evaluation accuracy), `last_model.pt` (with optimiser, data and curriculum
-state, from which `resume` continues), `loss.png`, `accuracy.png`, `curriculum.png`.
+state, from which `resume` continues), `loss.png`, `accuracy.png`, `curriculum.png`; with `log_to`,
+the same metrics rows also go to `tensorboard/` or `wandb/` (train/trackers.py).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from looplab.data.tasks import Task, get_tasks
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import cell_rng, quick_accuracy, run_grid, score_examples
 from looplab.meta import provenance
-from looplab.models import build_model
+from looplab.models import build_model, get_spec
 from looplab.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from looplab.train.optim import lr_at, make_optimizer
 from looplab.train.plots import plot_accuracy, plot_curriculum, plot_loss
 from looplab.train.progress import Progress
 from looplab.train.runtime import autocast, autocast_dtype, resolve_device, seed_everything, set_threads
+from looplab.train.trackers import make_tracker
 
 RUN_MARKER = "config.json"
 VAL_BATCHES = 4  # held-out language batches scored at every evaluation
@@ -109,10 +111,14 @@ class Trainer:
         self.threads = set_threads(cfg.threads) if self.device.type == "cpu" else torch.get_num_threads()
         seed_everything(cfg.seed)
         self.model = build_model(model_cfg).to(self.device)
+        self.model_cfg = self.model.cfg  # a builder may resolve options (rlf records its base's architecture)
         self.step_model = torch.compile(self.model) if cfg.compile else self.model
         self.opt = make_optimizer(self.model, cfg)
-        self.stream = AlgoStream(tokenizer, self.task_objs, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                                 seed=cfg.seed, loss_on=cfg.loss_on)
+        own_data = get_spec(model_cfg.variant).train_data  # a variant with its own batches and accuracy (rlf)
+        self.own_data = own_data is not None
+        self.stream = own_data(self.model, tokenizer, cfg) if own_data is not None else \
+            AlgoStream(tokenizer, self.task_objs, seq_len=cfg.seq_len, batch_size=cfg.batch_size, seed=cfg.seed,
+                       loss_on=cfg.loss_on)
         self.curriculum = None
         if cfg.use_task_curriculum:
             self.curriculum = build_curriculum(
@@ -128,6 +134,9 @@ class Trainer:
         self.train_seconds = 0.0
         if resume:
             self.restore(self.out / "last_model.pt")
+        self.tracker = make_tracker(cfg.log_to, self.out, {"model": model_cfg.to_dict(),
+                                                           "train": dataclasses.asdict(cfg)})
+        self.tracked = len(self.metrics)  # rows already sent (a resumed run sent its restored rows before)
 
     # --- phases -------------------------------------------------------------------------------
     def phase(self, step: int) -> str:
@@ -165,8 +174,11 @@ class Trainer:
 
     # --- evaluation and artefacts -------------------------------------------------------------
     def evaluate(self) -> float:
-        acc = quick_accuracy(self.model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
-                             seed=self.cfg.seed + 1, max_new_tokens=self.cfg.eval_max_new_tokens)
+        if self.own_data:
+            acc = self.stream.accuracy(self.model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 1)
+        else:
+            acc = quick_accuracy(self.model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
+                                 seed=self.cfg.seed + 1, max_new_tokens=self.cfg.eval_max_new_tokens)
         mean = sum(acc.values()) / len(acc)
         self.evals.append({"step": self.step, "tokens": self.tokens, "acc": acc, "mean_acc": mean})
         row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
@@ -181,6 +193,7 @@ class Trainer:
         save_checkpoint(self.out / "last_model.pt", self.model, self.tokenizer,
                         train_state=self.train_state(), meta=self.meta())
         write_json(self.out / "metrics.json", self.metrics)
+        self.track()
         plot_loss(self.metrics, self.out / "loss.png")
         plot_accuracy(self.evals, self.out / "accuracy.png")
         if self.curriculum is not None:
@@ -209,6 +222,12 @@ class Trainer:
         self.metrics.append({"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
                              **{f"probe_acc/{n}": a for n, a in acc.items()}, **cur.snapshot(),
                              "curriculum_events": events})
+
+    def track(self) -> None:
+        """Send the metrics rows appended since the last call to the tracker (--log_to)."""
+        for row in self.metrics[self.tracked:]:
+            self.tracker.log(row)
+        self.tracked = len(self.metrics)
 
     def meta(self) -> dict[str, Any]:
         return {"step": self.step, "tokens": self.tokens, "tasks": self.builtin_tasks, "seed": self.cfg.seed,
@@ -303,8 +322,11 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.model.eval()
-        final = run_grid(self.model, self.tokenizer, self.task_objs, samples=cfg.eval_samples, seed=cfg.seed + 2,
-                         max_new_tokens=cfg.eval_max_new_tokens)
+        if self.own_data:
+            final = self.stream.final_eval(self.model, samples=cfg.eval_samples, seed=cfg.seed + 2)
+        else:
+            final = run_grid(self.model, self.tokenizer, self.task_objs, samples=cfg.eval_samples,
+                             seed=cfg.seed + 2, max_new_tokens=cfg.eval_max_new_tokens)
         summary = {
             "variant": self.model_cfg.variant,
             "size": self.model_cfg.size,
@@ -329,6 +351,8 @@ class Trainer:
             summary["curriculum"] = {"difficulty": {n: self.curriculum.difficulty(n) for n in self.tasks},
                                      "active": self.curriculum.active(), "events": self.curriculum.events}
         write_json(self.out / "summary.json", summary)
+        self.track()
+        self.tracker.close()
         return summary
 
 

@@ -1,0 +1,303 @@
+"""Recursive Latent Forcing (`rlf`): a frozen base reads the prompt once, a small core loops on it.
+
+    x = base(idx);  x_prompt = x.detach()                 the base runs once, frozen
+    for loop i = 1..n:
+        x = x + gate * x_prompt                            the lifeline: a per-dimension gate in fp32
+        x = R_i^T core(R_i x)                              RoPE over the loop index, then the core
+        logits_i = [head(norm(x[q])), halt . norm(x[q])]   a prediction at every loop, at the query q
+
+Recursive Latent Forcing (batteryphil/mamba2backbonerecursion): per-loop supervision (loop 1
+predicts the first pointer of a chain, loop 2 the next, ..., then the value, then HALT), a lifeline
+that re-injects the prompt encoding at every loop, and rotary encoding of the loop index (RoFormer,
+arXiv 2104.09864) so that loop counts beyond training still have an encoding. The core is a Mamba-2
+block (arXiv 2405.21060) or two causal transformer blocks; both are residual, so the update is
+x + R_i^T f(R_i x): the core sees the loop index through the rotation, and the rotation is undone
+so that the stream stays in the frame the frozen head reads.
+
+HALT is one extra output row after the base head's rows (id = the base's head width), trained
+while the head stays frozen; with the byte tokenizer that is id 260, never a token of any text.
+At inference `think` stops a row at its first HALT and the batch when every row has halted or at
+`max_loops`. The base is any looplab checkpoint or a Hugging Face causal LM directory (rlf_base.py);
+its weights are saved inside every rlf checkpoint together with its architecture, so a checkpoint
+loads without the base file. `adapt_top_layers` unfreezes the base's top layers.
+
+Letters: B batch, T tokens, L loops, C base width, V base head width (HALT is id V).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from looplab.config import ModelConfig
+from looplab.errors import LooplabError
+from looplab.models.base import IGNORE_INDEX, ModelOutput, count_params
+from looplab.models.layers import Block, RMSNorm, Rotary, apply_rotary, init_linear_weights
+from looplab.models.rlf_base import base_weights_match, load_base_weights, make_base, read_base
+from looplab.models.ssm import MixerBlock, SSMOptions
+
+CORES = ("mamba2", "transformer")
+LIFELINES = ("intact", "zero", "noise", "shuffle")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RLFOptions:
+    base: str = ""  # the frozen base: a looplab checkpoint (.pt) or a Hugging Face model directory
+    base_config: Mapping[str, Any] = field(default_factory=dict)  # base architecture, filled in when read
+    base_sha256: str = ""  # digest of the base weights, filled in when read (provenance, reload check)
+    core: str = "mamba2"  # reasoning core: mamba2 (one Mamba-2 block with MLP) or transformer (2 blocks)
+    core_heads: int = 4  # attention heads of the transformer core
+    max_loops: int = 16  # loop cap at inference; HALT normally stops earlier
+    gate_init: float = 1.0  # initial lifeline gate of every dimension
+    loop_rope_base: float = 10000.0  # frequency base of the rotary loop encoding
+    adapt_top_layers: int = 0  # unfreeze this many top layers of the base (0: fully frozen)
+    pad_id: int = -1  # right-padding id of variable-length prompts (-1: none; the last token is the query)
+
+    def __post_init__(self) -> None:
+        if self.core not in CORES:
+            raise LooplabError(f"rlf option core must be one of {', '.join(CORES)}, got {self.core!r}")
+        for name, low in (("core_heads", 1), ("max_loops", 1), ("adapt_top_layers", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise LooplabError(f"rlf option {name} must be an integer >= {low}, got {value!r}")
+        if not self.base and not self.base_config:
+            raise LooplabError("rlf needs a base: --base PATH (a looplab checkpoint or a Hugging Face model directory)")
+        if self.loop_rope_base <= 1:
+            raise LooplabError(f"rlf option loop_rope_base must be > 1, got {self.loop_rope_base}")
+
+
+@dataclass
+class Trace:
+    """What a run of the loop produced, row by row."""
+
+    logits: torch.Tensor  # (B, L, V+1) prediction of every loop
+    preds: torch.Tensor  # (B, L) argmax per loop; HALT from a row's first HALT on
+    halted_at: torch.Tensor  # (B,) 1-based loop of the first HALT, 0 when none within the loops run
+    states: torch.Tensor  # (B, L, C) the query position's state after every loop
+
+
+class Core(nn.Module):
+    """The looped block: one Mamba-2 mixer block (with MLP) or two causal transformer blocks."""
+
+    def __init__(self, width: int, opts: RLFOptions, eps: float) -> None:
+        super().__init__()
+        cfg = ModelConfig(variant="rlf", d_model=width, n_layer=2, n_head=opts.core_heads,
+                          n_kv_head=opts.core_heads, vocab_size=1, norm_eps=eps)
+        self.kind = opts.core
+        if opts.core == "mamba2":
+            self.blocks = nn.ModuleList([MixerBlock(cfg, SSMOptions())])
+            self.rotary = None
+        else:
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(2))
+            self.rotary = Rotary(cfg.head_dim, 256, cfg.rope_base)
+
+    def init_weights(self) -> None:
+        """Linear weights N(0, 0.02), residual outputs N(0, 0.02 / sqrt(2 * blocks)), norms one;
+        the mixer as in Mamba-2 (Mamba2.init_weights)."""
+        init_linear_weights(self, len(self.blocks))
+        for block in self.blocks:
+            if isinstance(block, MixerBlock):
+                block.mixer.init_weights(out_std=0.02 / (2 * len(self.blocks)) ** 0.5)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            u = block(u) if self.rotary is None else block(u, self.rotary(0, u.shape[1]))
+        return u
+
+
+class RLF(nn.Module):
+    def __init__(self, cfg: ModelConfig, opts: RLFOptions) -> None:
+        super().__init__()
+        self.cfg, self.opts = cfg, opts
+        self.base = make_base(opts.base_config)
+        C = self.base.width
+        if C % 2:
+            raise LooplabError(f"rlf needs an even base width for the loop rotation, got {C}")
+        self.halt_id = self.base.vocab  # HALT: one row after the base head's
+        self.gate = nn.Parameter(torch.empty(C, dtype=torch.float32))
+        self.core = Core(C, opts, cfg.norm_eps)
+        self.norm = RMSNorm(C, cfg.norm_eps)
+        self.halt = nn.Parameter(torch.empty(C))
+        inv_freq = 1.0 / (opts.loop_rope_base ** (torch.arange(0, C, 2, dtype=torch.float32) / C))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.init_weights()
+        self.freeze()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The base keeps its weights. Gate: gate_init everywhere (fp32). Core: Core.init_weights.
+        Readout norm gain one; HALT row N(0, 0.02), like a fresh embedding row."""
+        self.gate.fill_(self.opts.gate_init)
+        self.core.init_weights()
+        nn.init.ones_(self.norm.weight)
+        nn.init.normal_(self.halt, 0.0, 0.02)
+
+    def freeze(self) -> None:
+        """Base frozen, except its top `adapt_top_layers` layers."""
+        k, layers = self.opts.adapt_top_layers, self.base.layers
+        if k > len(layers):
+            raise LooplabError(f"rlf option adapt_top_layers is {k}, but the base has {len(layers)} layers; "
+                               f"allowed: 0..{len(layers)}")
+        self.base.requires_grad_(False)
+        for layer in list(layers)[len(layers) - k:]:
+            layer.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> RLF:
+        super().train(mode)
+        self.base.eval()  # the base never runs dropout
+        return self
+
+    def new_state(self, batch: int, max_len: int) -> None:
+        return None
+
+    @property
+    def uses_specials(self) -> bool:
+        """Whether prompts are wrapped as [bos] prompt [sep] (looplab bases were trained so)."""
+        return self.base.kind == "looplab"
+
+    # --- phases -------------------------------------------------------------------------------------
+    def encode(self, idx: torch.Tensor) -> torch.Tensor:
+        """The base's final hidden state (B, T, C); without gradients when the base is fully frozen."""
+        if self.opts.pad_id >= 0:
+            idx = idx.masked_fill(idx == self.opts.pad_id, 0)  # right padding: after every query, unread
+        if self.opts.adapt_top_layers == 0:
+            with torch.no_grad():
+                return self.base.encode(idx)
+        return self.base.encode(idx)
+
+    def query(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B,) the position each row's prediction is read at: its last non-pad token."""
+        if self.opts.pad_id < 0:
+            return torch.full((idx.shape[0],), idx.shape[1] - 1, dtype=torch.long, device=idx.device)
+        return (idx != self.opts.pad_id).sum(1) - 1
+
+    def lifeline(self, x_prompt: torch.Tensor, mode: str, generator: torch.Generator | None) -> torch.Tensor:
+        """What the gate re-injects: the prompt (intact), zeros, Gaussian noise with the prompt's
+        per-dimension std, or the prompt of another row (rolled by one across the batch)."""
+        if mode == "intact":
+            return x_prompt
+        if mode == "zero":
+            return torch.zeros_like(x_prompt)
+        if mode == "noise":
+            std = x_prompt.float().flatten(0, 1).std(0)  # (C,)
+            noise = torch.randn(x_prompt.shape, generator=generator, device=x_prompt.device)
+            return (noise * std).to(x_prompt.dtype)
+        if mode == "shuffle":
+            return x_prompt.roll(1, dims=0)
+        raise LooplabError(f"unknown lifeline mode '{mode}'; allowed: {', '.join(LIFELINES)}")
+
+    def step(self, x: torch.Tensor, line: torch.Tensor, loop: int) -> torch.Tensor:
+        """One loop: lifeline, then the core in the frame rotated by the loop index."""
+        x = x + (self.gate * line.float()).to(x.dtype)
+        angle = loop * self.inv_freq  # (C/2,)
+        cos, sin = angle.cos(), angle.sin()
+        u = apply_rotary(x, cos, sin)
+        return apply_rotary(self.core(u), cos, -sin)  # R^T core(R x) = x + R^T f(R x)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, C) -> (B, V+1): the base head's logits, then HALT's."""
+        h = self.norm(h)
+        return torch.cat([self.base.head(h), (h @ self.halt.to(h.dtype))[:, None]], dim=-1)
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def think(self, idx: torch.Tensor, n_loops: int | None = None, *, lifeline: str = "intact",
+              stop_on_halt: bool = True, generator: torch.Generator | None = None) -> Trace:
+        """Run up to n_loops (default max_loops); with stop_on_halt, stop once every row has halted."""
+        n = n_loops or self.opts.max_loops
+        q = self.query(idx)
+        rows = torch.arange(idx.shape[0], device=idx.device)
+        x = self.encode(idx)  # (B, T, C)
+        x_prompt = x.detach().clone()
+        line = self.lifeline(x_prompt, lifeline, generator)
+        logits, states = [], []
+        halted = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for loop in range(1, n + 1):
+            x = self.step(x, line, loop)
+            h = x[rows, q]  # (B, C)
+            logits.append(self.readout(h))
+            states.append(h)
+            halted |= logits[-1].argmax(-1) == self.halt_id
+            if stop_on_halt and bool(halted.all()):
+                break
+        return self.trace(torch.stack(logits, 1), torch.stack(states, 1))
+
+    def trace(self, logits: torch.Tensor, states: torch.Tensor) -> Trace:
+        preds = logits.argmax(-1)  # (B, L)
+        is_halt = preds == self.halt_id
+        after = is_halt.long().cumsum(1) > 0  # at or after the first HALT
+        first = torch.where(is_halt.any(1), is_halt.long().argmax(1) + 1, torch.zeros_like(preds[:, 0]))
+        return Trace(logits=logits, preds=preds.masked_fill(after, self.halt_id), halted_at=first, states=states)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: Any = None,
+                n_loops: int | None = None) -> ModelOutput:
+        """Per-loop logits (B, L, V+1) at the query. Targets (B, L), one per loop with IGNORE after
+        HALT, fix L to their width; without targets L is n_loops or max_loops. No early stop here."""
+        if targets is not None and n_loops is not None and n_loops != targets.shape[1]:
+            raise LooplabError(f"rlf targets cover {targets.shape[1]} loops but n_loops is {n_loops}")
+        n = targets.shape[1] if targets is not None else (n_loops or self.opts.max_loops)
+        tr = self.think(idx, n, stop_on_halt=False)
+        loss = per_loop_loss(tr.logits, targets) if targets is not None else None
+        aux = {"n_loops": float(n), "gate_mean": self.gate.detach().mean()}
+        return ModelOutput(logits=tr.logits, loss=loss, aux=aux)
+
+    def cost(self, seq_len: int) -> dict[str, float]:
+        """Parameters (all, trainable, base), effective depth at max_loops, and training FLOPs per
+        token at max_loops: forward only through the frozen base (2 per weight), forward and
+        backward through the core every loop (6 per weight per loop)."""
+        params, base = count_params(self), count_params(self.base)
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        core = count_params(self.core)
+        n = self.opts.max_loops
+        return {"params": params, "params_trainable": trainable, "params_base": base,
+                "params_non_embedding": params - base, "params_effective": params - base + (n - 1) * core,
+                "effective_depth": len(self.base.layers) + n * len(self.core.blocks), "n_loops": n,
+                "adapt_top_layers": self.opts.adapt_top_layers,
+                "flops_per_token": 2 * base + 6 * (trainable - core) + 6 * n * core}
+
+
+def per_loop_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross entropy averaged within each loop over its supervised rows, then over loops: every
+    reasoning step weighs the same however many chains reach it."""
+    B, L = targets.shape
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                         reduction="none").view(B, L)
+    mask = targets != IGNORE_INDEX
+    per_loop = (ce * mask).sum(0) / mask.sum(0).clamp(min=1)  # (L,)
+    return per_loop[mask.any(0)].mean()
+
+
+def resolve_options(cfg: ModelConfig) -> ModelConfig:
+    """cfg with the base's architecture and digest filled in from `base` when they are missing."""
+    from looplab.models import variant_options  # the registry imports this module
+
+    opts = variant_options(cfg)
+    if opts.base_config:
+        return cfg
+    info = read_base(opts.base)
+    return dataclasses.replace(cfg, options={**cfg.options, "base_config": info.config, "base_sha256": info.digest})
+
+
+def build_rlf(cfg: ModelConfig) -> RLF:
+    """The model; base weights come from `base` when that file still holds the recorded weights
+    (a fresh run), otherwise from the checkpoint's state dict that load_checkpoint applies next."""
+    from looplab.models import variant_options
+
+    cfg = resolve_options(cfg)
+    opts = variant_options(cfg)
+    model = RLF(cfg, opts)
+    if opts.base and base_weights_match(opts.base, opts.base_sha256):
+        load_base_weights(model.base, opts.base)
+    return model
+
+
+def training_data(model: RLF, tokenizer: Any, cfg: Any) -> Any:
+    """The trainer's hook (ModelSpec.train_data): pointer-chain batches and hop accuracies."""
+    from looplab.eval.probe import ChainTraining
+
+    return ChainTraining(model, tokenizer, batch_size=cfg.batch_size, seed=cfg.seed)
