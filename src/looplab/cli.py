@@ -63,7 +63,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_size", default="tiny", choices=list(SIZES), help="size preset")
     p.add_argument("--alg_tokens", type=int, default=d.alg_tokens, help="algorithmic tokens (phase 1)")
     p.add_argument("--total_tokens", type=int, default=None, help="all training tokens (default: alg_tokens)")
-    p.add_argument("--alg_tasks", nargs="+", default=None, help="algorithmic tasks (default: all ten)")
+    p.add_argument("--alg_tasks", nargs="+", default=None, help="algorithmic tasks (default: all ten; 'none': --task_file tasks only)")
     p.add_argument("--output_dir", default=d.output_dir)
     p.add_argument("--tokenizer", default=None, help="bytes (default), a .model, tokenizer.json, directory or hub name")
     p.add_argument("--allow_network", action="store_true", help="allow downloading a hub tokenizer")
@@ -135,9 +135,11 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         curriculum_cooldown=args.curriculum_cooldown, curriculum_min_task_evals=args.curriculum_min_task_evals,
         curriculum_jitter=args.curriculum_jitter,
     )
-    from looplab.data.tasks import get_tasks
+    from looplab.data.tasks import NO_TASKS, training_tasks
 
-    get_tasks(cfg.alg_tasks or None)  # validate names before anything is written
+    # validate names before anything is written
+    if not training_tasks(cfg.alg_tasks) and not cfg.task_files and args.variant != "rlf":
+        raise LooplabError(f"--alg_tasks {NO_TASKS} needs at least one --task_file to train on")
     options = parse_options(args.model_opt)
     if args.variant == "rlf":
         from looplab.models.rlf_base import prepare_base
@@ -152,8 +154,12 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     variant_options(mcfg)
     summary = train(mcfg, cfg, tokenizer, overwrite=args.overwrite, resume=args.resume)
     final = summary["final_eval"]
+
+    def acc(key: str) -> str:  # None when no task has lengths in that split (task files without OOD lengths)
+        return "n/a" if final.get(key) is None else f"{final[key]:.3f}"
+
     print(f"done: {summary['tokens']:,} tokens in {summary['train_seconds']:.1f}s "
-          f"({summary['tokens_per_s']:,.0f} tok/s); iid acc {final['iid_acc']:.3f}, ood acc {final['ood_acc']:.3f}")
+          f"({summary['tokens_per_s']:,.0f} tok/s); iid acc {acc('iid_acc')}, ood acc {acc('ood_acc')}")
     print(f"artefacts: {args.output_dir}")
     return summary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from looplab.data.pointer_chains import (
     generate,
     is_eval,
     solve,
+    write_task_file,
 )
 from looplab.errors import LooplabError
 
@@ -104,3 +106,18 @@ def test_bad_hops_and_tokenizers(byte_tok):
 
     with pytest.raises(LooplabError, match="one token"):
         ChainCodec(Splitting(), HALT, specials=False)
+
+
+def test_task_file_targets(tmp_path):
+    """The base's task file: training-split prompts, target the whole chain or the value alone."""
+    write_task_file(str(tmp_path / "chain.jsonl"), 3, target="chain")
+    write_task_file(str(tmp_path / "value.jsonl"), 3, target="value")
+    chain = [json.loads(line) for line in (tmp_path / "chain.jsonl").read_text().splitlines()]
+    value = [json.loads(line) for line in (tmp_path / "value.jsonl").read_text().splitlines()]
+    assert [r["length"] for r in chain] == [h for h in range(1, 6) for _ in range(3)]
+    assert all(r["target"] == solve(r["prompt"]) and len(r["target"]) == r["length"] for r in chain)
+    assert [r["target"] for r in value] == [r["target"][-1] for r in chain]
+    prompts = np.array([list(r["prompt"].encode()) for r in chain if r["length"] == 5], dtype=np.uint8)
+    assert not is_eval(prompts).any()
+    with pytest.raises(LooplabError, match="allowed: chain, value"):
+        write_task_file(str(tmp_path / "x.jsonl"), 1, target="digits")

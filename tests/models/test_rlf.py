@@ -44,6 +44,37 @@ def test_halt_is_one_row_after_the_base_head(base_path):
     assert m(x, n_loops=4).logits.shape == out.logits.shape  # shapes do not depend on targets
 
 
+def test_loop_one_reads_the_prompt_as_the_base_head_does(tmp_path):
+    """The readout norm starts from the base's final norm: with the core an identity, loop 1's
+    logits are the base's own at the query (the lifeline only doubles the state's scale)."""
+    torch.manual_seed(0)
+    base = create_model("baseline", "tiny", V, **BASE)
+    with torch.no_grad():
+        base.norm.weight.uniform_(0.5, 2.0)
+    save_checkpoint(tmp_path / "base.pt", base, ByteTokenizer())
+    m = rlf(str(tmp_path / "base.pt"))
+    torch.testing.assert_close(m.norm.weight, base.norm.weight)
+    m.core.forward = lambda u: u
+    x, _ = batch(m)
+    loop1, own = m(x, n_loops=1).logits[:, 0, :V], base.eval()(x).logits[:, -1]
+    assert torch.equal(loop1.argmax(-1), own.argmax(-1))
+    torch.testing.assert_close(loop1, own, rtol=2e-2, atol=2e-2)  # only the norm's eps sees the doubled scale
+
+
+def test_core_init_from_the_base_top_blocks(base_path):
+    m = rlf(base_path, core="transformer", core_init="base_top", core_heads=BASE["n_head"])
+    for block, source in zip(m.core.blocks, list(m.base.layers)[-2:], strict=True):
+        for (k, v), w in zip(block.state_dict().items(), source.state_dict().values(), strict=True):
+            assert torch.equal(v, w), k
+        assert block is not source
+    with pytest.raises(LooplabError, match="core_init=base_top needs core=transformer"):
+        rlf(base_path, core="mamba2", core_init="base_top")
+    with pytest.raises(LooplabError, match="match the core"):
+        rlf(base_path, core="transformer", core_init="base_top", core_heads=4)  # the base has 2 heads
+    with pytest.raises(LooplabError, match="fresh, base_top"):
+        rlf(base_path, core_init="copy")
+
+
 def test_per_loop_loss_weighs_loops_equally():
     logits = torch.zeros(2, 3, 5)
     logits[0, 0, 1] = 10.0  # row 0 right at loop 0, everything else uniform

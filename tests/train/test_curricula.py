@@ -90,3 +90,18 @@ def test_task_files_train_and_evaluate_end_to_end(tmp_path, capsys):
     assert rc == 0 and (tmp_path / "ev" / "results_custom.json").exists()
     assert eval_main(["--checkpoint", ckpt, "--suite", "custom", "--out_dir", str(tmp_path / "ev")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_task_files_only_through_the_command(tmp_path, capsys):
+    """`--alg_tasks none`: the task file alone; a run with no OOD lengths prints n/a, not a traceback."""
+    train_file = write_task_file(tmp_path / "train.jsonl", [2], per_length=20)
+    common = ["--model_size", "tiny", "--model_opt", "d_model=32", "--model_opt", "n_layer=1", "--seq_len", "32",
+              "--batch_size", "4", "--alg_tokens", "256", "--eval_every_tokens", "128", "--eval_samples", "2",
+              "--threads", "1", "--no_progress"]
+    assert train_main([*common, "--alg_tasks", "none", "--output_dir", str(tmp_path / "no")]) == 2
+    assert "--task_file" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    rc = train_main([*common, "--alg_tasks", "none", "--task_file", str(train_file), "--output_dir", str(tmp_path / "tf")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ood acc n/a" in out
+    summary = json.loads((tmp_path / "tf" / "summary.json").read_text())
+    assert summary["tasks"] == ["sort_letters", "rotate_left"] and summary["final_eval"]["ood_acc"] is None

@@ -207,19 +207,32 @@ class ChainStream:
         self.rng.bit_generator.state = state["rng"]
 
 
-def write_task_file(path: str, per_hop: int, seed: int = 0) -> None:
-    """Training-split chains as a task file ({task, length, prompt, target}: target the value) on
-    which a base can be trained with `train.py --task_file PATH`, so that it knows the format."""
+TASK_TARGETS = ("chain", "value")
+
+
+def write_task_file(path: str, per_hop: int, seed: int = 0, target: str = "chain") -> None:
+    """Training-split chains as a task file ({task, length, prompt, target}) on which a base can be
+    trained with `train.py --task_file PATH`, so that it knows the format. target "chain": the whole
+    chain written out ("xqd7", each token one lookup); "value": the digit alone."""
     import json
 
+    if target not in TASK_TARGETS:
+        raise LooplabError(f"unknown pointer-chain target '{target}'; allowed: {', '.join(TASK_TARGETS)}")
     rng = np.random.default_rng([seed, zlib.crc32(b"rlf-base")])
     with open(path, "w") as f:
         for h in range(TRAIN_HOPS[0], TRAIN_HOPS[1] + 1):
             for prompt, steps in draw(rng, per_hop, h, "train").texts():
-                f.write(json.dumps({"task": "pointer", "length": h, "prompt": prompt, "target": steps[-1]}) + "\n")
+                answer = steps if target == "chain" else steps[-1]
+                f.write(json.dumps({"task": "pointer", "length": h, "prompt": prompt, "target": answer}) + "\n")
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    write_task_file(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4000)
+    ap = argparse.ArgumentParser(description="write a pointer-chain task file for training an rlf base")
+    ap.add_argument("path")
+    ap.add_argument("per_hop", type=int, nargs="?", default=4000, help="chains per hop count 1-5")
+    ap.add_argument("--target", choices=TASK_TARGETS, default="chain")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    write_task_file(a.path, a.per_hop, a.seed, a.target)

@@ -376,6 +376,16 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 OPT_IN = ("passkey",)  # prompts of hundreds of tokens: trained and evaluated only when named
 
 
+NO_TASKS = "none"  # --alg_tasks none: train on --task_file tasks only
+
+
+def training_tasks(names: Sequence[str]) -> list[Task]:
+    """The built-in tasks a run trains on: `get_tasks`, or none at all for `--alg_tasks none`."""
+    if tuple(names) == (NO_TASKS,):
+        return []
+    return get_tasks(names or None)
+
+
 def get_tasks(names: Sequence[str | Task] | None) -> list[Task]:
     """Tasks by name, first occurrence order (all but OPT_IN when None or empty); unknown names are an error."""
     if not names:

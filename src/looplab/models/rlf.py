@@ -43,6 +43,7 @@ from looplab.models.rlf_base import base_weights_match, load_base_weights, make_
 from looplab.models.ssm import MixerBlock, SSMOptions
 
 CORES = ("mamba2", "transformer")
+CORE_INITS = ("fresh", "base_top")
 LIFELINES = ("intact", "zero", "noise", "shuffle")
 
 
@@ -53,6 +54,7 @@ class RLFOptions:
     base_sha256: str = ""  # digest of the base weights, filled in when read (provenance, reload check)
     core: str = "mamba2"  # reasoning core: mamba2 (one Mamba-2 block with MLP) or transformer (2 blocks)
     core_heads: int = 4  # attention heads of the transformer core
+    core_init: str = "fresh"  # fresh, or base_top: the transformer core starts as a copy of the base's top 2 blocks
     max_loops: int = 16  # loop cap at inference; HALT normally stops earlier
     gate_init: float = 1.0  # initial lifeline gate of every dimension
     loop_rope_base: float = 10000.0  # frequency base of the rotary loop encoding
@@ -62,6 +64,10 @@ class RLFOptions:
     def __post_init__(self) -> None:
         if self.core not in CORES:
             raise LooplabError(f"rlf option core must be one of {', '.join(CORES)}, got {self.core!r}")
+        if self.core_init not in CORE_INITS:
+            raise LooplabError(f"rlf option core_init must be one of {', '.join(CORE_INITS)}, got {self.core_init!r}")
+        if self.core_init == "base_top" and self.core != "transformer":
+            raise LooplabError("rlf option core_init=base_top needs core=transformer (it copies transformer blocks)")
         for name, low in (("core_heads", 1), ("max_loops", 1), ("adapt_top_layers", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -132,11 +138,31 @@ class RLF(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """The base keeps its weights. Gate: gate_init everywhere (fp32). Core: Core.init_weights.
-        Readout norm gain one; HALT row N(0, 0.02), like a fresh embedding row."""
+        Readout norm gain one (init_from_base copies the base's once its weights are in); HALT row
+        N(0, 0.02), like a fresh embedding row."""
         self.gate.fill_(self.opts.gate_init)
         self.core.init_weights()
         nn.init.ones_(self.norm.weight)
         nn.init.normal_(self.halt, 0.0, 0.02)
+
+    @torch.no_grad()
+    def init_from_base(self) -> None:
+        """Once the base's weights are in. Readout norm gain from the base's final norm when it has one
+        (a looplab base): before any training, loop 1 reads the prompt the way the base's head does.
+        With core_init=base_top, the core's two blocks start as copies of the base's top two."""
+        norm = self.base.final_norm
+        if norm is not None and getattr(norm, "weight", None) is not None:
+            self.norm.weight.copy_(norm.weight)
+        if self.opts.core_init == "base_top":
+            top = list(self.base.layers)[-len(self.core.blocks):]
+            for block, source in zip(self.core.blocks, top, strict=True):
+                mine, theirs = block.state_dict(), source.state_dict()
+                heads = getattr(getattr(source, "attn", None), "n_head", None)
+                if heads != self.opts.core_heads or \
+                        {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+                    raise LooplabError("rlf option core_init=base_top needs a looplab transformer base whose blocks "
+                                       f"match the core's ({self.opts.core_heads} heads, width {self.base.width})")
+                block.load_state_dict(theirs)
 
     def freeze(self) -> None:
         """Base frozen, except its top `adapt_top_layers` layers."""
@@ -293,6 +319,7 @@ def build_rlf(cfg: ModelConfig) -> RLF:
     model = RLF(cfg, opts)
     if opts.base and base_weights_match(opts.base, opts.base_sha256):
         load_base_weights(model.base, opts.base)
+        model.init_from_base()
     return model
 
 

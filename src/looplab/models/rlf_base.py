@@ -120,6 +120,11 @@ class LooplabBase(nn.Module):
         return self.model.head
 
     @property
+    def final_norm(self) -> nn.Module | None:
+        """The norm the base's head reads through (encode returns its input)."""
+        return self.model.norm
+
+    @property
     def layers(self) -> nn.ModuleList:
         return _stack(self.model)
 
@@ -151,6 +156,11 @@ class HFBase(nn.Module):
     @property
     def head(self) -> nn.Module:
         return self.model.get_output_embeddings()
+
+    @property
+    def final_norm(self) -> nn.Module | None:
+        """None: last_hidden_state is already past the model's final norm."""
+        return None
 
     @property
     def layers(self) -> nn.ModuleList:

@@ -28,7 +28,7 @@ from looplab.data.curriculum import build_curriculum
 from looplab.data.lang import LangStream, default_cache_dir, load_corpus, validation_batches
 from looplab.data.packing import AlgoStream
 from looplab.data.task_file import describe, load_task_files
-from looplab.data.tasks import Task, get_tasks
+from looplab.data.tasks import Task, training_tasks
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import cell_rng, quick_accuracy, run_grid, score_examples
 from looplab.meta import provenance
@@ -83,7 +83,7 @@ class Trainer:
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False,
                  resume: bool = False) -> None:
         self.file_tasks = load_task_files(cfg.task_files)
-        builtin = get_tasks(cfg.alg_tasks or None)
+        builtin = training_tasks(cfg.alg_tasks)
         self.task_objs = [*builtin, *self.file_tasks]
         self.by_name = {t.name: t for t in self.task_objs}
         self.tasks = list(self.by_name)
