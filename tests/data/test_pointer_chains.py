@@ -14,6 +14,7 @@ from looplab.data.pointer_chains import (
     OOD_HOPS,
     ChainCodec,
     ChainStream,
+    digit_guess_chance,
     draw,
     eval_set,
     generate,
@@ -121,3 +122,13 @@ def test_task_file_targets(tmp_path):
     assert not is_eval(prompts).any()
     with pytest.raises(LooplabError, match="allowed: chain, value"):
         write_task_file(str(tmp_path / "x.jsonl"), 1, target="digits")
+
+
+def test_digit_guess_chance_against_the_solver_by_hand():
+    ch = generate(np.random.default_rng(3), 50, 4)
+    expected = []
+    for prompt, _ in ch.texts():
+        body = prompt.split("? ")[0].strip().rstrip(";")
+        digits = {b.split("=")[1] for b in body.split("; ") if b.split("=")[1].isdigit()}
+        expected.append(1 / len(digits))
+    assert digit_guess_chance(ch) == pytest.approx(float(np.mean(expected)))

@@ -95,6 +95,15 @@ def solve(prompt: str) -> str:
     return "".join(out)
 
 
+def digit_guess_chance(ch: Chains) -> float:
+    """Accuracy of the shortcut that names a digit bound in the prompt at random: the floor an
+    answer-only accuracy must beat before it says anything about following the chain."""
+    m = (ch.prompt.shape[1] - 3) // 5
+    rhs = ch.prompt[:, 2 : 5 * m : 5]  # (n, m) right-hand sides
+    present = (rhs[:, :, None] == DIGITS[None, None, :]).any(1)  # (n, 10)
+    return float((1.0 / present.sum(1)).mean())
+
+
 def prompt_hash(prompt: np.ndarray) -> np.ndarray:
     """A fixed 64-bit multiplicative hash of each byte row (wrapping uint64 arithmetic)."""
     h = np.zeros(len(prompt), dtype=np.uint64)

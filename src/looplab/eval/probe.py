@@ -2,8 +2,9 @@
 
 Figures, written to probe.json with every sample count (plots: probe_plots.py):
 - accuracy per hop count, in distribution (1-5) and out of it (6, 8, 10, 12), on evaluation-split
-  chains: `acc` (the last prediction before the first HALT is the value), `trace_acc` (every pointer
-  right and HALT at exactly loop hops + 1), `halt_exact` (HALT first at loop hops + 1, the halting
+  chains: `acc` (the last prediction before the first HALT is the value; compare it with
+  `digit_guess_chance`, the accuracy of naming one of the prompt's bound digits at random),
+  `trace_acc` (every pointer right and HALT at exactly loop hops + 1), `halt_exact` (HALT first at loop hops + 1, the halting
   precision), `halt_at_1` (HALT first at loop 1), `no_halt` (no HALT within the cap);
 - hidden states: the query state after every loop of the hops-5 chains; variance explained by the
   first two principal components, and whether states cluster by loop index (reasoning step):
@@ -27,7 +28,15 @@ from typing import Any
 
 import torch
 
-from looplab.data.pointer_chains import IID_HOPS, OOD_HOPS, ChainCodec, Chains, ChainStream, eval_set
+from looplab.data.pointer_chains import (
+    IID_HOPS,
+    OOD_HOPS,
+    ChainCodec,
+    Chains,
+    ChainStream,
+    digit_guess_chance,
+    eval_set,
+)
 from looplab.errors import LooplabError
 
 ABLATIONS = ("zero", "noise", "shuffle")
@@ -104,7 +113,7 @@ def hop_accuracy(model: Any, codec: ChainCodec, hops: tuple[int, ...], samples: 
     for h in hops:
         ch = eval_set(h, samples, seed)
         out[h] = score(run(model, codec.inputs(ch), cap(model, h), lifeline=lifeline, seed=seed),
-                       codec.targets(ch), h)
+                       codec.targets(ch), h) | {"digit_guess_chance": digit_guess_chance(ch)}
     return out
 
 
@@ -216,7 +225,7 @@ def probe(checkpoint: str, out: str, *, samples: int = 200, seed: int = 0, devic
     codec = ChainCodec(ckpt.tokenizer, model.halt_id, model.uses_specials)
     sets = {h: eval_set(h, samples, seed) for h in IID_HOPS + OOD_HOPS}
     acc = {h: score(run(model, codec.inputs(ch), cap(model, h), seed=seed), codec.targets(ch), h)
-           for h, ch in sets.items()}
+           | {"digit_guess_chance": digit_guess_chance(ch)} for h, ch in sets.items()}
     states, points = state_probe(model, codec, sets[STATE_HOPS], seed)
     result = {
         "checkpoint": str(checkpoint), "seed": seed, "samples_per_hop": samples, "max_loops": model.opts.max_loops,
