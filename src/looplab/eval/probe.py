@@ -4,8 +4,8 @@ Figures, written to probe.json with every sample count (plots: probe_plots.py):
 - accuracy per hop count, in distribution (1-5) and out of it (6, 8, 10, 12), on evaluation-split
   chains: `acc` (the last prediction before the first HALT is the value; compare it with
   `digit_guess_chance`, the accuracy of naming one of the prompt's bound digits at random),
-  `trace_acc` (every pointer right and HALT at exactly loop hops + 1), `halt_exact` (HALT first at loop hops + 1, the halting
-  precision), `halt_at_1` (HALT first at loop 1), `no_halt` (no HALT within the cap);
+  `trace_acc` (every pointer right and HALT at exactly loop hops + 1), `halt_exact` (HALT first at
+  loop hops + 1, the halting precision), `halt_at_1` (HALT first at loop 1), `no_halt` (no HALT within the cap);
 - hidden states: the query state after every loop of the hops-5 chains; variance explained by the
   first two principal components, and whether states cluster by loop index (reasoning step):
   nearest-centroid accuracy on held-out chains (chance 1 / loops) and the silhouette;
