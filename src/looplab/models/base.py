@@ -84,18 +84,26 @@ class LanguageModel(nn.Module):
 
     def cost(self, seq_len: int) -> dict[str, float]:
         """Unique and effective parameters, effective depth and training FLOPs per token.
-        Variants that reuse weights override `effective_depth` / `cost`."""
+        Variants that reuse weights override `cost` through `reuse_cost`."""
+        return self.reuse_cost(seq_len, reused=0, depth=self.cfg.n_layer)
+
+    def reuse_cost(self, seq_len: int, *, reused: int, depth: int, n_loops: int | None = None) -> dict[str, float]:
+        """The cost entries when `reused` parameter applications come on top of every weight used once:
+        effective parameters non-embedding + reused, FLOPs from those plus the head at `depth`."""
         n = count_params(self)
         non_embed = n - self.embedding_params
-        head = self.head.weight.numel()
-        return {
+        effective = non_embed + reused
+        out = {
             "params": n,
             "params_non_embedding": non_embed,
-            "params_effective": non_embed,
-            "effective_depth": self.cfg.n_layer,
-            "flops_per_token": transformer_flops_per_token(non_embed + head, self.cfg.n_layer,
+            "params_effective": effective,
+            "effective_depth": depth,
+            "flops_per_token": transformer_flops_per_token(effective + self.head.weight.numel(), depth,
                                                            self.cfg.d_model, seq_len),
         }
+        if n_loops is not None:
+            out["n_loops"] = n_loops
+        return out
 
 
 class LoopedModel(LanguageModel):

@@ -51,7 +51,7 @@ from torch import nn
 
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
-from looplab.models.base import LoopedModel, ModelOutput, count_params, transformer_flops_per_token
+from looplab.models.base import LoopedModel, ModelOutput, count_params
 from looplab.models.layers import Block, KVCache, RMSNorm, Rotary, init_linear_weights
 
 INJECT_MODES = ("concat_linear", "add")
@@ -246,17 +246,6 @@ class PRC(LoopedModel):
         """At the current r: core blocks and adapter count once per recurrence; effective depth
         P + r R + C. With `add` injection and r = 4, (2, 4, 2) has a 20-layer baseline's FLOPs."""
         n = self.loops()
-        params = count_params(self)
-        non_embed = params - self.embedding_params
         per_loop = count_params(self.core_blocks) + (count_params(self.adapter) if self.adapter is not None else 0)
-        effective = non_embed + (n - 1) * per_loop
         depth = len(self.prelude_blocks) + n * len(self.core_blocks) + len(self.coda_blocks)
-        return {
-            "params": params,
-            "params_non_embedding": non_embed,
-            "params_effective": effective,
-            "effective_depth": depth,
-            "n_loops": n,
-            "flops_per_token": transformer_flops_per_token(effective + self.head.weight.numel(), depth,
-                                                           self.cfg.d_model, seq_len),
-        }
+        return self.reuse_cost(seq_len, reused=(n - 1) * per_loop, depth=depth, n_loops=n)

@@ -41,7 +41,7 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models import layers
-from looplab.models.base import LoopedModel, ModelOutput, count_params, transformer_flops_per_token
+from looplab.models.base import LoopedModel, ModelOutput, count_params
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, Rotary, apply_rotary
 
 
@@ -338,21 +338,13 @@ class Latent(LoopedModel):
     def cost(self, seq_len: int) -> dict[str, float]:
         """Weights count once per application: thought-core weights Z * K times per position."""
         K, Z, E = self.loops(), self.opts.n_thoughts, self.core.n_head * self.core.head_dim
-        params = count_params(self)
-        non_embed = params - self.embedding_params
-        effective = non_embed + (Z * K - 1) * self.core.per_thought_params()
+        reused = (Z * K - 1) * self.core.per_thought_params()
         if self.halt is not None:
-            effective += (K - 1) * count_params(self.halt)
-        thought_attention = 6 * K * Z * E * seq_len + 12 * K * Z * Z * E  # cross (causal half), self
-        return {
-            "params": params,
-            "params_non_embedding": non_embed,
-            "params_effective": effective,
-            "effective_depth": self.cfg.n_layer + K,
-            "n_loops": K,
-            "flops_per_token": thought_attention + transformer_flops_per_token(
-                effective + self.head.weight.numel(), self.cfg.n_layer, self.cfg.d_model, seq_len),
-        }
+            reused += (K - 1) * count_params(self.halt)
+        out = self.reuse_cost(seq_len, reused=reused, depth=self.cfg.n_layer, n_loops=K)
+        out["effective_depth"] = self.cfg.n_layer + K  # attention FLOPs stay those of the token layers
+        out["flops_per_token"] += 6 * K * Z * E * seq_len + 12 * K * Z * Z * E  # thoughts: cross (causal half), self
+        return out
 
 
 class Act(Latent):

@@ -24,7 +24,6 @@ from looplab.models.base import (
     LoopedModel,
     ModelOutput,
     count_params,
-    transformer_flops_per_token,
 )
 from looplab.models.layers import Block, KVCache, RMSNorm, Rotary, init_linear_weights
 
@@ -149,16 +148,5 @@ class SharedLoop(LoopedModel):
 
     def cost(self, seq_len: int) -> dict[str, float]:
         n = self.loops()
-        params = count_params(self)
-        non_embed = params - self.embedding_params
-        effective = non_embed + (n - 1) * count_params(self.blocks)
-        depth = len(self.blocks) * n
-        return {
-            "params": params,
-            "params_non_embedding": non_embed,
-            "params_effective": effective,
-            "effective_depth": depth,
-            "n_loops": n,
-            "flops_per_token": transformer_flops_per_token(effective + self.head.weight.numel(), depth,
-                                                           self.cfg.d_model, seq_len),
-        }
+        return self.reuse_cost(seq_len, reused=(n - 1) * count_params(self.blocks), depth=len(self.blocks) * n,
+                               n_loops=n)
