@@ -39,7 +39,7 @@ from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models.base import IGNORE_INDEX, ModelOutput, count_params
 from looplab.models.layers import Block, RMSNorm, Rotary, apply_rotary, init_linear_weights
-from looplab.models.rlf_base import base_weights_match, load_base_weights, make_base, read_base
+from looplab.models.rlf_base import load_base_if_unchanged, make_base, read_base
 from looplab.models.ssm import MixerBlock, SSMOptions
 
 CORES = ("mamba2", "transformer")
@@ -317,8 +317,7 @@ def build_rlf(cfg: ModelConfig) -> RLF:
     cfg = resolve_options(cfg)
     opts = variant_options(cfg)
     model = RLF(cfg, opts)
-    if opts.base and base_weights_match(opts.base, opts.base_sha256):
-        load_base_weights(model.base, opts.base)
+    if opts.base and load_base_if_unchanged(model.base, opts.base, opts.base_sha256):
         model.init_from_base()
     return model
 

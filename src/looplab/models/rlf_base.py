@@ -77,21 +77,6 @@ def read_base(path: str) -> BaseInfo:
     return BaseInfo({"kind": "hf", "config": config}, _hf_digest(p), tokenizer)
 
 
-def base_weights_match(path: str, digest: str) -> bool:
-    """Whether `path` still holds the weights recorded as `digest`."""
-    p = Path(path)
-    if not p.exists():
-        return False
-    if p.is_file():
-        from looplab.train.checkpoint import read_payload
-
-        try:
-            return read_payload(p)["digest"] == digest
-        except LooplabError:
-            return False
-    return _hf_digest(p) == digest
-
-
 class LooplabBase(nn.Module):
     """A looplab model; its hidden state is captured at the input of its final norm."""
 
@@ -190,17 +175,30 @@ def make_base(config: Mapping[str, Any]) -> nn.Module:
     return kinds[config["kind"]](config["config"])
 
 
-def load_base_weights(base: nn.Module, path: str) -> None:
+def load_base_if_unchanged(base: nn.Module, path: str, digest: str) -> bool:
+    """Load the base's weights from `path` when it still holds the weights recorded as `digest`
+    (one read of a looplab checkpoint); False, and nothing loaded, when it is gone or changed."""
     p = Path(path)
-    if base.kind == "looplab":
+    if not p.exists():
+        return False
+    if p.is_file():
         from looplab.train.checkpoint import read_payload
 
-        base.model.load_state_dict(read_payload(p)["model"])
-    else:
-        import transformers
+        try:
+            payload = read_payload(p)
+        except LooplabError:
+            return False
+        if payload["digest"] != digest:
+            return False
+        base.model.load_state_dict(payload["model"])
+        return True
+    if _hf_digest(p) != digest:
+        return False
+    import transformers
 
-        base.model.load_state_dict(transformers.AutoModelForCausalLM.from_pretrained(p, local_files_only=True)
-                                   .state_dict())
+    base.model.load_state_dict(transformers.AutoModelForCausalLM.from_pretrained(p, local_files_only=True)
+                               .state_dict())
+    return True
 
 
 def prepare_base(path: str, tokenizer_name: str | None) -> tuple[Any, dict[str, Any]]:
