@@ -116,7 +116,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from looplab.config import TrainConfig, model_config
     from looplab.data.tokenizer import load_tokenizer
-    from looplab.models import variant_options
+    from looplab.models import get_spec, variant_options
     from looplab.train.trainer import train
 
     total = args.total_tokens if args.total_tokens is not None else args.alg_tokens
@@ -138,7 +138,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from looplab.data.tasks import NO_TASKS, training_tasks
 
     # validate names before anything is written
-    if not training_tasks(cfg.alg_tasks) and not cfg.task_files and args.variant != "rlf":
+    own_data = get_spec(args.variant).train_data is not None  # a variant with its own stream (rlf) needs no tasks
+    if not training_tasks(cfg.alg_tasks) and not cfg.task_files and not own_data:
         raise LooplabError(f"--alg_tasks {NO_TASKS} needs at least one --task_file to train on")
     options = parse_options(args.model_opt)
     if args.variant == "rlf":
