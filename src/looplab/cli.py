@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -54,8 +55,9 @@ def parse_loops(values: Sequence[str] | None) -> tuple[int, ...]:
 
 # --- train ----------------------------------------------------------------------------------------
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from looplab.config import DEVICES, DTYPES, LOSS_ON, SIZES, TrainConfig
+    from looplab.config import DEVICES, DTYPES, LOSS_ON, NONFINITE, SIZES, TrainConfig
     from looplab.models import MODELS
+    from looplab.train.parallel import PARALLEL
     from looplab.train.trackers import TRACKERS
 
     d = TrainConfig()
@@ -90,7 +92,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.add_argument("--log_to", default=d.log_to, choices=list(TRACKERS),
                    help="also send the metrics to a tracker (wandb runs offline unless WANDB_MODE is set)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from last_model.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from last_model.pt "
+                   "(exactly: the same weights as a run never stopped)")
+    p.add_argument("--log_every", type=int, default=d.log_every, help="optimiser steps between logged metrics rows")
+    p.add_argument("--save_every_steps", type=int, default=d.save_every_steps,
+                   help="also write last_model.pt every N steps (0: at evaluations only)")
+    p.add_argument("--on_nonfinite", default=d.on_nonfinite, choices=NONFINITE,
+                   help="a NaN/inf loss stops the run (default) or skips that step's update")
+    p.add_argument("--max_skipped_steps", type=int, default=d.max_skipped_steps,
+                   help="with --on_nonfinite skip: stop after this many consecutive skipped steps")
+    p.add_argument("--grad_accum", type=int, default=d.grad_accum,
+                   help="micro-batches per step and process; --batch_size stays the global batch")
+    p.add_argument("--parallel", default=d.parallel, choices=PARALLEL,
+                   help="under torchrun: ddp, fsdp (FSDP2) or auto (fsdp from 250M parameters)")
     p.add_argument("--lang_data", default="", help="language data for phase 2: .txt/.jsonl/.parquet, a directory, "
                    "or hf:NAME (with --allow_network)")
     p.add_argument("--text_field", default=d.text_field, help="text field of .jsonl/.parquet/hf records")
@@ -133,7 +147,9 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         use_task_curriculum=args.use_task_curriculum, task_curriculum_strategy=args.task_curriculum_strategy,
         curriculum_every=args.curriculum_every, curriculum_samples=args.curriculum_samples,
         curriculum_cooldown=args.curriculum_cooldown, curriculum_min_task_evals=args.curriculum_min_task_evals,
-        curriculum_jitter=args.curriculum_jitter,
+        curriculum_jitter=args.curriculum_jitter, save_every_steps=args.save_every_steps,
+        on_nonfinite=args.on_nonfinite, max_skipped_steps=args.max_skipped_steps, grad_accum=args.grad_accum,
+        parallel=args.parallel, log_every=args.log_every,
     )
     from looplab.data.tasks import NO_TASKS, training_tasks
 
@@ -154,6 +170,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     mcfg = model_config(args.model_size, tokenizer.vocab_size, args.variant, **options)
     variant_options(mcfg)
     summary = train(mcfg, cfg, tokenizer, overwrite=args.overwrite, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for the job
+        return summary
     final = summary["final_eval"]
 
     def acc(key: str) -> str:  # None when no task has lengths in that split (task files without OOD lengths)

@@ -96,6 +96,7 @@ def model_config(size: str, vocab_size: int, variant: str = "baseline", **overri
 LOSS_ON = ("answer", "all")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+NONFINITE = ("stop", "skip")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +141,11 @@ class TrainConfig:
     curriculum_cooldown: int = 20  # steps between two difficulty changes of one task
     curriculum_min_task_evals: int = 2  # probes at a difficulty before it may change
     curriculum_jitter: float = 0.1  # probability of an easier length than the current difficulty
+    save_every_steps: int = 0  # also write last_model.pt every this many steps (0: only at evaluations)
+    on_nonfinite: str = "stop"  # a NaN/inf loss: stop (naming the step and last good checkpoint) or skip the step
+    max_skipped_steps: int = 10  # with on_nonfinite=skip, stop after more consecutive skipped steps than this
+    grad_accum: int = 1  # micro-batches per optimiser step and process (the global batch stays batch_size)
+    parallel: str = "auto"  # under torchrun: ddp, fsdp (FSDP2 fully_shard), or auto (fsdp for large models)
 
     def __post_init__(self) -> None:
         if self.total_tokens <= 0:
@@ -181,6 +187,13 @@ class TrainConfig:
         _choice(self.log_to, TRACKERS, "log_to")
         if self.lr <= 0:
             raise LooplabError(f"--lr must be positive, got {self.lr}")
+        _choice(self.on_nonfinite, NONFINITE, "on_nonfinite")
+        from looplab.train.parallel import PARALLEL
+
+        _choice(self.parallel, PARALLEL, "parallel")
+        if self.save_every_steps < 0 or self.max_skipped_steps < 0 or self.grad_accum < 1 or self.log_every < 1:
+            raise LooplabError(f"--save_every_steps and --max_skipped_steps must be >= 0, --grad_accum and --log_every >= 1, got "
+                               f"{self.save_every_steps}, {self.max_skipped_steps}, {self.grad_accum}, {self.log_every}")
 
     @property
     def tokens_per_step(self) -> int:

@@ -33,10 +33,19 @@ from looplab.errors import LooplabError
 from looplab.eval.algorithmic import cell_rng, quick_accuracy, run_grid, score_examples
 from looplab.meta import provenance
 from looplab.models import build_model, get_spec
-from looplab.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from looplab.models.base import IGNORE_INDEX
+from looplab.train import parallel as par
+from looplab.train.checkpoint import (
+    atomic_write_bytes,
+    load_latest,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from looplab.train.optim import lr_at, make_optimizer
+from looplab.train.parallel import World
 from looplab.train.plots import plot_accuracy, plot_curriculum, plot_loss
 from looplab.train.progress import Progress
+from looplab.train.rng import rng_state, set_rng_state
 from looplab.train.runtime import autocast, autocast_dtype, resolve_device, seed_everything, set_threads
 from looplab.train.trackers import make_tracker
 
@@ -48,11 +57,14 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
-def prepare_output_dir(path: Path, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory; create it and prove it is writable."""
-    if (path / RUN_MARKER).exists() and not overwrite:
-        raise LooplabError(f"--output_dir {path} already holds a run; pass --overwrite to replace it "
-                           "or choose another directory")
+def prepare_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse to mix two runs in one directory; create it, prove it is writable, and clear the
+    temporary files of a killed writer."""
+    if resume and not (path / "last_model.pt").exists():
+        raise LooplabError(f"--resume: {path / 'last_model.pt'} does not exist")
+    if (path / RUN_MARKER).exists() and not (overwrite or resume):
+        raise LooplabError(f"--output_dir {path} already holds a run; pass --resume to continue it, --overwrite "
+                           "to replace it, or choose another directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -60,6 +72,7 @@ def prepare_output_dir(path: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as e:
         raise LooplabError(f"--output_dir {path} is not writable ({e.strerror})") from None
+    remove_stale_temporaries(path)
 
 
 @torch.no_grad()
@@ -81,7 +94,8 @@ def probe_accuracy(model: torch.nn.Module, tokenizer: Any, tasks: dict[str, Task
 
 class Trainer:
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False,
-                 resume: bool = False) -> None:
+                 resume: bool = False, world: World | None = None) -> None:
+        world = world or World()
         self.file_tasks = load_task_files(cfg.task_files)
         builtin = training_tasks(cfg.alg_tasks)
         self.task_objs = [*builtin, *self.file_tasks]
@@ -91,7 +105,8 @@ class Trainer:
         if tokenizer.vocab_size != model_cfg.vocab_size:
             raise LooplabError(f"tokenizer {tokenizer.name} has vocab_size {tokenizer.vocab_size} "
                                f"but the model has {model_cfg.vocab_size}")
-        self.cfg, self.model_cfg, self.tokenizer = cfg, model_cfg, tokenizer
+        par.check_batch(cfg.batch_size, world, cfg.grad_accum)
+        self.cfg, self.model_cfg, self.tokenizer, self.world = cfg, model_cfg, tokenizer, world
         self.lang: LangStream | None = None
         self.val_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         if cfg.total_steps > cfg.alg_steps:
@@ -103,17 +118,15 @@ class Trainer:
                 self.val_batches = validation_batches(corpus, val_docs, seq_len=cfg.seq_len,
                                                       batch_size=cfg.batch_size, max_batches=VAL_BATCHES)
         self.out = Path(cfg.output_dir)
-        if resume and not (self.out / "last_model.pt").exists():
-            raise LooplabError(f"--resume: {self.out / 'last_model.pt'} does not exist")
-        prepare_output_dir(self.out, overwrite or resume)
+        par.from_main(world, lambda: prepare_output_dir(self.out, overwrite=overwrite, resume=resume))
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and world.distributed:
+            self.device = torch.device("cuda", world.local_rank)
         self.amp = autocast_dtype(cfg.dtype, self.device)
         self.threads = set_threads(cfg.threads) if self.device.type == "cpu" else torch.get_num_threads()
         seed_everything(cfg.seed)
         self.model = build_model(model_cfg).to(self.device)
         self.model_cfg = self.model.cfg  # a builder may resolve options (rlf records its base's architecture)
-        self.step_model = torch.compile(self.model) if cfg.compile else self.model
-        self.opt = make_optimizer(self.model, cfg)
         own_data = get_spec(model_cfg.variant).train_data  # a variant with its own batches and accuracy (rlf)
         self.own_data = own_data is not None
         self.stream = own_data(self.model, tokenizer, cfg) if own_data is not None else \
@@ -131,11 +144,23 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self.replay_steps = 0
+        self.skipped_steps = 0  # steps whose update was dropped for a non-finite loss (--on_nonfinite skip)
+        self.bad_streak = 0  # consecutive such steps
         self.train_seconds = 0.0
-        if resume:
-            self.restore(self.out / "last_model.pt")
-        self.tracker = make_tracker(cfg.log_to, self.out, {"model": model_cfg.to_dict(),
-                                                           "train": dataclasses.asdict(cfg)})
+        self.saved: tuple[Path, int] | None = None  # the newest checkpoint written, and its step
+        ckpt = self.read_resume_checkpoint() if resume else None
+        if ckpt is not None:
+            self.model.load_state_dict(ckpt.model.state_dict())  # before sharding: every rank loads the full weights
+        self.mode = par.resolve_mode(cfg.parallel, world, sum(p.numel() for p in self.model.parameters()))
+        wrapped = par.wrap(self.model, self.mode, world)
+        self.step_model = torch.compile(wrapped) if cfg.compile else wrapped
+        self.opt = make_optimizer(self.model, cfg)
+        self.eval_copy: torch.nn.Module | None = None  # under fsdp, rank 0's unsharded model for evaluation
+        self.first_bad = torch.full((), math.inf, device=self.device)  # first step with a non-finite loss
+        if ckpt is not None:
+            self.restore(ckpt)
+        self.tracker = make_tracker(cfg.log_to if world.main else "none", self.out,
+                                    {"model": model_cfg.to_dict(), "train": dataclasses.asdict(cfg)})
         self.tracked = len(self.metrics)  # rows already sent (a resumed run sent its restored rows before)
 
     # --- phases -------------------------------------------------------------------------------
@@ -150,49 +175,116 @@ class Trainer:
         return math.floor((j + 1) * r) > math.floor(j * r)
 
     # --- one optimiser step -------------------------------------------------------------------
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch of this step (every rank draws the same one and keeps its slice)."""
+        if self.phase(self.step) == "algorithmic" or self.replays(self.step):
+            self.replay_steps += self.phase(self.step) == "language"
+            return self.stream.next_batch()
+        return self.lang.next_batch()
+
     def train_step(self) -> dict[str, Any]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        if self.phase(self.step) == "algorithmic" or self.replays(self.step):
-            x, y = self.stream.next_batch()
-            self.replay_steps += self.phase(self.step) == "language"
-        else:
-            x, y = self.lang.next_batch()
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x, y = self.next_batch()
+        parts = par.micro_batches(x, y, self.world, self.cfg.grad_accum)
+        whole = len(parts) == 1 and not self.world.distributed
+        n_all = max(1, int((y != IGNORE_INDEX).sum()))
         self.model.train()
-        with autocast(self.device, self.amp):
-            out = self.step_model(x, y)
-        out.loss.backward()
+        loss = torch.zeros((), device=self.device)  # this rank's share of the global token-mean loss
+        for i, (xm, ym) in enumerate(parts):
+            xm, ym = xm.to(self.device, non_blocking=True), ym.to(self.device, non_blocking=True)
+            share = 1.0 if whole else int((ym != IGNORE_INDEX).sum()) / n_all
+            with par.grad_sync(self.step_model, self.mode, i == len(parts) - 1):
+                with autocast(self.device, self.amp):
+                    out = self.step_model(xm, ym)
+                (out.loss if whole else out.loss * (share * self.world.size)).backward()  # DDP averages ranks
+            loss += out.loss.detach() * share
         grad_norm = None
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.opt.step()
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # fsdp DTensor
+        skip = self.cfg.on_nonfinite == "skip" and self.bad_update(loss, grad_norm)
+        if self.cfg.on_nonfinite == "stop":  # noted on the device (no host sync); checked by check_finite()
+            at = torch.tensor(float(self.step + 1), device=self.device)
+            self.first_bad = torch.where(torch.isfinite(loss), self.first_bad, torch.minimum(self.first_bad, at))
+        if not skip:
+            self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += x.numel()
-        return {"loss": out.loss.detach(), "grad_norm": grad_norm, "aux": out.aux}
+        return {"loss": loss, "grad_norm": grad_norm, "aux": out.aux}
+
+    def bad_update(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
+        """--on_nonfinite skip: whether to drop this step's update (one host sync per step; every rank agrees)."""
+        check = torch.stack([loss, grad_norm if grad_norm is not None else torch.zeros_like(loss)])
+        if torch.isfinite(par.all_sum(check, self.world)).all():
+            self.bad_streak = 0
+            return False
+        self.skipped_steps += 1
+        self.bad_streak += 1
+        self.metrics.append({"step": self.step + 1, "tokens": self.tokens, "phase": self.phase(self.step),
+                             "skipped_nonfinite": 1})
+        if self.bad_streak > self.cfg.max_skipped_steps:
+            raise LooplabError(f"the loss was not finite for {self.bad_streak} steps in a row (last: step "
+                               f"{self.step + 1}, more than --max_skipped_steps {self.cfg.max_skipped_steps}); "
+                               f"stopped. {self.last_good()}")
+        return True
+
+    def last_good(self) -> str:
+        if self.saved is None:
+            return "No checkpoint was written yet."
+        path, step = self.saved
+        return f"The last good checkpoint is {path} (step {step}); continue with --resume, perhaps with a lower --lr."
+
+    def check_finite(self) -> None:
+        """Stop (every rank) when a step since the last check had a non-finite loss; nothing is saved."""
+        bad = float(par.all_min(self.first_bad, self.world))
+        if math.isfinite(bad):
+            raise LooplabError(f"the loss became NaN or infinite at step {int(bad)}; stopped without saving. "
+                               f"{self.last_good()}")
 
     # --- evaluation and artefacts -------------------------------------------------------------
+    def model_for_eval(self, weights: dict[str, torch.Tensor] | None) -> torch.nn.Module:
+        """The model rank 0 evaluates: itself, or under fsdp an unsharded copy holding the gathered weights."""
+        if self.mode != "fsdp":
+            return self.model
+        if self.eval_copy is None:
+            self.eval_copy = build_model(self.model_cfg).to(self.device)
+        self.eval_copy.load_state_dict(weights)
+        return self.eval_copy
+
+    def gather(self, *, with_optimizer: bool) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any] | None]:
+        """Full weights (fsdp only, else None) and optimiser state; a collective under fsdp."""
+        weights = par.full_weights(self.model, self.mode) if self.mode == "fsdp" else None
+        opt = par.optimizer_state(self.model, self.opt, self.mode) if with_optimizer else None
+        return weights, opt
+
     def evaluate(self) -> float:
+        self.check_finite()
+        weights, opt = self.gather(with_optimizer=True)
+        mean = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt))
+        par.barrier(self.world)
+        return mean
+
+    def evaluate_and_save(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any]) -> float:
+        model = self.model_for_eval(weights)
         if self.own_data:
-            acc = self.stream.accuracy(self.model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 1)
+            acc = self.stream.accuracy(model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 1)
         else:
-            acc = quick_accuracy(self.model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
+            acc = quick_accuracy(model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
                                  seed=self.cfg.seed + 1, max_new_tokens=self.cfg.eval_max_new_tokens)
         mean = sum(acc.values()) / len(acc)
         self.evals.append({"step": self.step, "tokens": self.tokens, "acc": acc, "mean_acc": mean})
         row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
                "eval_mean_acc": mean, **{f"eval_acc/{k}": v for k, v in acc.items()}}
         if self.val_batches:
-            row["lang_val_loss"] = self.val_loss()
+            row["lang_val_loss"] = self.val_loss(model)
         self.metrics.append(row)
         if mean > self.best_acc:
             self.best_acc = mean
-            save_checkpoint(self.out / "best_model.pt", self.model, self.tokenizer,
+            save_checkpoint(self.out / "best_model.pt", model, self.tokenizer, weights=weights,
                             meta={**self.meta(), "eval_mean_acc": mean})
-        save_checkpoint(self.out / "last_model.pt", self.model, self.tokenizer,
-                        train_state=self.train_state(), meta=self.meta())
-        write_json(self.out / "metrics.json", self.metrics)
+        self.write_last(weights, opt)
         self.track()
         plot_loss(self.metrics, self.out / "loss.png")
         plot_accuracy(self.evals, self.out / "accuracy.png")
@@ -200,28 +292,52 @@ class Trainer:
             plot_curriculum(self.metrics, self.out / "curriculum.png")
         return mean
 
+    def save_last(self) -> None:
+        """A resumable checkpoint between evaluations (--save_every_steps)."""
+        self.check_finite()
+        weights, opt = self.gather(with_optimizer=True)
+        par.from_main(self.world, lambda: self.write_last(weights, opt))
+        par.barrier(self.world)
+
+    def write_last(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any]) -> None:
+        """last_model.pt (the one it replaces kept as last_model.prev.pt), then metrics.json."""
+        save_checkpoint(self.out / "last_model.pt", self.model_for_eval(weights), self.tokenizer, weights=weights,
+                        train_state=self.train_state(opt), meta=self.meta(), keep_previous=True)
+        self.saved = (self.out / "last_model.pt", self.step)
+        write_json(self.out / "metrics.json", self.metrics)
+
     @torch.no_grad()
-    def val_loss(self) -> float:
+    def val_loss(self, model: torch.nn.Module) -> float:
         """Mean loss on the held-out language documents (never trained on)."""
-        self.model.eval()
+        model.eval()
         losses = []
         for x, y in self.val_batches:
             with autocast(self.device, self.amp):
-                losses.append(float(self.model(x.to(self.device), y.to(self.device)).loss))
+                losses.append(float(model(x.to(self.device), y.to(self.device)).loss))
         return sum(losses) / len(losses)
 
     def curriculum_step(self) -> None:
-        """Probe every active task at its difficulty, update the curriculum, steer the stream."""
+        """Rank 0 probes every active task at its difficulty and updates the curriculum; every rank
+        receives the new state and steers its stream."""
         cur = self.curriculum
-        lengths = {n: cur.difficulty(n) for n in cur.active()}
-        acc = probe_accuracy(self.model, self.tokenizer, self.by_name, lengths, samples=self.cfg.curriculum_samples,
-                             seed=self.cfg.seed + 3 + self.step, max_new_tokens=self.cfg.eval_max_new_tokens)
-        events = cur.update(self.step, acc)
+        weights, _ = self.gather(with_optimizer=False)
+
+        def probe() -> tuple[str, list[Any]]:
+            lengths = {n: cur.difficulty(n) for n in cur.active()}
+            acc = probe_accuracy(self.model_for_eval(weights), self.tokenizer, self.by_name, lengths,
+                                 samples=self.cfg.curriculum_samples, seed=self.cfg.seed + 3 + self.step,
+                                 max_new_tokens=self.cfg.eval_max_new_tokens)
+            events = cur.update(self.step, acc)
+            self.metrics.append({"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
+                                 **{f"probe_acc/{n}": a for n, a in acc.items()}, **cur.snapshot(),
+                                 "curriculum_events": events})
+            return json.dumps(cur.state_dict()), events
+
+        state, events = par.from_main(self.world, probe)
+        if not self.world.main:
+            cur.load_state_dict(json.loads(state))
         if events:
             cur.apply(self.stream)
-        self.metrics.append({"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
-                             **{f"probe_acc/{n}": a for n, a in acc.items()}, **cur.snapshot(),
-                             "curriculum_events": events})
 
     def track(self) -> None:
         """Send the metrics rows appended since the last call to the tracker (--log_to)."""
@@ -233,34 +349,51 @@ class Trainer:
         return {"step": self.step, "tokens": self.tokens, "tasks": self.builtin_tasks, "seed": self.cfg.seed,
                 "custom_tasks": describe(self.file_tasks), "task_files": list(self.cfg.task_files)}
 
-    def train_state(self) -> dict[str, Any]:
-        state = {"optimizer": self.opt.state_dict(), "step": self.step, "tokens": self.tokens,
+    def train_state(self, optimizer: dict[str, Any]) -> dict[str, Any]:
+        """Everything --resume needs to continue bit for bit: optimiser (keyed by parameter name, so
+        any world size can resume it), counters, data position, generators, curriculum. The learning
+        rate schedule is a function of the step and needs no state."""
+        state = {"optimizer": optimizer, "step": self.step, "tokens": self.tokens,
                  "stream": json.dumps(self.stream.state_dict()), "best_acc": self.best_acc,
-                 "replay_steps": self.replay_steps, "train_seconds": self.train_seconds}
+                 "replay_steps": self.replay_steps, "skipped_steps": self.skipped_steps,
+                 "train_seconds": self.train_seconds, "rng": rng_state()}
         if self.lang is not None:
             state["lang_stream"] = json.dumps(self.lang.state_dict())
         if self.curriculum is not None:
             state["curriculum"] = json.dumps(self.curriculum.state_dict())
         return state
 
-    def restore(self, path: Path) -> None:
-        """Continue from `last_model.pt`: weights, optimiser, counters, data streams, curriculum, logs."""
-        ckpt = load_checkpoint(path, map_location=self.device)
+    def read_resume_checkpoint(self) -> Any:
+        """last_model.pt (or the previous one kept beside it when it fails its checks), checked against this run."""
+        ckpt, path = load_latest(self.out / "last_model.pt", map_location=self.device)
         if ckpt.config != self.model_cfg:
             raise LooplabError(f"--resume: {path} holds a different model ({ckpt.config.variant}/{ckpt.config.size}"
                                f", {ckpt.config.d_model} wide); use the flags of the original run")
+        if ckpt.tokenizer.fingerprint != self.tokenizer.fingerprint:
+            raise LooplabError(f"--resume: {path} was trained with tokenizer {ckpt.tokenizer.name} (vocab "
+                               f"{ckpt.tokenizer.vocab_size}), not {self.tokenizer.name}; use the original --tokenizer")
+        self.resumed_from = path
+        return ckpt
+
+    def restore(self, ckpt: Any) -> None:
+        """Continue from a checkpoint: optimiser, counters, data streams, curriculum, generators, logs
+        (the weights were loaded before the model was wrapped)."""
         ts = ckpt.train_state
-        self.model.load_state_dict(ckpt.model.state_dict())
-        self.opt.load_state_dict(ts["optimizer"])
+        par.load_optimizer_state(self.model, self.opt, self.mode, ts["optimizer"])
         self.step, self.tokens = int(ts["step"]), int(ts["tokens"])
         self.best_acc, self.replay_steps = float(ts["best_acc"]), int(ts["replay_steps"])
+        self.skipped_steps = int(ts.get("skipped_steps", 0))
         self.train_seconds = float(ts["train_seconds"])
         self.stream.load_state_dict(json.loads(ts["stream"]))
         for name, part in (("lang_stream", self.lang), ("curriculum", self.curriculum)):
             if part is not None:
                 if name not in ts:
-                    raise LooplabError(f"--resume: {path} has no {name} state; it was saved by a run without it")
+                    raise LooplabError(f"--resume: {self.resumed_from} has no {name} state; it was saved by a run "
+                                       "without it")
                 part.load_state_dict(json.loads(ts[name]))
+        if "rng" in ts:  # absent in checkpoints written before exact resume
+            set_rng_state(ts["rng"])
+        self.saved = (self.resumed_from, self.step)
         metrics = self.out / "metrics.json"
         self.metrics = [m for m in json.loads(metrics.read_text()) if m["step"] <= self.step] \
             if metrics.exists() else []
@@ -279,19 +412,18 @@ class Trainer:
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if self.step == 0:
+        if self.step == 0 and self.world.main:
             write_json(self.out / "config.json", self.resolved_config())
         eval_every = max(1, cfg.eval_every_tokens // cfg.tokens_per_step)
-        bar = Progress(cfg.total_steps, desc=f"{self.model_cfg.variant}/{self.model_cfg.size}", enabled=cfg.progress)
+        bar = Progress(cfg.total_steps, desc=f"{self.model_cfg.variant}/{self.model_cfg.size}",
+                       enabled=cfg.progress and self.world.main)
         t0 = time.perf_counter()
         log_t, log_tokens = t0, 0
         while self.step < cfg.total_steps:
             res = self.train_step()
             if self.step % cfg.log_every == 0 or self.step in (cfg.total_steps, cfg.alg_steps):  # and at the switch
-                loss = float(res["loss"])
-                if not math.isfinite(loss):
-                    raise LooplabError(f"loss became {loss} at step {self.step}; the last good checkpoint is "
-                                       f"{self.out / 'last_model.pt'}")
+                self.check_finite()
+                loss = float(par.all_sum(res["loss"], self.world))
                 now = time.perf_counter()
                 tps = (self.tokens - log_tokens) / max(1e-9, now - log_t)
                 log_t, log_tokens = now, self.tokens
@@ -307,25 +439,39 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - t0  # probing is evaluation, not training
                 self.curriculum_step()
                 t0 = time.perf_counter()
-            trained = self.train_seconds + time.perf_counter() - t0  # evaluation time excluded
-            out_of_time = cfg.max_minutes > 0 and trained > 60 * cfg.max_minutes
+            out_of_time = self.out_of_time(self.train_seconds + time.perf_counter() - t0)
             if self.step % eval_every == 0 or self.step == cfg.total_steps or out_of_time:
                 self.train_seconds += time.perf_counter() - t0
                 self.evaluate()
                 t0 = time.perf_counter()
+            elif cfg.save_every_steps and self.step % cfg.save_every_steps == 0:
+                self.train_seconds += time.perf_counter() - t0
+                self.save_last()
+                t0 = time.perf_counter()
             if out_of_time:
                 break
         self.train_seconds += time.perf_counter() - t0
-        return self.finish()
+        weights, _ = self.gather(with_optimizer=False)
+        summary = par.from_main(self.world, lambda: self.finish(weights))
+        self.tracker.close()
+        return summary
 
-    def finish(self) -> dict[str, Any]:
+    def out_of_time(self, trained: float) -> bool:
+        """--max_minutes of training time (evaluation excluded) spent; rank 0's clock decides for all."""
+        if self.cfg.max_minutes <= 0:
+            return False
+        over = torch.tensor(float(self.world.main and trained > 60 * self.cfg.max_minutes))
+        return bool(par.all_sum(over, self.world) > 0)
+
+    def finish(self, weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
         cfg = self.cfg
         t0 = time.perf_counter()
-        self.model.eval()
+        model = self.model_for_eval(weights)
+        model.eval()
         if self.own_data:
-            final = self.stream.final_eval(self.model, samples=cfg.eval_samples, seed=cfg.seed + 2)
+            final = self.stream.final_eval(model, samples=cfg.eval_samples, seed=cfg.seed + 2)
         else:
-            final = run_grid(self.model, self.tokenizer, self.task_objs, samples=cfg.eval_samples,
+            final = run_grid(model, self.tokenizer, self.task_objs, samples=cfg.eval_samples,
                              seed=cfg.seed + 2, max_new_tokens=cfg.eval_max_new_tokens)
         summary = {
             "variant": self.model_cfg.variant,
@@ -336,26 +482,32 @@ class Trainer:
             "phases": {"algorithmic_steps": min(self.step, cfg.alg_steps),
                        "language_steps": max(0, self.step - cfg.alg_steps) if self.lang else 0,
                        "replay_steps": self.replay_steps, "switch_tokens": cfg.alg_steps * cfg.tokens_per_step},
+            "skipped_steps": self.skipped_steps,
             "train_seconds": self.train_seconds,
             "tokens_per_s": self.tokens / max(1e-9, self.train_seconds),
             "final_eval_seconds": time.perf_counter() - t0,
             "best_eval_mean_acc": self.best_acc,
             "final_eval": final,
-            "cost": self.model.cost(cfg.seq_len),
-            "runtime": {"device": str(self.device), "threads": self.threads},
+            "cost": model.cost(cfg.seq_len),
+            "runtime": {"device": str(self.device), "threads": self.threads, "processes": self.world.size,
+                        "parallel": self.mode, "grad_accum": cfg.grad_accum},
             "provenance": provenance(),
         }
         if self.val_batches:
-            summary["final_lang_val_loss"] = self.val_loss()
+            summary["final_lang_val_loss"] = self.val_loss(model)
         if self.curriculum is not None:
             summary["curriculum"] = {"difficulty": {n: self.curriculum.difficulty(n) for n in self.tasks},
                                      "active": self.curriculum.active(), "events": self.curriculum.events}
         write_json(self.out / "summary.json", summary)
         self.track()
-        self.tracker.close()
         return summary
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite: bool = False,
           resume: bool = False) -> dict[str, Any]:
-    return Trainer(model_cfg, cfg, tokenizer, overwrite=overwrite, resume=resume).run()
+    """Train in this process, or as one rank of a torchrun job (the world comes from its environment)."""
+    world = par.init_world()
+    try:
+        return Trainer(model_cfg, cfg, tokenizer, overwrite=overwrite, resume=resume, world=world).run()
+    finally:
+        par.close_world(world)
