@@ -1,7 +1,7 @@
 """Soak test of exact resume: SIGKILL a training run at random moments, resume it each time, and
 check that it ends with the same weights and metrics as a run that was never interrupted.
 
-    python scripts/soak.py --kills 20                      # tiny baseline, ~3 minutes on 2 cores
+    python scripts/soak.py --kills 20                      # tiny baseline, ~4 minutes on 2 cores
     python scripts/soak.py --kills 20 --variant prc --seed 3
     python scripts/soak.py --kills 3 -- --grad_accum 2     # extra train.py flags after --
 
@@ -77,7 +77,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=20, help="SIGKILLs to land before letting the run finish")
     p.add_argument("--variant", default="baseline")
-    p.add_argument("--tokens", type=int, default=163840, help="training tokens (1,024 per step)")
+    p.add_argument("--tokens", type=int, default=327680, help="training tokens (1,024 per step)")
     p.add_argument("--save_every", type=int, default=3, help="steps between checkpoints")
     p.add_argument("--seed", type=int, default=0, help="seeds the run and the kill times")
     p.add_argument("--workdir", default="runs/soak")
@@ -93,6 +93,7 @@ def main() -> int:
     ref_seconds = time.perf_counter() - t0
     print(f"reference run: {ref_seconds:.1f}s")
     rng = random.Random(args.seed)
+    spread = 2 * max(1.0, ref_seconds - args.min_sleep) / (args.kills + 5)  # ~kills + 5 attempts fill the run
     kills, attempts, finished = [], 0, False
     while len(kills) < args.kills and attempts < args.max_attempts:
         attempts += 1
@@ -100,7 +101,7 @@ def main() -> int:
         cmd = train_cmd(args, run, [*args.extra, "--resume"] if (run / "last_model.pt").exists() else
                         [*args.extra, "--overwrite"])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(args.min_sleep, max(args.min_sleep + 1, ref_seconds / 3)))
+        time.sleep(rng.uniform(args.min_sleep, args.min_sleep + spread))
         if proc.poll() is not None:  # it finished (or failed) before the kill
             err = proc.stderr.read().decode()
             if proc.returncode != 0:

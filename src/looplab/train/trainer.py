@@ -366,12 +366,13 @@ class Trainer:
     def read_resume_checkpoint(self) -> Any:
         """last_model.pt (or the previous one kept beside it when it fails its checks), checked against this run."""
         ckpt, path = load_latest(self.out / "last_model.pt", map_location=self.device)
+        if ckpt.tokenizer.fingerprint != self.tokenizer.fingerprint:
+            raise LooplabError(f"--resume: {path} was trained with tokenizer {ckpt.tokenizer.name} (vocab "
+                               f"{ckpt.tokenizer.vocab_size}), not {self.tokenizer.name} (vocab "
+                               f"{self.tokenizer.vocab_size}); use the original --tokenizer")
         if ckpt.config != self.model_cfg:
             raise LooplabError(f"--resume: {path} holds a different model ({ckpt.config.variant}/{ckpt.config.size}"
                                f", {ckpt.config.d_model} wide); use the flags of the original run")
-        if ckpt.tokenizer.fingerprint != self.tokenizer.fingerprint:
-            raise LooplabError(f"--resume: {path} was trained with tokenizer {ckpt.tokenizer.name} (vocab "
-                               f"{ckpt.tokenizer.vocab_size}), not {self.tokenizer.name}; use the original --tokenizer")
         self.resumed_from = path
         return ckpt
 
