@@ -148,10 +148,10 @@ class TrainConfig:
     parallel: str = "auto"  # under torchrun: ddp, fsdp (FSDP2 fully_shard), or auto (fsdp for large models)
 
     def __post_init__(self) -> None:
-        if self.total_tokens <= 0:
-            raise LooplabError(f"--total_tokens must be positive, got {self.total_tokens}")
         if self.alg_tokens < 0:
             raise LooplabError(f"--alg_tokens must be >= 0, got {self.alg_tokens}")
+        if self.total_tokens <= 0:
+            raise LooplabError(f"--total_tokens must be positive, got {self.total_tokens}")
         if self.alg_tokens > self.total_tokens:
             raise LooplabError(
                 f"--alg_tokens ({self.alg_tokens}) is larger than --total_tokens ({self.total_tokens}); "

@@ -161,7 +161,7 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
         raise LooplabError(f"checkpoint '{path}' is truncated, corrupt or not a looplab checkpoint ({first})") from None
     except Exception as e:  # weights_only refuses pickled objects with an UnpicklingError
         raise LooplabError(f"checkpoint '{path}' cannot be loaded safely: {type(e).__name__}") from None
@@ -198,5 +198,9 @@ def load_latest(path: str | Path, map_location: str | torch.device = "cpu") -> t
         prev = previous_path(path)
         if not prev.exists():
             raise
+        try:
+            ckpt = load_checkpoint(prev, map_location)
+        except LooplabError as e2:
+            raise LooplabError(f"{e}; the previous checkpoint {prev.name} cannot be used either: {e2}") from None
         print(f"warning: {e}; using the previous checkpoint {prev}", file=sys.stderr)
-        return load_checkpoint(prev, map_location), prev
+        return ckpt, prev
