@@ -41,6 +41,7 @@ from looplab.train.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
+from looplab.train.guard import NonFiniteGuard
 from looplab.train.optim import lr_at, make_optimizer
 from looplab.train.parallel import World
 from looplab.train.plots import plot_accuracy, plot_curriculum, plot_loss
@@ -144,8 +145,6 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self.replay_steps = 0
-        self.skipped_steps = 0  # steps whose update was dropped for a non-finite loss (--on_nonfinite skip)
-        self.bad_streak = 0  # consecutive such steps
         self.train_seconds = 0.0
         self.saved: tuple[Path, int] | None = None  # the newest checkpoint written, and its step
         ckpt = self.read_resume_checkpoint() if resume else None
@@ -156,7 +155,7 @@ class Trainer:
         self.step_model = torch.compile(wrapped) if cfg.compile else wrapped
         self.opt = make_optimizer(self.model, cfg)
         self.eval_copy: torch.nn.Module | None = None  # under fsdp, rank 0's unsharded model for evaluation
-        self.first_bad = torch.full((), math.inf, device=self.device)  # first step with a non-finite loss
+        self.guard = NonFiniteGuard(cfg.on_nonfinite, cfg.max_skipped_steps, world, self.device, self.last_good)
         if ckpt is not None:
             self.restore(ckpt)
         self.tracker = make_tracker(cfg.log_to if world.main else "none", self.out,
@@ -203,45 +202,22 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # fsdp DTensor
-        skip = self.cfg.on_nonfinite == "skip" and self.bad_update(loss, grad_norm)
-        if self.cfg.on_nonfinite == "stop":  # noted on the device (no host sync); checked by check_finite()
-            at = torch.tensor(float(self.step + 1), device=self.device)
-            self.first_bad = torch.where(torch.isfinite(loss), self.first_bad, torch.minimum(self.first_bad, at))
-        if not skip:
+        skip = self.guard.observe(self.step + 1, loss, grad_norm)
+        if skip:
+            self.metrics.append({"step": self.step + 1, "tokens": self.tokens, "phase": self.phase(self.step),
+                                 "skipped_nonfinite": 1})
+        else:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += x.numel()
         return {"loss": loss, "grad_norm": grad_norm, "aux": out.aux}
 
-    def bad_update(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
-        """--on_nonfinite skip: whether to drop this step's update (one host sync per step; every rank agrees)."""
-        check = torch.stack([loss, grad_norm if grad_norm is not None else torch.zeros_like(loss)])
-        if torch.isfinite(par.all_sum(check, self.world)).all():
-            self.bad_streak = 0
-            return False
-        self.skipped_steps += 1
-        self.bad_streak += 1
-        self.metrics.append({"step": self.step + 1, "tokens": self.tokens, "phase": self.phase(self.step),
-                             "skipped_nonfinite": 1})
-        if self.bad_streak > self.cfg.max_skipped_steps:
-            raise LooplabError(f"the loss was not finite for {self.bad_streak} steps in a row (last: step "
-                               f"{self.step + 1}, more than --max_skipped_steps {self.cfg.max_skipped_steps}); "
-                               f"stopped. {self.last_good()}")
-        return True
-
     def last_good(self) -> str:
         if self.saved is None:
             return "No checkpoint was written yet."
         path, step = self.saved
         return f"The last good checkpoint is {path} (step {step}); continue with --resume, perhaps with a lower --lr."
-
-    def check_finite(self) -> None:
-        """Stop (every rank) when a step since the last check had a non-finite loss; nothing is saved."""
-        bad = float(par.all_min(self.first_bad, self.world))
-        if math.isfinite(bad):
-            raise LooplabError(f"the loss became NaN or infinite at step {int(bad)}; stopped without saving. "
-                               f"{self.last_good()}")
 
     # --- evaluation and artefacts -------------------------------------------------------------
     def model_for_eval(self, weights: dict[str, torch.Tensor] | None) -> torch.nn.Module:
@@ -260,7 +236,7 @@ class Trainer:
         return weights, opt
 
     def evaluate(self) -> float:
-        self.check_finite()
+        self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
         mean = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt))
         par.barrier(self.world)
@@ -294,7 +270,7 @@ class Trainer:
 
     def save_last(self) -> None:
         """A resumable checkpoint between evaluations (--save_every_steps)."""
-        self.check_finite()
+        self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
         par.from_main(self.world, lambda: self.write_last(weights, opt))
         par.barrier(self.world)
@@ -355,7 +331,7 @@ class Trainer:
         rate schedule is a function of the step and needs no state."""
         state = {"optimizer": optimizer, "step": self.step, "tokens": self.tokens,
                  "stream": json.dumps(self.stream.state_dict()), "best_acc": self.best_acc,
-                 "replay_steps": self.replay_steps, "skipped_steps": self.skipped_steps,
+                 "replay_steps": self.replay_steps, "skipped_steps": self.guard.skipped,
                  "train_seconds": self.train_seconds, "rng": rng_state()}
         if self.lang is not None:
             state["lang_stream"] = json.dumps(self.lang.state_dict())
@@ -383,7 +359,7 @@ class Trainer:
         par.load_optimizer_state(self.model, self.opt, self.mode, ts["optimizer"])
         self.step, self.tokens = int(ts["step"]), int(ts["tokens"])
         self.best_acc, self.replay_steps = float(ts["best_acc"]), int(ts["replay_steps"])
-        self.skipped_steps = int(ts.get("skipped_steps", 0))
+        self.guard.skipped = int(ts.get("skipped_steps", 0))
         self.train_seconds = float(ts["train_seconds"])
         self.stream.load_state_dict(json.loads(ts["stream"]))
         for name, part in (("lang_stream", self.lang), ("curriculum", self.curriculum)):
@@ -423,7 +399,7 @@ class Trainer:
         while self.step < cfg.total_steps:
             res = self.train_step()
             if self.step % cfg.log_every == 0 or self.step in (cfg.total_steps, cfg.alg_steps):  # and at the switch
-                self.check_finite()
+                self.guard.check()
                 loss = float(par.all_sum(res["loss"], self.world))
                 now = time.perf_counter()
                 tps = (self.tokens - log_tokens) / max(1e-9, now - log_t)
@@ -483,7 +459,7 @@ class Trainer:
             "phases": {"algorithmic_steps": min(self.step, cfg.alg_steps),
                        "language_steps": max(0, self.step - cfg.alg_steps) if self.lang else 0,
                        "replay_steps": self.replay_steps, "switch_tokens": cfg.alg_steps * cfg.tokens_per_step},
-            "skipped_steps": self.skipped_steps,
+            "skipped_steps": self.guard.skipped,
             "train_seconds": self.train_seconds,
             "tokens_per_s": self.tokens / max(1e-9, self.train_seconds),
             "final_eval_seconds": time.perf_counter() - t0,
