@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, keep_previous: bool = F
     """Write `data` to `path` so that `path` always holds either the old or the new bytes.
 
     With `keep_previous`, the file being replaced stays readable as `previous_path(path)` (a hard
-    link, so no copy). A failed write (disk full, no permission) is a LooplabError naming the file
+    link, so no copy, where the filesystem has them). A failed write (disk full, no permission) is a LooplabError naming the file
     and saying the previous one is untouched.
     """
     path = Path(path)
@@ -97,7 +98,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, keep_previous: bool = F
             os.fsync(f.fileno())
         if keep_previous and path.exists():
             prev, prev_tmp = previous_path(path), path.with_name(f".{previous_path(path).name}{TMP_MARK}{os.getpid()}")
-            os.link(path, prev_tmp)
+            try:
+                os.link(path, prev_tmp)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(path, prev_tmp)
             os.replace(prev_tmp, prev)
         os.replace(tmp, path)
     except OSError as e:
