@@ -26,16 +26,16 @@ class Crash(Exception):
 
 def config(out: Path, **kw) -> TrainConfig:
     base = dict(output_dir=str(out), alg_tokens=24 * 8 * 64, seq_len=64, batch_size=8, eval_every_tokens=8 * 8 * 64,
-                eval_samples=4, eval_max_new_tokens=8, save_every_steps=5, threads=1, progress=False, log_every=2,
+                eval_samples=2, eval_max_new_tokens=4, save_every_steps=5, threads=1, progress=False, log_every=2,
                 alg_tasks=("copy", "successor", "parity"))
     base.update(kw)
     base.setdefault("total_tokens", base["alg_tokens"])
     return TrainConfig(**base)
 
 
-def trainer(cfg: TrainConfig, variant: str, **kw) -> Trainer:
+def trainer(cfg: TrainConfig, variant: str, options: dict | None = None, **kw) -> Trainer:
     tok = ByteTokenizer()
-    return Trainer(model_config("tiny", tok.vocab_size, variant), cfg, tok, **kw)
+    return Trainer(model_config("tiny", tok.vocab_size, variant, **(options or {})), cfg, tok, **kw)
 
 
 def crash_at(monkeypatch, step: int) -> None:
@@ -55,30 +55,30 @@ def run_state(out: Path) -> tuple[str, list[dict], dict]:
     return digest, rows, json.loads((out / "summary.json").read_text())["final_eval"]
 
 
-CASES = {
-    "baseline": ("baseline", {}),
-    "prc draws from torch's generator": ("prc", dict(alg_tasks=("copy",))),
-    "dag curriculum with jitter": ("baseline", dict(use_task_curriculum=True, task_curriculum_strategy="dag",
+CASES = {  # variant, model options, training options
+    "baseline": ("baseline", {}, {}),
+    "prc draws from torch's generator": ("prc", dict(train_recur_mean=2.0), dict(alg_tasks=("copy",))),
+    "dag curriculum with jitter": ("baseline", {}, dict(use_task_curriculum=True, task_curriculum_strategy="dag",
                                                     curriculum_every=3, curriculum_cooldown=3, curriculum_samples=4,
                                                     alg_tasks=("successor", "addition", "copy", "reverse"))),
-    "split curriculum with replay": ("baseline", dict(alg_tokens=10 * 8 * 64, total_tokens=24 * 8 * 64,
+    "split curriculum with replay": ("baseline", {}, dict(alg_tokens=10 * 8 * 64, total_tokens=24 * 8 * 64,
                                                       lang_data=str(FIXTURES / "little_stories.txt"), alg_replay=0.3)),
-    "gradient accumulation": ("baseline", dict(grad_accum=2)),
+    "gradient accumulation": ("baseline", {}, dict(grad_accum=2)),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_crash_and_resume_is_bitwise_equal(case, tmp_path, monkeypatch):
-    variant, kw = CASES[case]
+    variant, options, kw = CASES[case]
     if "lang_data" in kw:
         kw = {**kw, "lang_cache_dir": str(tmp_path / "cache")}
-    trainer(config(tmp_path / "ref", **kw), variant).run()
+    trainer(config(tmp_path / "ref", **kw), variant, options).run()
     with monkeypatch.context() as m:
         crash_at(m, 13)  # between the checkpoints of steps 10 and 15: steps 11-13 are trained twice
         with pytest.raises(Crash):
-            trainer(config(tmp_path / "run", **kw), variant).run()
+            trainer(config(tmp_path / "run", **kw), variant, options).run()
     assert read_payload(tmp_path / "run" / "last_model.pt")["train_state"]["step"] == 10
-    trainer(config(tmp_path / "run", **kw), variant, resume=True).run()
+    trainer(config(tmp_path / "run", **kw), variant, options, resume=True).run()
     assert run_state(tmp_path / "run") == run_state(tmp_path / "ref")
 
 
