@@ -5,11 +5,13 @@ check that it ends with the same weights and metrics as a run that was never int
     python scripts/soak.py --kills 20 --variant prc --seed 3
     python scripts/soak.py --kills 3 -- --grad_accum 2     # extra train.py flags after --
 
-Each attempt starts `train.py --resume` (a fresh run until the first checkpoint exists), sleeps a
-random time and kills it with SIGKILL; kills that land after the run finished do not count. The
-report names every kill (the step it resumed from, the step the killed process had reached) and the
-largest absolute weight difference; exit status 0 only when the weights are bitwise equal and the
-metrics (timing fields aside) match.
+The kill points are `--kills` distinct random steps spread over the whole run. For each, the script
+starts `train.py --resume` (a fresh run until a checkpoint exists), waits until the checkpoint
+before that step is written, lets the run go on to the step and a random fraction into it (timed
+from the reference run's median step time), and kills it with SIGKILL: kills land between
+checkpoints, inside a step, an evaluation or a checkpoint write. The report names every kill and
+the largest absolute weight difference; exit status 0 only when the weights are bitwise equal and
+the metrics (timing fields aside) and the final evaluation match.
 """
 
 from __future__ import annotations
@@ -37,14 +39,23 @@ def train_cmd(args: argparse.Namespace, out: Path, extra: list[str]) -> list[str
             str(args.save_every), "--threads", "1", "--no_progress", "--output_dir", str(out), *extra]
 
 
-def checkpoint_step(out: Path) -> int:
+_seen: dict[Path, tuple[float, int]] = {}
+
+
+def checkpoint_step(out: Path, poll: bool = False) -> int:
+    """The step of `out/last_model.pt` (0 without one); with `poll`, re-read only when the file changed."""
     path = out / "last_model.pt"
     if not path.exists():
         return 0
+    mtime = path.stat().st_mtime
+    if poll and _seen.get(path, (None, 0))[0] == mtime:
+        return _seen[path][1]
     try:
-        return int(torch.load(path, weights_only=True)["train_state"]["step"])
+        step = int(torch.load(path, weights_only=True)["train_state"]["step"])
     except Exception:  # noqa: BLE001 - a file being replaced as we read it
         return -1
+    _seen[path] = (mtime, step)
+    return step
 
 
 def metrics(out: Path) -> list[dict]:
@@ -81,8 +92,6 @@ def main() -> int:
     p.add_argument("--save_every", type=int, default=3, help="steps between checkpoints")
     p.add_argument("--seed", type=int, default=0, help="seeds the run and the kill times")
     p.add_argument("--workdir", default="runs/soak")
-    p.add_argument("--max_attempts", type=int, default=200)
-    p.add_argument("--min_sleep", type=float, default=2.5, help="seconds before a kill (start-up is ~2 s)")
     p.add_argument("extra", nargs="*", help="more train.py flags (after --)")
     args = p.parse_args()
     work = Path(args.workdir)
@@ -93,35 +102,46 @@ def main() -> int:
     ref_seconds = time.perf_counter() - t0
     print(f"reference run: {ref_seconds:.1f}s")
     rng = random.Random(args.seed)
-    spread = 2 * max(1.0, ref_seconds - args.min_sleep) / (args.kills + 5)  # ~kills + 5 attempts fill the run
-    kills, attempts, finished = [], 0, False
-    while len(kills) < args.kills and attempts < args.max_attempts:
-        attempts += 1
+    steps = args.tokens // 1024
+    rates = [r["tokens_per_s"] for r in json.loads((ref / "metrics.json").read_text()) if "tokens_per_s" in r]
+    per_step = 1024 / sorted(rates)[len(rates) // 2]  # seconds per training step (median)
+    # one kill in each of `kills` random checkpoint intervals at least two apart, at a random step inside it
+    every = args.save_every
+    intervals = sorted(2 * i for i in rng.sample(range(1, (steps // every - 1) // 2), args.kills))
+    targets = [i * every + rng.randrange(every) for i in intervals]
+    kills, finished = [], False
+    for target in targets:
         start = checkpoint_step(run)
+        if target <= start:
+            continue  # an earlier attempt's checkpoint is already past it
         cmd = train_cmd(args, run, [*args.extra, "--resume"] if (run / "last_model.pt").exists() else
                         [*args.extra, "--overwrite"])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(args.min_sleep, args.min_sleep + spread))
+        floor = target - target % every  # the checkpoint just before the target step
+        while proc.poll() is None and floor > start and checkpoint_step(run, poll=True) < floor:
+            time.sleep(0.02)
+        if proc.poll() is None:  # let it run on to the target, then kill anywhere inside that step
+            time.sleep(((target - max(floor, start)) + rng.random()) * per_step)
         if proc.poll() is not None:  # it finished (or failed) before the kill
-            err = proc.stderr.read().decode()
             if proc.returncode != 0:
-                print(f"attempt {attempts}: train.py failed: {err.strip().splitlines()[-1:]}")
+                print(f"train.py failed: {proc.stderr.read().decode().strip().splitlines()[-1:]}")
                 return 1
             finished = True
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        reached = checkpoint_step(run)
-        kills.append((start, reached))
-        print(f"kill {len(kills):2d}: resumed from step {start}, last checkpoint now at step {reached}")
+        kills.append(target)
+        print(f"kill {len(kills):2d}: near step {target} (resumed from step {start}; last checkpoint now "
+              f"step {checkpoint_step(run)})")
     if not finished:
         subprocess.run(train_cmd(args, run, [*args.extra, "--resume"]), check=True, stdout=subprocess.DEVNULL)
     diff, problems = compare(ref, run)
-    print(f"{len(kills)} kills in {attempts} attempts; largest weight difference {diff:.3g}")
+    print(f"{len(kills)} kills; largest weight difference {diff:.3g}")
     for line in problems:
         print(f"MISMATCH: {line}")
     if len(kills) < args.kills:
-        print(f"only {len(kills)} of {args.kills} kills landed; use more --tokens")
+        print(f"only {len(kills)} of {args.kills} kills landed (targets closer than a checkpoint interval, or the "
+              "run outpaced them); use more --tokens")
         return 1
     print("PASS: bitwise equal to the uninterrupted run" if not problems else "FAIL")
     return 1 if problems else 0

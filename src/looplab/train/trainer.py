@@ -52,6 +52,7 @@ from looplab.train.trackers import make_tracker
 
 RUN_MARKER = "config.json"
 VAL_BATCHES = 4  # held-out language batches scored at every evaluation
+PLOT_EVERY_S = 60.0  # redrawing the plots costs ~0.5 s; short runs draw them once, at the end
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -147,6 +148,7 @@ class Trainer:
         self.replay_steps = 0
         self.train_seconds = 0.0
         self.saved: tuple[Path, int] | None = None  # the newest checkpoint written, and its step
+        self.plotted = time.perf_counter()  # when the plots were last drawn
         ckpt = self.read_resume_checkpoint() if resume else None
         if ckpt is not None:
             self.model.load_state_dict(ckpt.model.state_dict())  # before sharding: every rank loads the full weights
@@ -262,11 +264,17 @@ class Trainer:
                             meta={**self.meta(), "eval_mean_acc": mean})
         self.write_last(weights, opt)
         self.track()
+        if time.perf_counter() - self.plotted > PLOT_EVERY_S:
+            self.plot()
+        return mean
+
+    def plot(self) -> None:
+        """loss.png, accuracy.png (and curriculum.png): redrawn at most every PLOT_EVERY_S and at the end."""
         plot_loss(self.metrics, self.out / "loss.png")
         plot_accuracy(self.evals, self.out / "accuracy.png")
         if self.curriculum is not None:
             plot_curriculum(self.metrics, self.out / "curriculum.png")
-        return mean
+        self.plotted = time.perf_counter()
 
     def save_last(self) -> None:
         """A resumable checkpoint between evaluations (--save_every_steps)."""
@@ -476,6 +484,7 @@ class Trainer:
             summary["curriculum"] = {"difficulty": {n: self.curriculum.difficulty(n) for n in self.tasks},
                                      "active": self.curriculum.active(), "events": self.curriculum.events}
         write_json(self.out / "summary.json", summary)
+        self.plot()
         self.track()
         return summary
 
