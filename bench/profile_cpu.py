@@ -1,0 +1,67 @@
+"""Where a CPU training step's time goes (issue 10: profile before optimising).
+
+    python bench/profile_cpu.py                 # baseline, latent, act at tiny; AdamW implementations
+
+Prints, per variant, the share of self CPU time of the top operators (torch.profiler over three
+steps after two warm-up steps, batch 16 x 256, fp32, 2 threads), the time in attention against
+matrix products, and the step time of AdamW's default, foreach and fused implementations (interleaved,
+best of five). Figures and what they imply are in docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import common  # noqa: F401  (import path)
+import torch
+from bench_train import SEQ_LEN, V
+from bench_variants import interleaved
+from torch.profiler import ProfilerActivity, profile
+
+from looplab.models import create_model
+
+BATCH = 16
+ATTENTION = "scaled_dot_product"
+
+
+def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor):
+    def step() -> None:
+        model(x[:, :-1], x[:, 1:]).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def profile_variant(variant: str, x: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = create_model(variant, "tiny", V).train()
+    step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-4), x)
+    for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            step()
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in rows)
+    share = {e.key: e.self_cpu_time_total / total for e in rows}
+    attention = sum(v for k, v in share.items() if ATTENTION in k)
+    print(f"{variant}: step {total / 3e3:.0f} ms self CPU; matmul (mm, bmm) {share.get('aten::mm', 0) + share.get('aten::bmm', 0):.0%}"
+          f", attention {attention:.0%}; FLOPs/token {model.cost(SEQ_LEN)['flops_per_token']:,}")
+    for e in rows[:6]:
+        print(f"    {e.key[:60]:60s} {share[e.key]:6.1%}  calls/step {e.count // 3}")
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    x = torch.randint(0, 256, (BATCH, SEQ_LEN + 1))
+    for variant in ("baseline", "latent", "act"):
+        profile_variant(variant, x)
+    torch.manual_seed(0)
+    model = create_model("baseline", "tiny", V).train()
+    steps = {name: step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-4, **kw), x)
+             for name, kw in (("default", {}), ("foreach", {"foreach": True}), ("fused", {"fused": True}))}
+    best = interleaved(steps)
+    print("AdamW implementations (baseline tiny step): " + ", ".join(
+        f"{name} {t * 1e3:.0f} ms ({best['default'] / t:.3f}x)" for name, t in best.items()))
+
+
+if __name__ == "__main__":
+    main()
