@@ -241,6 +241,7 @@ class Trainer:
         self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
         mean = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt))
+        self.saved = (self.out / "last_model.pt", self.step)  # on every rank, for their error messages
         par.barrier(self.world)
         return mean
 
@@ -281,13 +282,13 @@ class Trainer:
         self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
         par.from_main(self.world, lambda: self.write_last(weights, opt))
+        self.saved = (self.out / "last_model.pt", self.step)
         par.barrier(self.world)
 
     def write_last(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any]) -> None:
         """last_model.pt (the one it replaces kept as last_model.prev.pt), then metrics.json."""
         save_checkpoint(self.out / "last_model.pt", self.model_for_eval(weights), self.tokenizer, weights=weights,
                         train_state=self.train_state(opt), meta=self.meta(), keep_previous=True)
-        self.saved = (self.out / "last_model.pt", self.step)
         write_json(self.out / "metrics.json", self.metrics)
 
     @torch.no_grad()
