@@ -137,3 +137,25 @@ def test_resume_refuses_another_tokenizer(tmp_path):
     with pytest.raises(LooplabError, match="was trained with tokenizer bytes"):
         Trainer(model_config("tiny", tok.vocab_size, "baseline"), config(tmp_path / "run", alg_tokens=6 * 8 * 64),
                 tok, resume=True)
+
+
+def test_resume_with_other_training_flags_warns(tmp_path, capsys):
+    trainer(config(tmp_path / "run", alg_tokens=6 * 8 * 64), "baseline").run()
+    capsys.readouterr()
+    trainer(config(tmp_path / "run", alg_tokens=6 * 8 * 64, eval_samples=3), "baseline", resume=True)
+    assert capsys.readouterr().err == ""  # evaluation settings do not change the trajectory
+    trainer(config(tmp_path / "run", alg_tokens=6 * 8 * 64, lr=3e-3), "baseline", resume=True)
+    err = capsys.readouterr().err
+    assert "--lr 0.001 -> 0.003" in err and "will not equal an uninterrupted run" in err
+
+
+def test_evaluation_never_changes_training(tmp_path):
+    """prc's evaluation draws its random initial state from torch's generator; how often a run
+    evaluates must not change the weights it trains to."""
+    digests = []
+    for every in (2, 8):
+        out = tmp_path / f"every{every}"
+        trainer(config(out, alg_tokens=8 * 8 * 64, eval_every_tokens=every * 8 * 64, save_every_steps=0,
+                       alg_tasks=("copy",)), "prc", dict(train_recur_mean=2.0, state_init="random")).run()
+        digests.append(read_payload(out / "last_model.pt")["digest"])
+    assert digests[0] == digests[1]

@@ -14,9 +14,11 @@ the same metrics rows also go to `tensorboard/` or `wandb/` (train/trackers.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,11 @@ from looplab.train.trackers import make_tracker
 
 RUN_MARKER = "config.json"
 VAL_BATCHES = 4  # held-out language batches scored at every evaluation
+# training flags that --resume may change without changing the trajectory (the rest trigger a warning);
+# evaluation draws from a copy of the generators (Trainer.no_draws), so its settings are free
+RESUME_FREE = {"output_dir", "threads", "device", "progress", "log_to", "max_minutes", "save_every_steps",
+               "eval_every_tokens", "eval_samples", "eval_max_new_tokens", "log_every", "grad_accum", "parallel",
+               "max_skipped_steps", "lang_cache_dir", "allow_network"}
 PLOT_EVERY_S = 60.0  # redrawing the plots costs ~0.5 s; short runs draw them once, at the end
 
 
@@ -237,15 +244,24 @@ class Trainer:
         opt = par.optimizer_state(self.model, self.opt, self.mode) if with_optimizer else None
         return weights, opt
 
+    def no_draws(self) -> contextlib.AbstractContextManager:
+        """Evaluation may draw from torch's generator (prc's random initial state); it gets a copy, so
+        how often and how much a run evaluates never changes its training."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
+                                     device_type=self.device.type)
+
     def evaluate(self) -> float:
         self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
-        mean = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt))
+        rng = rng_state()
+        with self.no_draws():
+            mean = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt, rng))
         self.saved = (self.out / "last_model.pt", self.step)  # on every rank, for their error messages
         par.barrier(self.world)
         return mean
 
-    def evaluate_and_save(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any]) -> float:
+    def evaluate_and_save(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any],
+                          rng: dict[str, Any]) -> float:
         model = self.model_for_eval(weights)
         if self.own_data:
             acc = self.stream.accuracy(model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 1)
@@ -263,7 +279,7 @@ class Trainer:
             self.best_acc = mean
             save_checkpoint(self.out / "best_model.pt", model, self.tokenizer, weights=weights,
                             meta={**self.meta(), "eval_mean_acc": mean})
-        self.write_last(weights, opt)
+        self.write_last(weights, opt, rng)
         self.track()
         if time.perf_counter() - self.plotted > PLOT_EVERY_S:
             self.plot()
@@ -281,14 +297,14 @@ class Trainer:
         """A resumable checkpoint between evaluations (--save_every_steps)."""
         self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
-        par.from_main(self.world, lambda: self.write_last(weights, opt))
+        par.from_main(self.world, lambda: self.write_last(weights, opt, rng_state()))
         self.saved = (self.out / "last_model.pt", self.step)
         par.barrier(self.world)
 
-    def write_last(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any]) -> None:
+    def write_last(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any], rng: dict[str, Any]) -> None:
         """last_model.pt (the one it replaces kept as last_model.prev.pt), then metrics.json."""
         save_checkpoint(self.out / "last_model.pt", self.model_for_eval(weights), self.tokenizer, weights=weights,
-                        train_state=self.train_state(opt), meta=self.meta(), keep_previous=True)
+                        train_state=self.train_state(opt, rng), meta=self.meta(), keep_previous=True)
         write_json(self.out / "metrics.json", self.metrics)
 
     @torch.no_grad()
@@ -318,7 +334,8 @@ class Trainer:
                                  "curriculum_events": events})
             return json.dumps(cur.state_dict()), events
 
-        state, events = par.from_main(self.world, probe)
+        with self.no_draws():
+            state, events = par.from_main(self.world, probe)
         if not self.world.main:
             cur.load_state_dict(json.loads(state))
         if events:
@@ -334,14 +351,14 @@ class Trainer:
         return {"step": self.step, "tokens": self.tokens, "tasks": self.builtin_tasks, "seed": self.cfg.seed,
                 "custom_tasks": describe(self.file_tasks), "task_files": list(self.cfg.task_files)}
 
-    def train_state(self, optimizer: dict[str, Any]) -> dict[str, Any]:
+    def train_state(self, optimizer: dict[str, Any], rng: dict[str, Any]) -> dict[str, Any]:
         """Everything --resume needs to continue bit for bit: optimiser (keyed by parameter name, so
         any world size can resume it), counters, data position, generators, curriculum. The learning
         rate schedule is a function of the step and needs no state."""
         state = {"optimizer": optimizer, "step": self.step, "tokens": self.tokens,
                  "stream": json.dumps(self.stream.state_dict()), "best_acc": self.best_acc,
                  "replay_steps": self.replay_steps, "skipped_steps": self.guard.skipped,
-                 "train_seconds": self.train_seconds, "rng": rng_state()}
+                 "train_seconds": self.train_seconds, "rng": rng}
         if self.lang is not None:
             state["lang_stream"] = json.dumps(self.lang.state_dict())
         if self.curriculum is not None:
@@ -359,7 +376,21 @@ class Trainer:
             raise LooplabError(f"--resume: {path} holds a different model ({ckpt.config.variant}/{ckpt.config.size}"
                                f", {ckpt.config.d_model} wide); use the flags of the original run")
         self.resumed_from = path
+        self.warn_changed_flags()
         return ckpt
+
+    def warn_changed_flags(self) -> None:
+        """One stderr line when --resume runs with training flags that change the trajectory."""
+        config = self.out / RUN_MARKER
+        if not config.exists() or not self.world.main:
+            return
+        before = json.loads(config.read_text()).get("train", {})
+        now = json.loads(json.dumps(dataclasses.asdict(self.cfg)))  # tuples as JSON lists, like config.json
+        changed = [f"--{k} {before[k]} -> {v}" for k, v in now.items()
+                   if k in before and k not in RESUME_FREE and before[k] != v]
+        if changed:
+            print(f"warning: --resume with flags that differ from the original run ({'; '.join(changed)}); the "
+                  "result will not equal an uninterrupted run", file=sys.stderr)
 
     def restore(self, ckpt: Any) -> None:
         """Continue from a checkpoint: optimiser, counters, data streams, curriculum, generators, logs
@@ -438,7 +469,8 @@ class Trainer:
                 break
         self.train_seconds += time.perf_counter() - t0
         weights, _ = self.gather(with_optimizer=False)
-        summary = par.from_main(self.world, lambda: self.finish(weights))
+        with self.no_draws():
+            summary = par.from_main(self.world, lambda: self.finish(weights))
         self.tracker.close()
         return summary
 
