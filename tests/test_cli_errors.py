@@ -147,11 +147,13 @@ def limit_file_size(limit: int):
     return setup
 
 
-def test_disk_full_keeps_the_previous_checkpoint(copy):
-    before = snapshot(copy)
-    cmd = [sys.executable, str(REPO / "train.py"), *FLAGS, "--alg_tokens", str(8 * 1024), "--eval_every_tokens",
-           str(2 * 1024), "--output_dir", str(copy), "--resume"]  # four more steps, then an evaluation writes
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = run("train.py", *FLAGS, *SHORT, "--output_dir", str(out), "--max_minutes", "0.00001")  # stops at step 1
+    assert proc.returncode == 0, proc.stderr
+    before = snapshot(out)
+    cmd = [sys.executable, str(REPO / "train.py"), *FLAGS, *SHORT, "--output_dir", str(out), "--resume"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600,
-                          preexec_fn=limit_file_size(1 << 20))  # checkpoints are ~2-6 MB
+                          preexec_fn=limit_file_size(1 << 20))  # the evaluation at step 2 writes ~2-6 MB checkpoints
     assert_one_line_error(proc, "could not write", "File too large", "is unchanged")
-    assert snapshot(copy) == before  # no checkpoint, metrics or temporary file changed or left behind
+    assert snapshot(out) == before  # no checkpoint, metrics or temporary file changed or left behind
