@@ -39,7 +39,7 @@ def launch(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
         if nproc > 1 else [sys.executable, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, f"stdout: {proc.stdout[-1500:]}\nstderr: {proc.stderr[:2000]}\n...\n{proc.stderr[-2000:]}"
     return proc
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import math
 import sys
@@ -527,6 +528,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, *, overwrite
     """Train in this process, or as one rank of a torchrun job (the world comes from its environment)."""
     world = par.init_world()
     try:
-        return Trainer(model_cfg, cfg, tokenizer, overwrite=overwrite, resume=resume, world=world).run()
+        trainer = Trainer(model_cfg, cfg, tokenizer, overwrite=overwrite, resume=resume, world=world)
+        summary = trainer.run()
+        if world.distributed:  # free FSDP's pending gloo work while the interpreter is whole (else a rare
+            del trainer  # SIGABRT at exit: pytorch/pytorch#179291), and tear the group down only when
+            gc.collect()  # no rank still has traffic in flight
+            par.barrier(world)
+        return summary
     finally:
         par.close_world(world)
