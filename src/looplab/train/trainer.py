@@ -197,12 +197,14 @@ class Trainer:
         x, y = self.next_batch()
         parts = par.micro_batches(x, y, self.world, self.cfg.grad_accum)
         whole = len(parts) == 1 and not self.world.distributed
-        n_all = max(1, int((y != IGNORE_INDEX).sum()))
+        shares = [1.0]  # each micro-batch's share of the global batch's supervised tokens, counted on the host
+        if not whole:
+            n_all = max(1, int((y != IGNORE_INDEX).sum()))
+            shares = [int((ym != IGNORE_INDEX).sum()) / n_all for _, ym in parts]
         self.model.train()
         loss = torch.zeros((), device=self.device)  # this rank's share of the global token-mean loss
-        for i, (xm, ym) in enumerate(parts):
+        for i, ((xm, ym), share) in enumerate(zip(parts, shares, strict=True)):
             xm, ym = xm.to(self.device, non_blocking=True), ym.to(self.device, non_blocking=True)
-            share = 1.0 if whole else int((ym != IGNORE_INDEX).sum()) / n_all
             with par.grad_sync(self.step_model, self.mode, i == len(parts) - 1):
                 with autocast(self.device, self.amp):
                     out = self.step_model(xm, ym)
