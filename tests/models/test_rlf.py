@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from looplab.data.pointer_chains import ChainCodec, eval_set
+from looplab.data.pointer_chains import ChainCodec, eval_set, pad_cat
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.models import create_model
@@ -54,7 +54,7 @@ def test_loop_one_reads_the_prompt_as_the_base_head_does(tmp_path):
     save_checkpoint(tmp_path / "base.pt", base, ByteTokenizer())
     m = rlf(str(tmp_path / "base.pt"))
     torch.testing.assert_close(m.norm.weight, base.norm.weight)
-    m.core.forward = lambda u: u
+    m.core.forward = lambda u, prompt=None: u
     x, _ = batch(m)
     loop1, own = m(x, n_loops=1).logits[:, 0, :V], base.eval()(x).logits[:, -1]
     assert torch.equal(loop1.argmax(-1), own.argmax(-1))
@@ -240,3 +240,55 @@ def test_cli_refuses_a_missing_base_in_one_line(tmp_path, capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "does not exist" in err
     rc = main(["train", "--variant", "baseline", "--base", str(tmp_path / "b.pt"), "--output_dir", str(tmp_path / "o")])
     assert rc == 2 and "rlf only" in capsys.readouterr().err
+
+
+def test_loop_rotation_of_the_leading_dimensions(base_path):
+    """loop_rope_dims rotates only the leading dimensions; R^T undoes R; the rest pass unchanged,
+    and the default (0) rotates all of them."""
+    part, full = rlf(base_path, loop_rope_dims=8), rlf(base_path)
+    assert part.rope_dims == 8 and full.rope_dims == 32
+    x = torch.randn(2, 5, 32)
+    for m in (part, full):
+        angle = 3 * m.inv_freq
+        u = m.rotate(x, angle.cos(), angle.sin())
+        torch.testing.assert_close(m.rotate(u, angle.cos(), -angle.sin()), x)
+        assert not torch.allclose(u[..., :8], x[..., :8])
+    u = part.rotate(x, (3 * part.inv_freq).cos(), (3 * part.inv_freq).sin())
+    assert torch.equal(u[..., 8:], x[..., 8:])
+    for bad in (7, 34):
+        with pytest.raises(LooplabError, match="loop_rope_dims"):
+            rlf(base_path, loop_rope_dims=bad)
+
+
+def test_query_scope_is_a_full_core_pass_with_the_prompt_held(base_path):
+    """core_scope=query: each loop's query state equals a causal pass of the core over [the base's
+    prompt encoding, the rotated query state], read at the last position; gradients reach the core
+    through every loop."""
+    m = rlf(base_path, core="transformer", core_scope="query", loop_rope_dims=8)
+    x, y = batch(m)
+    states = m.think(x, 3, stop_on_halt=False).states
+    enc = m.encode(x)
+    h = enc[:, -1:]
+    for loop in range(1, 4):
+        h = h + m.gate * enc[:, -1:]
+        angle = loop * m.inv_freq
+        u = torch.cat([enc[:, :-1], m.rotate(h, angle.cos(), angle.sin())], dim=1)
+        h = m.rotate(m.core(u)[:, -1:], angle.cos(), -angle.sin())
+        torch.testing.assert_close(states[:, loop - 1], h[:, 0])
+    m.train()(x, y).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.core.parameters())
+    with pytest.raises(LooplabError, match="core_scope=query"):
+        rlf(base_path, core="mamba2", core_scope="query")
+
+
+def test_query_scope_with_right_padded_rows_of_two_lengths(base_path):
+    """Rows whose queries sit at different positions (a padded batch of 5- and 7-hop prompts) loop
+    exactly as they do alone: padding after a query is never read."""
+    m = rlf(base_path, core="transformer", core_scope="query", pad_id=ByteTokenizer().pad_id)
+    codec = ChainCodec(ByteTokenizer(), m.halt_id, m.uses_specials)
+    short, long = codec.inputs(eval_set(5, 3)), codec.inputs(eval_set(7, 3))
+    assert short.shape[1] < long.shape[1]
+    mixed = pad_cat([short, long], ByteTokenizer().pad_id)[[0, 3, 1, 4, 2, 5]]
+    together = m.think(mixed, 4, stop_on_halt=False).states
+    alone = torch.cat([m.think(short, 4, stop_on_halt=False).states, m.think(long, 4, stop_on_halt=False).states])
+    torch.testing.assert_close(together, alone[[0, 3, 1, 4, 2, 5]])

@@ -27,7 +27,7 @@ Letters: B batch, T tokens, L loops, C base width, V base head width (HALT is id
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from looplab.models.ssm import MixerBlock, SSMOptions
 
 CORES = ("mamba2", "transformer")
 CORE_INITS = ("fresh", "base_top")
+CORE_SCOPES = ("sequence", "query")
 LIFELINES = ("intact", "zero", "noise", "shuffle")
 
 
@@ -55,9 +56,11 @@ class RLFOptions:
     core: str = "mamba2"  # reasoning core: mamba2 (one Mamba-2 block with MLP) or transformer (2 blocks)
     core_heads: int = 4  # attention heads of the transformer core
     core_init: str = "fresh"  # fresh, or base_top: the transformer core starts as a copy of the base's top 2 blocks
+    core_scope: str = "sequence"  # what loops: every position's state (sequence) or the query's alone (query)
     max_loops: int = 16  # loop cap at inference; HALT normally stops earlier
     gate_init: float = 1.0  # initial lifeline gate of every dimension
     loop_rope_base: float = 10000.0  # frequency base of the rotary loop encoding
+    loop_rope_dims: int = 0  # leading hidden dimensions the loop encoding rotates (0: all of them)
     adapt_top_layers: int = 0  # unfreeze this many top layers of the base (0: fully frozen)
     pad_id: int = -1  # right-padding id of variable-length prompts (-1: none; the last token is the query)
 
@@ -66,9 +69,13 @@ class RLFOptions:
             raise LooplabError(f"rlf option core must be one of {', '.join(CORES)}, got {self.core!r}")
         if self.core_init not in CORE_INITS:
             raise LooplabError(f"rlf option core_init must be one of {', '.join(CORE_INITS)}, got {self.core_init!r}")
+        if self.core_scope not in CORE_SCOPES:
+            raise LooplabError(f"rlf option core_scope must be one of {', '.join(CORE_SCOPES)}, got {self.core_scope!r}")
+        if self.core_scope == "query" and self.core != "transformer":
+            raise LooplabError("rlf option core_scope=query needs core=transformer (its loop attends to the prompt)")
         if self.core_init == "base_top" and self.core != "transformer":
             raise LooplabError("rlf option core_init=base_top needs core=transformer (it copies transformer blocks)")
-        for name, low in (("core_heads", 1), ("max_loops", 1), ("adapt_top_layers", 0)):
+        for name, low in (("core_heads", 1), ("max_loops", 1), ("adapt_top_layers", 0), ("loop_rope_dims", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise LooplabError(f"rlf option {name} must be an integer >= {low}, got {value!r}")
@@ -111,10 +118,33 @@ class Core(nn.Module):
             if isinstance(block, MixerBlock):
                 block.mixer.init_weights(out_std=0.02 / (2 * len(self.blocks)) ** 0.5)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            u = block(u) if self.rotary is None else block(u, self.rotary(0, u.shape[1]))
+    def forward(self, u: torch.Tensor, prompt: PromptKV | None = None) -> torch.Tensor:
+        """The blocks over u (B, T, C); with `prompt`, u holds the positions after the recorded ones
+        and attends to their keys and values as well (transformer core only)."""
+        start = prompt.pos if prompt is not None else 0
+        for i, block in enumerate(self.blocks):
+            u = block(u) if self.rotary is None else block(u, self.rotary(start, u.shape[1]), prompt, i)
         return u
+
+
+class PromptKV:
+    """The prompt positions' keys and values in every core block, for core_scope=query.
+
+    Attention drives it as it drives a KVCache (`pos`, `write`). The first pass (pos 0) records the
+    prompt's keys and values; afterwards every write returns them with the query's own appended.
+    Nothing is written in place, so the loops can all backpropagate into the one prompt pass.
+    """
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self.k: dict[int, torch.Tensor] = {}
+        self.v: dict[int, torch.Tensor] = {}
+
+    def write(self, slot: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pos == 0:
+            self.k[slot], self.v[slot] = k, v
+            return k, v
+        return torch.cat([self.k[slot], k], dim=2), torch.cat([self.v[slot], v], dim=2)
 
 
 class RLF(nn.Module):
@@ -130,7 +160,12 @@ class RLF(nn.Module):
         self.core = Core(C, opts, cfg.norm_eps)
         self.norm = RMSNorm(C, cfg.norm_eps)
         self.halt = nn.Parameter(torch.empty(C))
-        inv_freq = 1.0 / (opts.loop_rope_base ** (torch.arange(0, C, 2, dtype=torch.float32) / C))
+        d = opts.loop_rope_dims or C
+        if d % 2 or d > C:
+            raise LooplabError(f"rlf option loop_rope_dims must be an even number <= the base width {C} "
+                               f"(0: all), got {opts.loop_rope_dims}")
+        self.rope_dims = d
+        inv_freq = 1.0 / (opts.loop_rope_base ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.init_weights()
         self.freeze()
@@ -218,13 +253,52 @@ class RLF(nn.Module):
             return x_prompt.roll(1, dims=0)
         raise LooplabError(f"unknown lifeline mode '{mode}'; allowed: {', '.join(LIFELINES)}")
 
-    def step(self, x: torch.Tensor, line: torch.Tensor, loop: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, line: torch.Tensor, loop: int, prompt: PromptKV | None = None) -> torch.Tensor:
         """One loop: lifeline, then the core in the frame rotated by the loop index."""
         x = x + (self.gate * line.float()).to(x.dtype)
-        angle = loop * self.inv_freq  # (C/2,)
+        angle = loop * self.inv_freq  # (d/2,)
         cos, sin = angle.cos(), angle.sin()
-        u = apply_rotary(x, cos, sin)
-        return apply_rotary(self.core(u), cos, -sin)  # R^T core(R x) = x + R^T f(R x)
+        u = self.rotate(x, cos, sin)
+        return self.rotate(self.core(u, prompt), cos, -sin)  # R^T core(R x) = x + R^T f(R x)
+
+    def sequence_loops(self, x: torch.Tensor, line: torch.Tensor, q: torch.Tensor) -> Callable[[int], torch.Tensor]:
+        """core_scope=sequence: every loop updates every position's state; read at the query q (B,)."""
+        rows = torch.arange(x.shape[0], device=x.device)
+
+        def loop_once(loop: int) -> torch.Tensor:
+            nonlocal x
+            x = self.step(x, line, loop)
+            return x[rows, q]
+
+        return loop_once
+
+    def query_loops(self, x: torch.Tensor, line: torch.Tensor, q: torch.Tensor) -> Callable[[int], torch.Tensor]:
+        """core_scope=query: the core reads the positions before the query once (the base's encoding,
+        no loop rotation) and only the query's state loops, attending to them. Rows are grouped by
+        query position, so right padding is never read."""
+        positions = [x.shape[1] - 1] if self.opts.pad_id < 0 else q.unique().tolist()
+        groups = []
+        for pos in positions:
+            rows = (q == pos).nonzero().squeeze(1)
+            prompt = PromptKV()
+            self.core(x[rows, :pos], prompt)
+            prompt.pos = pos
+            groups.append([rows, prompt, x[rows, pos : pos + 1], line[rows, pos : pos + 1]])  # h: (b, 1, C)
+        order = torch.cat([g[0] for g in groups]).argsort()
+
+        def loop_once(loop: int) -> torch.Tensor:
+            for g in groups:
+                g[2] = self.step(g[2], g[3], loop, g[1])
+            return torch.cat([g[2][:, 0] for g in groups])[order]
+
+        return loop_once
+
+    def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """The loop rotation of the leading `rope_dims` dimensions; the rest pass unchanged."""
+        d = self.rope_dims
+        if d == x.shape[-1]:
+            return apply_rotary(x, cos, sin)
+        return torch.cat([apply_rotary(x[..., :d], cos, sin), x[..., d:]], dim=-1)
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """(B, C) -> (B, V+1): the base head's logits, then HALT's."""
@@ -236,16 +310,15 @@ class RLF(nn.Module):
               stop_on_halt: bool = True, generator: torch.Generator | None = None) -> Trace:
         """Run up to n_loops (default max_loops); with stop_on_halt, stop once every row has halted."""
         n = n_loops or self.opts.max_loops
-        q = self.query(idx)
-        rows = torch.arange(idx.shape[0], device=idx.device)
         x = self.encode(idx)  # (B, T, C)
-        x_prompt = x.detach().clone()
-        line = self.lifeline(x_prompt, lifeline, generator)
+        line = self.lifeline(x.detach().clone(), lifeline, generator)
+        q = self.query(idx)
+        loop_once = self.query_loops(x, line, q) if self.opts.core_scope == "query" else \
+            self.sequence_loops(x, line, q)
         logits, states = [], []
         halted = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         for loop in range(1, n + 1):
-            x = self.step(x, line, loop)
-            h = x[rows, q]  # (B, C)
+            h = loop_once(loop)  # (B, C) the query's state after this loop
             logits.append(self.readout(h))
             states.append(h)
             halted |= logits[-1].argmax(-1) == self.halt_id
@@ -275,16 +348,18 @@ class RLF(nn.Module):
     def cost(self, seq_len: int) -> dict[str, float]:
         """Parameters (all, trainable, base), effective depth at max_loops, and training FLOPs per
         token at max_loops: forward only through the frozen base (2 per weight), forward and
-        backward through the core every loop (6 per weight per loop)."""
+        backward through the core every loop (6 per weight per loop). With core_scope=query the core
+        runs once over the prompt and every loop over its last position only."""
         params, base = count_params(self), count_params(self.base)
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         core = count_params(self.core)
         n = self.opts.max_loops
+        core_passes = 1 + n / seq_len if self.opts.core_scope == "query" else n
         return {"params": params, "params_trainable": trainable, "params_base": base,
                 "params_non_embedding": params - base, "params_effective": params - base + (n - 1) * core,
                 "effective_depth": len(self.base.layers) + n * len(self.core.blocks), "n_loops": n,
                 "adapt_top_layers": self.opts.adapt_top_layers,
-                "flops_per_token": 2 * base + 6 * (trainable - core) + 6 * n * core}
+                "flops_per_token": 2 * base + 6 * (trainable - core) + 6 * core_passes * core}
 
 
 def per_loop_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
