@@ -6,6 +6,8 @@
    (`model.cost`): the overhead beyond what the extra arithmetic explains, target <= 1.15.
 3. The data pipeline (generate, tokenize, pack) against the `micro` training step's token
    consumption: target >= 5x ahead.
+4. `torch.compile` on the CPU: the eager tiny baseline step's speed over the compiled one's. The
+   trainer leaves compile off by default on the CPU; this figure fails when compiling would be faster.
 
 Steps are timed in interleaved rounds (best of each), so a burst of load cannot favour one side.
 """
@@ -91,6 +93,22 @@ def data_lead() -> float:
     return data_rate / train_rate
 
 
+def eager_over_compiled() -> float:
+    """Compiled step time over eager step time, tiny baseline (>= 1: eager is at least as fast)."""
+    steps = {}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = create_model("baseline", "tiny", V)
+        steps[name] = step_fn(torch.compile(model) if name == "compiled" else model, BATCH["tiny"], hf=False)
+    t0 = time.perf_counter()
+    steps["compiled"]()  # compiles forward and backward
+    print(f"torch.compile: first compiled step {time.perf_counter() - t0:.1f} s")
+    t = interleaved(steps)
+    tok = BATCH["tiny"] * SEQ_LEN
+    print(f"tiny: eager {tok / t['eager']:,.0f} tok/s, compiled {tok / t['compiled']:,.0f} tok/s")
+    return t["compiled"] / t["eager"]
+
+
 def main() -> None:
     torch.set_num_threads(2)
     for size in ("tiny", "micro"):
@@ -98,6 +116,7 @@ def main() -> None:
     for variant, overhead in looped_overheads().items():
         figure(f"{variant}_step_time_over_flops_ratio_tiny", overhead, "<=", 1.15, "x")
     figure("data_lead_over_micro_training", data_lead(), ">=", 5.0, "x")
+    figure("cpu_eager_over_compiled_speed_tiny", eager_over_compiled(), ">=", 1.0, "x")
 
 
 if __name__ == "__main__":
