@@ -69,7 +69,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output_dir", default=d.output_dir)
     p.add_argument("--tokenizer", default=None, help="bytes (default), a .model, tokenizer.json, directory or hub name")
     p.add_argument("--allow_network", action="store_true", help="allow downloading a hub tokenizer")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CPU: ~1.1x faster steps after a ~40 s compile; pays off in runs over ~7 minutes)")
     p.add_argument("--eval_samples", type=int, default=d.eval_samples)
     p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens)
     p.add_argument("--eval_every_tokens", type=int, default=d.eval_every_tokens)
