@@ -14,6 +14,10 @@ block (arXiv 2405.21060) or two causal transformer blocks; both are residual, so
 x + R_i^T f(R_i x): the core sees the loop index through the rotation, and the rotation is undone
 so that the stream stays in the frame the frozen head reads.
 
+With core_scope=query only the query position's state loops: the core reads the positions before
+it once, keeping their keys and values (PromptKV), and each loop runs the core over the query alone,
+attending to them. The rotation may cover only the leading `loop_rope_dims` dimensions.
+
 HALT is one extra output row after the base head's rows (id = the base's head width), trained
 while the head stays frozen; with the byte tokenizer that is id 260, never a token of any text.
 At inference `think` stops a row at its first HALT and the batch when every row has halted or at
