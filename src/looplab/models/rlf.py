@@ -281,19 +281,20 @@ class RLF(nn.Module):
         no loop rotation) and only the query's state loops, attending to them. Rows are grouped by
         query position, so right padding is never read."""
         positions = [x.shape[1] - 1] if self.opts.pad_id < 0 else q.unique().tolist()
-        groups = []
+        groups, states = [], []  # per query position: (rows, their prompt's keys and values, lifeline); h (b, 1, C)
         for pos in positions:
             rows = (q == pos).nonzero().squeeze(1)
             prompt = PromptKV()
             self.core(x[rows, :pos], prompt)
             prompt.pos = pos
-            groups.append([rows, prompt, x[rows, pos : pos + 1], line[rows, pos : pos + 1]])  # h: (b, 1, C)
-        order = torch.cat([g[0] for g in groups]).argsort()
+            groups.append((rows, prompt, line[rows, pos : pos + 1]))
+            states.append(x[rows, pos : pos + 1])
+        order = torch.cat([rows for rows, _, _ in groups]).argsort()
 
         def loop_once(loop: int) -> torch.Tensor:
-            for g in groups:
-                g[2] = self.step(g[2], g[3], loop, g[1])
-            return torch.cat([g[2][:, 0] for g in groups])[order]
+            for i, (_, prompt, lane) in enumerate(groups):
+                states[i] = self.step(states[i], lane, loop, prompt)
+            return torch.cat([h[:, 0] for h in states])[order]
 
         return loop_once
 
