@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import common  # noqa: F401  (import path)
 import torch
@@ -32,9 +33,10 @@ V, SEQ_LEN = 260, 256
 BATCH = {"tiny": 16, "micro": 8}
 
 
-def step_fn(model: torch.nn.Module, batch: int, hf: bool) -> Callable[[], None]:
+def step_fn(model: torch.nn.Module, batch: int, hf: bool, **adamw: Any) -> Callable[[], None]:
+    """One training step on a fixed random batch; `adamw` picks AdamW's implementation (foreach, fused)."""
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **adamw)
     x = torch.randint(0, 256, (batch, SEQ_LEN + 1))
 
     def step() -> None:

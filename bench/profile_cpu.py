@@ -13,7 +13,7 @@ from __future__ import annotations
 import common  # noqa: F401  (import path)
 import torch
 import torch.nn.functional as F
-from bench_train import SEQ_LEN, V
+from bench_train import SEQ_LEN, V, step_fn
 from bench_variants import interleaved
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
@@ -24,18 +24,10 @@ BATCH = 16
 ATTENTION = "scaled_dot_product"
 
 
-def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor):
-    def step() -> None:
-        model(x[:, :-1], x[:, 1:]).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
-
-
-def profile_variant(variant: str, x: torch.Tensor) -> None:
+def profile_variant(variant: str) -> None:
     torch.manual_seed(0)
-    model = create_model(variant, "tiny", V).train()
-    step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-4), x)
+    model = create_model(variant, "tiny", V)
+    step = step_fn(model, BATCH, hf=False)
     for _ in range(2):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -73,12 +65,11 @@ def attention_kernels(shape: tuple[int, int, int, int] = (BATCH, 4, SEQ_LEN, 28)
 
 def main() -> None:
     torch.set_num_threads(2)
-    x = torch.randint(0, 256, (BATCH, SEQ_LEN + 1))
     for variant in ("baseline", "latent", "act"):
-        profile_variant(variant, x)
+        profile_variant(variant)
     torch.manual_seed(0)
-    model = create_model("baseline", "tiny", V).train()
-    steps = {name: step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-4, **kw), x)
+    model = create_model("baseline", "tiny", V)
+    steps = {name: step_fn(model, BATCH, hf=False, **kw)
              for name, kw in (("default", {}), ("foreach", {"foreach": True}), ("fused", {"fused": True}))}
     best = interleaved(steps)
     print("AdamW implementations (baseline tiny step): " + ", ".join(
