@@ -55,7 +55,7 @@ def parse_loops(values: Sequence[str] | None) -> tuple[int, ...]:
 
 # --- train ----------------------------------------------------------------------------------------
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from looplab.config import DEVICES, DTYPES, LOSS_ON, NONFINITE, SIZES, TrainConfig
+    from looplab.config import DEVICES, DTYPES, LOSS_ON, NONFINITE, PACKING, SIZES, TrainConfig
     from looplab.models import MODELS
     from looplab.train.parallel import PARALLEL
     from looplab.train.trackers import TRACKERS
@@ -70,7 +70,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", default=None, help="bytes (default), a .model, tokenizer.json, directory or hub name")
     p.add_argument("--allow_network", action="store_true", help="allow downloading a hub tokenizer")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CPU: ~1.1x faster steps after a ~40 s compile; pays off in runs over ~7 minutes)")
-    p.add_argument("--eval_samples", type=int, default=d.eval_samples)
+    p.add_argument("--eval_samples", type=int, default=d.eval_samples,
+                   help="examples per in-distribution (task, length) cell at each periodic evaluation")
+    p.add_argument("--competence", type=float, default=d.competence, help="stop once every task's in-distribution "
+                   "exact match reaches this at a periodic evaluation, e.g. 0.95 (0: train the whole budget)")
     p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens)
     p.add_argument("--eval_every_tokens", type=int, default=d.eval_every_tokens)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -80,6 +83,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=d.batch_size)
     p.add_argument("--seq_len", type=int, default=d.seq_len)
     p.add_argument("--loss_on", default=d.loss_on, choices=LOSS_ON)
+    p.add_argument("--packing", default=d.packing, choices=PACKING,
+                   help="packed: examples back to back in a row; single: one example per row (isolated)")
     p.add_argument("--device", default=d.device, choices=DEVICES)
     p.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (0: all cores)")
@@ -137,9 +142,9 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig(
         output_dir=args.output_dir, alg_tokens=args.alg_tokens, total_tokens=total,
         alg_tasks=split_names(args.alg_tasks), seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
-        warmup_tokens=args.warmup_tokens, weight_decay=args.weight_decay, loss_on=args.loss_on, seed=args.seed,
+        warmup_tokens=args.warmup_tokens, weight_decay=args.weight_decay, loss_on=args.loss_on, packing=args.packing, seed=args.seed,
         device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
-        eval_every_tokens=args.eval_every_tokens, eval_samples=args.eval_samples,
+        eval_every_tokens=args.eval_every_tokens, eval_samples=args.eval_samples, competence=args.competence,
         eval_max_new_tokens=args.eval_max_new_tokens, max_minutes=args.max_minutes,
         progress=not args.no_progress, log_to=args.log_to, lang_data=args.lang_data, text_field=args.text_field,
         lang_val_fraction=args.lang_val_fraction, lang_cache_dir=args.lang_cache_dir,
@@ -251,21 +256,30 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="training output directories (several seeds each)")
     p.add_argument("--out", default="report", help="where REPORT.md and the plots go")
+    p.add_argument("--match", default="flops", help="the figure a verdict needs within 10%% of the baseline's: "
+                   "flops (default), params, or config (judged on FLOPs)")
 
 
 def run_report(args: argparse.Namespace) -> None:
     from looplab.eval.report import write_report
 
-    path = write_report(args.run_dirs, args.out)
+    path = write_report(args.run_dirs, args.out, match=args.match)
     print(f"wrote {path}")
 
 
 # --- ladder ---------------------------------------------------------------------------------------
 def add_ladder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="smoke", help="smoke (CPU, default) or nano (one GPU); see looplab.ladder")
-    p.add_argument("--variants", nargs="+", default=None, help="variants to train (default: every registered one)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per variant")
-    p.add_argument("--match", default="config", help="config (same size), params or flops (matched to baseline)")
+    from looplab.ladder import PRESETS
+
+    p.add_argument("--preset", default="smoke", help=f"one of {', '.join(PRESETS)} (default smoke, the demo's); "
+                   "see looplab.ladder.presets")
+    p.add_argument("--variants", nargs="+", default=None, help="variants to train (default: the preset's, else "
+                   "every generic one)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per variant (default: the preset's)")
+    p.add_argument("--match", default="flops", help="flops (default: training FLOPs per token matched to the "
+                   "baseline's), params, or config (same size preset; verdicts withheld where FLOPs differ)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at once, each with its share of the CPU threads "
+                   "(default: the preset's)")
     p.add_argument("--out", default=None, help="ladder directory (default runs/ladder_<preset>); reruns resume")
 
 
@@ -273,7 +287,7 @@ def run_ladder_cmd(args: argparse.Namespace) -> None:
     from looplab.ladder import run_ladder
 
     path = run_ladder(args.preset, variants=split_names(args.variants) or None, seeds=args.seeds,
-                      match=args.match, out=args.out)
+                      match=args.match, out=args.out, jobs=args.jobs)
     print(f"report: {path}")
 
 

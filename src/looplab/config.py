@@ -94,6 +94,7 @@ def model_config(size: str, vocab_size: int, variant: str = "baseline", **overri
 
 
 LOSS_ON = ("answer", "all")
+PACKING = ("packed", "single")  # how the algorithmic stream lays examples into rows (data.packing)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NONFINITE = ("stop", "skip")
@@ -115,13 +116,15 @@ class TrainConfig:
     beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # global gradient norm clip; 0 disables
     loss_on: str = "answer"  # which tokens of an algorithmic example carry loss
+    packing: str = "packed"  # packed: examples back to back in a row (later ones see earlier ones); single: one per row
     seed: int = 0  # seeds model init, data stream and evaluation sampling
     device: str = "auto"  # auto picks cuda when available
     dtype: str = "auto"  # auto: bf16 autocast on a GPU, fp32 on the CPU
     compile: bool = False  # torch.compile the model (off by default: on the CPU ~1.1x faster steps after a ~40 s compile; see PERFORMANCE.md)
     threads: int = 0  # CPU threads; 0 means all cores
     eval_every_tokens: int = 50_000  # periodic evaluation interval
-    eval_samples: int = 100  # examples per task per periodic evaluation
+    eval_samples: int = 100  # examples per in-distribution cell (task, length) of a periodic evaluation
+    competence: float = 0.0  # stop at the first evaluation where every task's IID exact match reaches this (0: never)
     eval_max_new_tokens: int = 32  # generation cap: evaluation can never hang
     log_every: int = 10  # optimiser steps between logged scalars
     log_to: str = "none"  # experiment tracker that also receives the metrics rows: none, tensorboard, wandb
@@ -180,11 +183,14 @@ class TrainConfig:
 
         _choice(self.task_curriculum_strategy, CURRICULA, "task_curriculum_strategy")
         _choice(self.loss_on, LOSS_ON, "loss_on")
+        _choice(self.packing, PACKING, "packing")
         _choice(self.device, DEVICES, "device")
         _choice(self.dtype, DTYPES, "dtype")
         from looplab.train.trackers import TRACKERS
 
         _choice(self.log_to, TRACKERS, "log_to")
+        if not 0 <= self.competence <= 1:
+            raise LooplabError(f"--competence must be in [0, 1] (0: train the whole budget), got {self.competence}")
         if self.lr <= 0:
             raise LooplabError(f"--lr must be positive, got {self.lr}")
         _choice(self.on_nonfinite, NONFINITE, "on_nonfinite")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from looplab.config import LOSS_ON
+from looplab.config import LOSS_ON, PACKING
 from looplab.data.tasks import TASKS, Examples, Task, get_tasks
 from looplab.errors import LooplabError
 
@@ -96,14 +96,16 @@ class AlgoStream:
 
     def __init__(self, tokenizer: Any, tasks: Sequence[str | Task], *, seq_len: int, batch_size: int, seed: int,
                  loss_on: str = "answer", lengths: Mapping[str, tuple[int, int]] | None = None,
-                 block_batches: int = 32) -> None:
+                 block_batches: int = 32, packing: str = "packed") -> None:
         if loss_on not in LOSS_ON:
             raise LooplabError(f"unknown loss_on '{loss_on}'; allowed: {', '.join(LOSS_ON)}")
+        if packing not in PACKING:
+            raise LooplabError(f"unknown packing '{packing}'; allowed: {', '.join(PACKING)}")
         for name, value in (("seq_len", seq_len), ("batch_size", batch_size), ("block_batches", block_batches)):
             if value < 1:
                 raise LooplabError(f"{name} must be positive, got {value}")
         self.tok, self.tasks = tokenizer, get_tasks(tasks)
-        self.seq_len, self.batch_size, self.loss_on = seq_len, batch_size, loss_on
+        self.seq_len, self.batch_size, self.loss_on, self.packing = seq_len, batch_size, loss_on, packing
         self.block_batches = block_batches
         self.to_tokens = byte_tokens if tokenizer.is_byte_level else generic_tokens
         self.lengths = {t.name: t.train_lengths for t in self.tasks}
@@ -206,12 +208,15 @@ class AlgoStream:
         draws: list[tuple[Tokens, np.ndarray]] = []
         n_seen, rows_left = 0, R
         while True:  # draw until the rows are full; a typical block needs one draw
-            count = int(rows_left * W / self._mean) + 16
+            count = R if self.packing == "single" else int(rows_left * W / self._mean) + 16
             tokens, order = self._draw(count)
             draws.append((tokens, order + n_seen))
             n_seen += len(order)
             flat, lens, answer = (np.concatenate(a) for a in zip(*(d[0] for d in draws)))
             order = np.concatenate([d[1] for d in draws])
+            if self.packing == "single":
+                start_in_order, full = np.arange(len(order), dtype=np.int64) * W, True
+                break
             start_in_order, full = next_fit(lens[order], W, R)
             if full:
                 break
@@ -252,8 +257,9 @@ class AlgoStream:
             self.set_weights(mix["weights"])
 
     def _config(self) -> dict[str, Any]:
-        return {"tasks": [t.name for t in self.tasks], "seq_len": self.seq_len, "batch_size": self.batch_size,
-                "loss_on": self.loss_on, "block_batches": self.block_batches}
+        out = {"tasks": [t.name for t in self.tasks], "seq_len": self.seq_len, "batch_size": self.batch_size,
+               "loss_on": self.loss_on, "block_batches": self.block_batches}
+        return out if self.packing == "packed" else {**out, "packing": self.packing}  # old states hold no key
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python (JSON-safe): the generator state at the start of the current block, the

@@ -12,6 +12,8 @@ Letters: n examples, w width of a byte matrix, k bracket pairs, m = 2k brackets.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -162,10 +164,6 @@ def gen_reverse(rng: np.random.Generator, n: int, length: int) -> Examples:
 
 
 OPEN, CLOSE = np.frombuffer(b"([", dtype=np.uint8), np.frombuffer(b")]", dtype=np.uint8)
-FLIP_KIND = np.arange(256, dtype=np.uint8)  # byte -> the same bracket direction of the other kind
-FLIP_KIND[list(b"()[]")] = list(b"[]()")
-
-
 def pair_up(is_open: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions (n, k) of matched openers and closers in well-nested rows of (n, m) open flags.
 
@@ -177,24 +175,28 @@ def pair_up(is_open: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[:, 0::2], order[:, 1::2]
 
 
-def dyck_balanced(s: np.ndarray) -> np.ndarray:
-    """Vectorised check of (n, m) strings over '()[]': (n,) True where balanced and well matched."""
-    is_open = (s == ord("(")) | (s == ord("["))
-    square = (s == ord("[")) | (s == ord("]"))
-    depth = np.cumsum(np.where(is_open, 1, -1), axis=1)
-    nested = (depth.min(axis=1) >= 0) & (depth[:, -1] == 0)
-    opens, closes = pair_up(is_open)  # meaningless where not nested; masked by `nested`
-    same = np.take_along_axis(square, opens, axis=1) == np.take_along_axis(square, closes, axis=1)
-    return nested & same.all(axis=1)
+def nested_pair(is_open: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of (n, m) open flags, a random opener at depth >= 1 and the opener of its parent pair
+    (positions), and whether the row has any nested pair at all (False for `()()...`)."""
+    n, m = is_open.shape
+    outer = np.cumsum(np.where(is_open, 1, -1), axis=1) - is_open  # depth outside each bracket
+    inner = is_open & (outer > 0)  # openers inside another pair
+    child = np.where(inner, rng.random((n, m)), -1.0).argmax(axis=1)  # (n,) a uniform such opener
+    cols = np.arange(m)
+    before = is_open & (outer == outer[np.arange(n), child][:, None] - 1) & (cols < child[:, None])
+    parent = m - 1 - before[:, ::-1].argmax(axis=1)  # the last opener one level up, before the child
+    return child, parent, inner.any(axis=1)
 
 
 def gen_dyck(rng: np.random.Generator, n: int, length: int) -> Examples:
     """`length` pairs of two bracket kinds; is the string balanced? Half the rows are.
 
-    Balanced rows are uniform bracket structures with a random kind per pair. The other half are a
-    balanced string corrupted so that counting cannot tell: half of them get two positions swapped
-    (every count kept), the rest, and any swap that happened to stay balanced, one bracket's kind
-    flipped (it then mismatches its partner)."""
+    Balanced rows are uniform bracket structures with a random kind per pair. An unbalanced row is a
+    balanced one in which a pair and the pair directly around it take different kinds and then swap
+    their closers' kinds, as in `([)]`: every count per kind, and the depth of each kind and of both
+    together, stay those of a balanced string, so counting cannot tell (tests measure it). A row with
+    no nested pair (`()()...`) swaps the closers of two pairs side by side (`(][)`: only the depth of
+    each kind apart shows it); at length 1, `(]` or `[)`."""
     k, m = length, 2 * length
     rows = np.arange(n)
     # k opens and k + 1 closes in random order, rotated to start just after the first lowest prefix
@@ -203,23 +205,28 @@ def gen_dyck(rng: np.random.Generator, n: int, length: int) -> Examples:
     start = np.cumsum(np.where(up, 1, -1), axis=1).argmin(axis=1) + 1
     is_open = np.take_along_axis(up, (start[:, None] + np.arange(m)) % (m + 1), axis=1)  # (n, m)
     opens, closes = pair_up(is_open)
-    kind = rng.integers(0, 2, size=(n, k))
-    s = np.empty((n, m), dtype=np.uint8)
-    np.put_along_axis(s, opens, OPEN[kind], axis=1)
-    np.put_along_axis(s, closes, CLOSE[kind], axis=1)
+    partner = np.empty((n, m), dtype=np.int64)  # opener position -> its closer's position
+    np.put_along_axis(partner, opens, closes, axis=1)
+    kind = np.zeros((n, m), dtype=np.int64)  # per position: 0 round, 1 square; a pair shares its kind
+    pair_kind = rng.integers(0, 2, size=(n, k))
+    np.put_along_axis(kind, opens, pair_kind, axis=1)
+    np.put_along_axis(kind, closes, pair_kind, axis=1)
 
-    u = rng.random(n)
-    bad, swap = u < 0.5, u < 0.25
-    i = rng.integers(0, m, size=n)
-    j = (i + rng.integers(1, m, size=n)) % m  # another position
-    si, sj = s[rows, i], s[rows, j]
-    s[rows[swap], i[swap]], s[rows[swap], j[swap]] = sj[swap], si[swap]
-    flip = bad & dyck_balanced(s)
-    at = rng.integers(0, m, size=n)[flip]
-    s[rows[flip], at] = FLIP_KIND[s[rows[flip], at]]
+    bad = rng.random(n) < 0.5
+    inner, outer, nested = nested_pair(is_open, rng)
+    if k > 1:  # no nested pair (`()()...`): two pairs side by side instead, e.g. `(][)`
+        j = rng.integers(0, k, size=n)
+        inner = np.where(nested, inner, opens[rows, j])
+        outer = np.where(nested, outer, opens[rows, (j + rng.integers(1, k, size=n)) % k])
+    swap = bad & (nested | (k > 1))
+    c, r = rng.integers(0, 2, size=n)[swap], rows[swap]
+    kind[r, outer[swap]], kind[r, inner[swap]] = c, 1 - c  # the two pairs' openers: different kinds
+    kind[r, partner[r, outer[swap]]], kind[r, partner[r, inner[swap]]] = 1 - c, c  # closers swapped
+    r = rows[bad & ~swap]  # a single pair: `(]` or `[)`
+    kind[r, partner[r, opens[r, 0]]] ^= 1
+    s = np.where(is_open, OPEN[kind], CLOSE[kind]).astype(np.uint8)
     prompt = concat(lit("DYK:", n), full(s), lit("=", n))
     return make(prompt, symbol(b"01", (~bad).astype(np.int64)))
-
 
 
 def gen_chain(rng: np.random.Generator, n: int, length: int) -> Examples:
@@ -373,7 +380,49 @@ TASKS: dict[str, Task] = {t.name: t for t in (
           gen_passkey, solve_passkey),
 )}
 
-OPT_IN = ("passkey",)  # prompts of hundreds of tokens: trained and evaluated only when named
+def reverse_numbers(arr: np.ndarray) -> np.ndarray:
+    """Every run of digits in each row of an (n, w) byte matrix written in reverse order; every other
+    byte (operators, tags, the 0 padding) stays where it is."""
+    cols = np.arange(arr.shape[1])
+    digit = (arr >= DIGIT0) & (arr <= DIGIT0 + 9)
+    start = np.maximum.accumulate(np.where(digit, -1, cols), axis=1) + 1  # first column of each run
+    end = np.minimum.accumulate(np.where(digit, arr.shape[1], cols)[:, ::-1], axis=1)[:, ::-1]  # one past its last
+    src = np.where(digit, start + end - 1 - cols, cols)
+    return np.take_along_axis(arr, src, axis=1)
+
+
+def reversed_numbers(base: Task) -> Task:
+    """`base` with every number, operands and answer, written least-significant digit first; the
+    prompt gets its own tag (`ADDR:`), so both formats can train side by side. The answer-format axis:
+    in this order the digits that combine sit at the same distance from each other whatever their
+    place, and reversed arithmetic is far easier to learn and to extend to longer numbers
+    (arXiv 2307.03381, 2405.17399)."""
+    tag = base.tag[:-1] + "R:"
+
+    def generate(rng: np.random.Generator, n: int, length: int) -> Examples:
+        ex = base.generate(rng, n, length)
+        body = (reverse_numbers(ex.prompt[:, len(base.tag):]), ex.prompt_len - len(base.tag))
+        prompt = concat(lit(tag, n), body)
+        return Examples(prompt=prompt[0], prompt_len=prompt[1], target=reverse_numbers(ex.target),
+                        target_len=ex.target_len)
+
+    def solve(prompt: str) -> str:
+        return flip_numbers(base.solve(base.tag + flip_numbers(_body(prompt, tag)) + "="))
+
+    return dataclasses.replace(base, name=f"{base.name}_rev", tag=tag,
+                               knob=f"{base.knob}; numbers least-significant digit first",
+                               generate=generate, solve=solve)
+
+
+def flip_numbers(text: str) -> str:
+    """Plain-Python reference of `reverse_numbers` on one string."""
+    return re.sub(r"\d+", lambda m: m.group(0)[::-1], text)
+
+
+REVERSIBLE = ("addition", "multiplication", "successor")  # tasks with a reversed-answer form, `<name>_rev`
+TASKS.update({f"{name}_rev": reversed_numbers(TASKS[name]) for name in REVERSIBLE})
+
+OPT_IN = ("passkey", *(f"{name}_rev" for name in REVERSIBLE))  # prompts of hundreds of tokens: trained and evaluated only when named
 
 
 NO_TASKS = "none"  # --alg_tasks none: train on --task_file tasks only

@@ -2,11 +2,13 @@
 
 Each (task, length) cell draws `samples` examples from a generator seeded by (eval seed, task,
 length), so every model is scored on the very same problems. A prediction is correct when the
-greedy continuation of `[bos] prompt [sep]` is exactly the answer tokens followed by EOS.
+greedy continuation of `[bos] prompt [sep]` is exactly the answer tokens followed by EOS. Each cell
+also records its chance floor (looplab.data.floors), which reports print beside its accuracy.
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from looplab.data.floors import chance_floor
 from looplab.data.packing import encode_example
 from looplab.data.tasks import Task, get_tasks
 from looplab.eval.decode import greedy
@@ -55,9 +58,10 @@ def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task,
     correct = score_examples(model, tokenizer, pairs, max_new_tokens=max_new_tokens,
                              batch_size=batch_size, use_cache=use_cache, n_loops=n_loops)
     tasks: dict[str, Any] = {}
-    for name, length, split, a, b in spans:
+    for (task, _, _), (name, length, split, a, b) in zip(cells, spans):
         entry = tasks.setdefault(name, {"lengths": {}})
-        entry["lengths"][str(length)] = {"acc": float(np.mean(correct[a:b])), "n": b - a, "split": split}
+        entry["lengths"][str(length)] = {"acc": float(np.mean(correct[a:b])), "n": b - a, "split": split,
+                                         "floor": chance_floor(task, length)}
     for entry in tasks.values():
         for split in ("iid", "ood"):
             accs = [c["acc"] for c in entry["lengths"].values() if c["split"] == split]
@@ -117,22 +121,29 @@ def loop_sweep(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | Non
             "trained_n_loops": model.n_loops}
 
 
-def quick_accuracy(model: nn.Module, tokenizer: Any, task_names: Sequence[str], *, samples: int, seed: int,
-                   max_new_tokens: int) -> dict[str, float]:
-    """Training-time check: per task, `samples` examples at lengths drawn across the training range."""
-    pairs_by_task = {}
-    for task in get_tasks(task_names):
-        rng = cell_rng(seed, task.name, 0)
-        lo, hi = task.train_lengths
-        lengths = rng.integers(lo, hi + 1, size=samples)
-        pairs = []
-        for n in np.unique(lengths):
-            pairs += task.generate(rng, int((lengths == n).sum()), int(n)).texts()
-        pairs_by_task[task.name] = pairs
-    flat = [p for ps in pairs_by_task.values() for p in ps]
-    correct = score_examples(model, tokenizer, flat, max_new_tokens=max_new_tokens)
-    out, i = {}, 0
-    for name, ps in pairs_by_task.items():
-        out[name] = float(np.mean(correct[i : i + len(ps)]))
-        i += len(ps)
-    return out
+def iid_accuracy(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task], *, samples: int, seed: int,
+                 max_new_tokens: int) -> dict[str, float]:
+    """Training-time check: per task, the mean exact match over its in-distribution cells (the same
+    cells and definition as the grid's `iid_acc`), `samples` examples per cell, all decoded in one pass."""
+    cells = [(task, n, "iid") for task in get_tasks(task_names) for n in task.iid_lengths]
+    grid = evaluate_cells(model, tokenizer, cells, samples=samples, seed=seed, max_new_tokens=max_new_tokens)
+    return {name: entry["iid_acc"] for name, entry in grid["tasks"].items()}
+
+
+def approximate_cache_speed(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
+                            seed: int, max_new_tokens: int, batch_size: int = 64) -> dict[str, Any]:
+    """A variant's approximate decoding cache (prc's recurrence budget) as a speed figure only: generated
+    tokens per second with it and with the exact cache that scores, on the IID prompts, and the share
+    of examples on which both decode the same tokens."""
+    pairs = [p for task in get_tasks(task_names) for n in task.iid_lengths
+             for p in task.generate(cell_rng(seed, task.name, n), samples, n).texts()]
+    contexts = [encode_example(tokenizer, p, t)[0] for p, t in pairs]
+    runs = {}
+    for exact in (True, False):
+        t0 = time.perf_counter()
+        outs = greedy(model, contexts, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id,
+                      batch_size=batch_size, exact=exact)
+        runs[exact] = (outs, sum(len(o) for o in outs) / (time.perf_counter() - t0))
+    same = np.mean([a == b for a, b in zip(runs[True][0], runs[False][0])])
+    return {"exact_tokens_per_s": runs[True][1], "approximate_tokens_per_s": runs[False][1],
+            "speedup": runs[False][1] / runs[True][1], "same_output": float(same), "examples": len(pairs)}

@@ -33,13 +33,14 @@ def _trim(row: list[int], eos_id: int) -> list[int]:
 
 @torch.no_grad()
 def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_id: int,
-           batch_size: int = 64, use_cache: bool = True) -> list[list[int]]:
-    """Greedy continuation of every prompt, up to and including EOS when it is produced."""
+           batch_size: int = 64, use_cache: bool = True, exact: bool = True) -> list[list[int]]:
+    """Greedy continuation of every prompt, up to and including EOS when it is produced. The cache is
+    exact unless `exact=False` asks for a variant's approximate one (a speed figure, never a score)."""
     device = next(model.parameters()).device
     out: list[list[int]] = [[] for _ in prompts]
     for idxs in _buckets(prompts, batch_size):
         idx = torch.tensor([list(prompts[i]) for i in idxs], dtype=torch.long, device=device)  # (B, T)
-        state = model.new_state(len(idxs), idx.shape[1] + max_new_tokens) if use_cache else None
+        state = model.new_state(len(idxs), idx.shape[1] + max_new_tokens, exact=exact) if use_cache else None
         gen = _decode_batch(model, idx, state, max_new_tokens, eos_id)
         for row, i in zip(gen.tolist(), idxs):
             out[i] = _trim(row, eos_id)

@@ -32,7 +32,8 @@ VERSIONS = {"algorithmic": algorithmic.GRID_VERSION, "longctx": longctx.GRID_VER
 def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     """The grid at the trained loop count, with per-length curves and the OOD summary; with
     `n_loops`, also `results["loops"][str(n)]`, the same grid at each loop count (looped variants;
-    others get an empty sweep and `loops_note`)."""
+    others get an empty sweep and `loops_note`). Scores come from exact decoding; a variant with an
+    approximate cache gets its speed in `approximate_cache`, never a score."""
     tasks = list(cfg.tasks) or ckpt.meta.get("tasks") or None
     grid = dict(samples=cfg.samples, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                 batch_size=cfg.batch_size, use_cache=cfg.use_cache)
@@ -40,6 +41,10 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     results.update(algorithmic.ood_summary(results))
     if cfg.n_loops:
         results.update(algorithmic.loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **grid))
+    if cfg.use_cache and ckpt.model.approximate_cache():
+        results["approximate_cache"] = algorithmic.approximate_cache_speed(
+            ckpt.model, ckpt.tokenizer, tasks, samples=min(cfg.samples, 32), seed=cfg.seed,
+            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
     return results
 
 
@@ -49,9 +54,23 @@ def suite_longctx(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
                                use_cache=cfg.use_cache)
 
 
+def training_seq_len(ckpt: Checkpoint, path: str) -> int | None:
+    """The sequence length the checkpoint was trained at: its metadata, else the run's config.json."""
+    if ckpt.meta.get("seq_len"):
+        return int(ckpt.meta["seq_len"])
+    config = Path(path).parent / "config.json"
+    if config.exists():
+        return json.loads(config.read_text()).get("train", {}).get("seq_len")
+    return None
+
+
 def suite_ppl(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
-    return ppl.run_ppl(ckpt.model, ckpt.tokenizer, path=ppl.resolve_lang_data(cfg.lang_data),
-                       max_tokens=cfg.ppl_tokens)
+    """Perplexity in windows of the training seq_len (`window_source` says where it came from)."""
+    seq_len = training_seq_len(ckpt, cfg.checkpoint)
+    res = ppl.run_ppl(ckpt.model, ckpt.tokenizer, path=ppl.resolve_lang_data(cfg.lang_data),
+                      max_tokens=cfg.ppl_tokens, window=seq_len)
+    res["window_source"] = "training seq_len" if seq_len else "max_seq_len (training seq_len not recorded)"
+    return res
 
 
 def suite_selftest(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:

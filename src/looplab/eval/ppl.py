@@ -2,13 +2,16 @@
 
 Documents (read by `looplab.data.lang.read_documents`) become one stream `[bos] doc [bos] doc ...`,
 taken whole until the token cap (the first document is cut to the cap if it alone exceeds it).
-The stream is scored in non-overlapping windows of the model's context, each window's last token
-the next window's first input, so every document token is predicted exactly once; predictions of
-`bos` (document boundaries) are not scored. Perplexity is exp(mean NLL per scored token); bits per
+The stream is scored in non-overlapping windows of the training sequence length recorded in the
+checkpoint, each window's last token the next window's first input, so every document token is
+predicted exactly once, at a position the model was trained on; predictions of `bos` (document
+boundaries) are not scored. When the model's context (max_seq_len) is longer, the same stream is
+also scored in windows of that length and reported apart as `long_window`: most of its tokens sit
+at positions no training step reached, so it measures length extrapolation, not perplexity. Perplexity is exp(mean NLL per scored token); bits per
 byte is the summed NLL in bits over the UTF-8 bytes of the scored text, which compares models with
 different tokenizers.
 
-Letters: B windows per batch, T window length (the model's max_seq_len), V vocabulary.
+Letters: B windows per batch, T window length, V vocabulary.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch import nn
 from looplab.errors import LooplabError
 from looplab.models.base import IGNORE_INDEX
 
-GRID_VERSION = "ppl-v1"
+GRID_VERSION = "ppl-v2"  # v2: windows of the training seq_len (v1: max_seq_len)
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_LANG_DATA = REPO.parent / "shared" / "data" / "tinystories" / "valid_sample.txt"
 
@@ -85,22 +88,28 @@ def stream_nll(model: nn.Module, stream: list[int], *, window: int, ignore_id: i
     return total, count
 
 
-def run_ppl(model: nn.Module, tokenizer: Any, *, path: str, max_tokens: int, batch_size: int = 8) -> dict[str, Any]:
+def score(model: nn.Module, tokenizer: Any, stream: list[int], n_bytes: int, window: int,
+          batch_size: int) -> dict[str, Any]:
+    nll, count = stream_nll(model, stream, window=window, ignore_id=tokenizer.bos_id, batch_size=batch_size)
+    return {"window": window, "nll_per_token": nll / count, "ppl": math.exp(nll / count),
+            "bits_per_byte": bits_per_byte(nll, n_bytes)}
+
+
+def run_ppl(model: nn.Module, tokenizer: Any, *, path: str, max_tokens: int, window: int | None = None,
+            batch_size: int = 8) -> dict[str, Any]:
+    """Perplexity in windows of `window` (the training seq_len; None: the model's max_seq_len), and
+    in windows of max_seq_len apart as `long_window` when that is longer."""
     from looplab.data.lang import read_documents
 
     docs = read_documents(path)
     if not docs:
         raise LooplabError(f"language data '{path}' holds no documents")
     stream, n_bytes = token_stream(tokenizer, docs, max_tokens)
-    window = model.cfg.max_seq_len
-    nll, count = stream_nll(model, stream, window=window, ignore_id=tokenizer.bos_id, batch_size=batch_size)
-    return {
-        "data": str(path),
-        "documents": stream.count(tokenizer.bos_id),
-        "tokens": count,
-        "bytes": n_bytes,
-        "window": window,
-        "nll_per_token": nll / count,
-        "ppl": math.exp(nll / count),
-        "bits_per_byte": bits_per_byte(nll, n_bytes),
-    }
+    context = model.cfg.max_seq_len
+    window = min(window or context, context)
+    out = {"data": str(path), "documents": stream.count(tokenizer.bos_id),
+           "tokens": len(stream) - stream.count(tokenizer.bos_id), "bytes": n_bytes,
+           **score(model, tokenizer, stream, n_bytes, window, batch_size)}
+    if context > window:
+        out["long_window"] = score(model, tokenizer, stream, n_bytes, context, batch_size)
+    return out

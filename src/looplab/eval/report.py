@@ -1,34 +1,46 @@
-"""`looplab report RUN_DIR... --out DIR`: the ladder table, verdicts and plots across runs.
+"""`looplab report RUN_DIR... --out DIR`: the comparison table, verdicts, per-task tables and plots.
 
-A run directory is what train.py writes (`summary.json` required; `config.json`, `metrics.json`
-and `eval_results/results_*.json` read when present). Runs are grouped by variant (plus its
-options, so `shared_loop` iso_param and iso_flop stay apart); every figure is the mean over the
-group's seeds with the sample standard deviation as spread. A column no run can fill shows "n/a".
+Figures (looplab.eval.report_data): in-distribution (IID) and out-of-distribution (OOD) accuracy as
+floor-normalised means over tasks, (acc - floor) / (1 - floor), with 95% intervals from a bootstrap
+over seeds and examples; OOD only over the runs that reached competence; tokens to competence;
+training FLOPs per token; time per token against the baseline. Every per-task table prints the
+task's chance floor beside its accuracies.
 
-Verdicts follow the seed README's success criteria against the `baseline` group:
-1. algorithmic (IID) accuracy at least 5 points above the baseline's;
-2. better OOD generalisation (mean OOD accuracy above the baseline's);
-3. at most 2x the baseline's training time per token;
-4. no perplexity collapse (perplexity at most 1.5x the baseline's).
-A verdict needs >= 2 seeds on both sides; a criterion whose margin is within the combined seed
-spread sqrt(std_variant^2 + std_baseline^2) is "within spread": with no clear failure elsewhere it
-makes the verdict "not enough seeds".
+Verdicts, for each variant against `baseline`:
+- withheld when the matched figure (FLOPs per token by default) differs by more than MATCH_TOLERANCE:
+  a comparison at unequal compute says nothing about the architecture;
+- withheld with fewer than MIN_SEEDS seeds on either side (for OOD: competent seeds);
+- otherwise, per figure, "helps" / "hurts" when the 95% interval of the difference excludes zero,
+  and "no difference at this budget" when it does not.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from looplab.errors import LooplabError
+from looplab.eval import stats
+from looplab.eval.report_data import (
+    BASELINE,
+    GroupStats,
+    Run,
+    cells_of,
+    competence,
+    competent,
+    group_runs,
+    group_stats,
+    load_run,
+    run_cells,
+    shared_keys,
+)
+from looplab.eval.report_plots import write_plots
+from looplab.eval.stats import Interval
 
-BASELINE = "baseline"
-MIN_SEEDS = 2
-PPL_COLLAPSE = 1.5  # perplexity ratio to the baseline above which a variant has collapsed
+MIN_SEEDS = 3  # seeds on each side before a verdict is drawn
+MATCH_TOLERANCE = 0.10  # largest relative gap of the matched figure for a verdict
+MATCH_FIGURES = {"flops": ("flops_per_token", "training FLOPs per token"),
+                 "params": ("params", "parameters"), "config": ("flops_per_token", "training FLOPs per token")}
 # The seed README's "Expected Results (Hypotheses)" table, verbatim.
 HYPOTHESES = {
     "Algorithmic acc": {"baseline": "70%", "shared_loop": "75%", "latent": "80%", "act": "82%"},
@@ -37,185 +49,19 @@ HYPOTHESES = {
     "PPL": {"baseline": "20", "shared_loop": "22", "latent": "21", "act": "21"},
     "Train time": {"baseline": "1×", "shared_loop": "1.2×", "latent": "1.5×", "act": "1.8×"},
 }
-# metric key -> (column title, kind); kinds: pct (accuracy), num, ratio.
-METRICS = {
-    "alg_acc": ("Algorithmic acc", "pct"),
-    "ood_acc": ("OOD acc (mean)", "pct"),
-    "parity32": ("OOD parity @32", "pct"),
-    "needle2k": ("Needle @2k", "pct"),
-    "ppl": ("PPL", "num"),
-    "time_ratio": ("Train time", "ratio"),
-}
 
 
-@dataclass
-class Run:
-    path: Path
-    variant: str  # group label: variant name, plus options when it has any
-    seed: int | None
-    summary: dict[str, Any]
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite -> results payload
+def pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise LooplabError(f"cannot read {path} ({type(e).__name__})") from None
-
-
-def load_results(eval_dir: Path) -> dict[str, dict[str, Any]]:
-    """Suite -> results from `results_all.json`, then single-suite files (which take precedence)."""
-    out: dict[str, dict[str, Any]] = {}
-    files = sorted(eval_dir.glob("results_*.json"), key=lambda p: (p.name != "results_all.json", p.name))
-    for f in files:
-        doc = _read_json(f)
-        res = doc.get("results", {}) if isinstance(doc, dict) else {}
-        if doc.get("suite") == "all":
-            out.update({k: v for k, v in res.items() if k not in ("skipped", "suite_seconds")})
-        elif "suite" in doc:
-            out[doc["suite"]] = res
-    return out
-
-
-def load_run(path: str | Path) -> Run:
-    p = Path(path)
-    if not p.is_dir():
-        raise LooplabError(f"run directory '{p}' does not exist")
-    if not (p / "summary.json").exists():
-        raise LooplabError(f"'{p}' has no summary.json: not a finished training run")
-    summary = _read_json(p / "summary.json")
-    config = _read_json(p / "config.json") if (p / "config.json").exists() else {}
-    metrics = _read_json(p / "metrics.json") if (p / "metrics.json").exists() else []
-    model = config.get("model", {})
-    variant = summary.get("variant") or model.get("variant") or "unknown"
-    opts = model.get("options") or {}
-    if opts:
-        variant += "(" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")"
-    seed = config.get("train", {}).get("seed")
-    results = load_results(p / "eval_results") if (p / "eval_results").is_dir() else {}
-    return Run(path=p, variant=variant, seed=seed, summary=summary, config=config, metrics=metrics, results=results)
-
-
-def _cell(grid: dict[str, Any] | None, task: str, length: int) -> float | None:
-    return (grid or {}).get("tasks", {}).get(task, {}).get("lengths", {}).get(str(length), {}).get("acc")
-
-
-def algorithmic_grid(run: Run) -> dict[str, Any] | None:
-    """The hub's algorithmic results when present, else the final grid in summary.json."""
-    return run.results.get("algorithmic") or run.summary.get("final_eval")
-
-
-def run_metrics(run: Run) -> dict[str, float | None]:
-    grid = algorithmic_grid(run) or {}
-    tokens, seconds = run.summary.get("tokens"), run.summary.get("train_seconds")
-    cost = run.summary.get("cost", {})
-    return {
-        "alg_acc": grid.get("iid_acc"),
-        "ood_acc": grid.get("ood_acc"),
-        "parity32": _cell(grid, "parity", 32),
-        "needle2k": run.results.get("longctx", {}).get("by_length", {}).get("2048"),
-        "ppl": run.results.get("ppl", {}).get("ppl"),
-        "sec_per_token": seconds / tokens if tokens and seconds else None,
-        "params": cost.get("params"),
-        "flops_per_token": cost.get("flops_per_token"),
-    }
-
-
-@dataclass
-class Stat:
-    mean: float | None
-    std: float | None  # sample standard deviation over seeds; None with fewer than two values
-    n: int
-
-
-def stat(values: Sequence[float | None]) -> Stat:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return Stat(None, None, 0)
-    mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
-    return Stat(mean, std, len(vals))
-
-
-def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    groups: dict[str, list[Run]] = {}
-    for r in runs:
-        groups.setdefault(r.variant, []).append(r)
-    return dict(sorted(groups.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])))
-
-
-def group_stats(groups: dict[str, list[Run]]) -> dict[str, dict[str, Stat]]:
-    stats = {}
-    for name, runs in groups.items():
-        per_run = [run_metrics(r) for r in runs]
-        stats[name] = {k: stat([m[k] for m in per_run]) for k in per_run[0]}
-    base = stats.get(BASELINE, {}).get("sec_per_token")
-    for s in stats.values():
-        sp = s["sec_per_token"]
-        ok = base is not None and base.mean and sp.mean
-        s["time_ratio"] = Stat(sp.mean / base.mean, None if sp.std is None else sp.std / base.mean, sp.n) if ok \
-            else Stat(None, None, 0)
-    return stats
-
-
-def _spread(a: Stat, b: Stat) -> float:
-    return math.sqrt((a.std or 0.0) ** 2 + (b.std or 0.0) ** 2)
-
-
-def criteria(v: dict[str, Stat], b: dict[str, Stat]) -> dict[str, str]:
-    """pass / fail / within spread / n/a for each success criterion."""
-
-    def margin(key: str, threshold: float) -> str:
-        if v[key].mean is None or b[key].mean is None:
-            return "n/a"
-        diff = v[key].mean - b[key].mean - threshold
-        if abs(diff) <= _spread(v[key], b[key]):
-            return "within spread"
-        return "pass" if diff > 0 else "fail"
-
-    time = v["time_ratio"].mean
-    ppl_v, ppl_b = v["ppl"].mean, b["ppl"].mean
-    return {
-        ">= +5 pts algorithmic": margin("alg_acc", 0.05),
-        "better OOD": margin("ood_acc", 0.0),
-        "<= 2x train time": "n/a" if time is None else ("pass" if time <= 2.0 else "fail"),
-        "no PPL collapse": "n/a" if ppl_v is None or ppl_b is None else (
-            "pass" if ppl_v <= PPL_COLLAPSE * ppl_b else "fail"),
-    }
-
-
-def verdict(name: str, stats: dict[str, dict[str, Stat]]) -> tuple[str, dict[str, str]]:
-    if BASELINE not in stats:
-        return "n/a: no baseline runs to compare with", {}
-    v, b = stats[name], stats[BASELINE]
-    marks = criteria(v, b)
-    n_v, n_b = v["alg_acc"].n, b["alg_acc"].n
-    if min(n_v, n_b) < MIN_SEEDS:
-        return f"not enough seeds (n={n_v} vs baseline n={n_b}; need >= {MIN_SEEDS})", marks
-    failed = [k for k, m in marks.items() if m == "fail"]
-    if failed:  # a failure beyond the spread decides, whatever the other criteria say
-        return f"does not win (fails: {', '.join(failed)})", marks
-    if "within spread" in marks.values():
-        return "not enough seeds: the seed spread is larger than the margin", marks
-    if all(m == "n/a" for m in marks.values()):
-        return "n/a: no comparable figures", marks
-    return "wins on every criterion measured", marks
-
-
-def fmt(s: Stat, kind: str) -> str:
-    if s.mean is None:
+def fmt_interval(iv: Interval | None, scale: float = 100.0, unit: str = "%", digits: int = 1) -> str:
+    if iv is None:
         return "n/a"
-    scale, unit, digits = {"pct": (100, "%", 1), "num": (1, "", 2), "ratio": (1, "×", 2)}[kind]
-    text = f"{s.mean * scale:.{digits}f}"
-    if s.std is not None:
-        text += f" ± {s.std * scale:.{digits}f}"
-    return text + unit
+    return f"{iv.mean * scale:.{digits}f}{unit} [{iv.lo * scale:.{digits}f}, {iv.hi * scale:.{digits}f}]"
 
 
-def _count(x: float | None) -> str:
+def count(x: float | None) -> str:
     if x is None:
         return "n/a"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -224,41 +70,181 @@ def _count(x: float | None) -> str:
     return f"{x:.0f}"
 
 
-def ladder_table(groups: dict[str, list[Run]], stats: dict[str, dict[str, Stat]]) -> list[str]:
-    head = ["variant", "seeds", "params", "FLOPs/token", *(t for t, _ in METRICS.values())]
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+# --- verdicts ------------------------------------------------------------------------------------
+def matched_gap(v: GroupStats, b: GroupStats, match: str) -> str | None:
+    """Why a verdict is withheld for unequal compute (or size), or None when matched."""
+    key, label = MATCH_FIGURES[match]
+    r = ratio(getattr(v, key), getattr(b, key))
+    if r is None:
+        return f"{label} unknown"
+    if abs(r - 1) > MATCH_TOLERANCE:
+        return f"{label} is {r:.2f}x the baseline's (a verdict needs them within {MATCH_TOLERANCE:.0%})"
+    return None
+
+
+def compare_accuracy(v_runs: Sequence[Run], b_runs: Sequence[Run], split: str) -> tuple[str, Interval | None]:
+    """Verdict and difference (variant - baseline) of the floor-normalised accuracy on the cells both have."""
+    if split == "ood":
+        v_runs, b_runs = competent(v_runs), competent(b_runs)
+    if min(len(v_runs), len(b_runs)) < MIN_SEEDS:
+        what = "competent seeds" if split == "ood" else "seeds"
+        return f"withheld: {len(v_runs)} vs {len(b_runs)} {what} (need >= {MIN_SEEDS} each)", None
+    keys = [k for k in shared_keys(b_runs, split) if k in set(shared_keys(v_runs, split))]
+    a, b = cells_of(v_runs, keys), cells_of(b_runs, keys)
+    if a is None or b is None:
+        return "n/a: no shared cells", None
+    diff = stats.difference(a, b)
+    return stats.verdict(diff), diff
+
+
+def compare_tokens(v_runs: Sequence[Run], b_runs: Sequence[Run]) -> tuple[str, Interval | None]:
+    """Sample efficiency: tokens to competence among competent runs (fewer is better)."""
+    tv = [competence(r).tokens for r in competent(v_runs) if competence(r).tokens is not None]
+    tb = [competence(r).tokens for r in competent(b_runs) if competence(r).tokens is not None]
+    if min(len(tv), len(tb)) < MIN_SEEDS:
+        return f"withheld: {len(tv)} vs {len(tb)} competent seeds (need >= {MIN_SEEDS} each)", None
+    diff = stats.seed_difference(tv, tb)
+    return stats.verdict(diff, higher_is_better=False), diff
+
+
+def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats], match: str) -> list[str]:
+    if BASELINE not in groups:
+        return ["- no `baseline` runs given: nothing to compare with"]
+    lines = []
+    for name, runs in groups.items():
+        if name == BASELINE:
+            continue
+        gap = matched_gap(stats_by[name], stats_by[BASELINE], match)
+        if gap:
+            lines.append(f"- `{name}`: **withheld**: {gap}")
+            continue
+        parts = []
+        for label, (text, diff) in (("IID", compare_accuracy(runs, groups[BASELINE], "iid")),
+                                    ("OOD", compare_accuracy(runs, groups[BASELINE], "ood")),
+                                    ("tokens to competence", compare_tokens(runs, groups[BASELINE]))):
+            if diff is None:
+                parts.append(f"{label}: {text}")
+            elif label == "tokens to competence":
+                parts.append(f"{label}: **{text}** (Δ {diff.mean / 1e6:+.2f}M [{diff.lo / 1e6:+.2f}M, "
+                             f"{diff.hi / 1e6:+.2f}M])")
+            else:
+                parts.append(f"{label}: **{text}** (Δ {fmt_interval(diff, unit=' pts')})")
+        lines.append(f"- `{name}`: " + "; ".join(parts))
+    return lines or ["- only the baseline: nothing to compare"]
+
+
+# --- tables --------------------------------------------------------------------------------------
+def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
+    base = stats_by.get(BASELINE)
+    head = ["variant", "seeds", "competent", "tokens to competence", "params", "FLOPs/token (x baseline)",
+            "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID exact match", "train time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in groups.items():
-        s = stats[name]
+        s = stats_by[name]
         seeds = ",".join(str(r.seed) for r in runs)
-        row = [f"`{name}`", f"{len(runs)} ({seeds})", _count(s["params"].mean), _count(s["flops_per_token"].mean),
-               *(fmt(s[k], kind) for k, (_, kind) in METRICS.items())]
+        comp = "n/a" if s.competent is None else f"{s.competent}/{s.seeds}"
+        ttc = "n/a" if s.tokens_to_competence is None else fmt_interval(s.tokens_to_competence, 1e-6, "M", 2)
+        flop_ratio = ratio(s.flops_per_token, base.flops_per_token if base else None)
+        time_ratio = ratio(s.sec_per_token, base.sec_per_token if base else None)
+        row = [f"`{name}`", f"{len(runs)} ({seeds})", comp, ttc, count(s.params),
+               f"{count(s.flops_per_token)} ({'n/a' if flop_ratio is None else f'{flop_ratio:.2f}x'})",
+               fmt_interval(s.iid), fmt_interval(s.ood) + (f" (n={s.ood_seeds})" if s.ood_seeds != s.seeds else ""),
+               fmt_interval(s.iid_raw), "n/a" if time_ratio is None else f"{time_ratio:.2f}x"]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def hypothesis_tables(stats: dict[str, dict[str, Stat]]) -> list[str]:
-    """Rows are the seed's metrics; a measured group sits under its variant's hypothesis (a group
-    label may carry options, e.g. `shared_loop(preset=iso_flop)`); unmeasured variants show n/a."""
-    measured = {name.split("(")[0] for name in stats}
-    cols = [*stats, *(v for v in HYPOTHESES["PPL"] if v not in measured)]
-    keys = {"Algorithmic acc": "alg_acc", "OOD parity @32": "parity32", "Needle @2k": "needle2k", "PPL": "ppl",
-            "Train time": "time_ratio"}
-    lines = ["| metric | " + " | ".join(f"{c} (seed / measured)" for c in cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for metric, hyp in HYPOTHESES.items():
-        key = keys[metric]
-        kind = METRICS[key][1]
-        cells = [f"{hyp.get(c.split('(')[0], 'n/a')} / {fmt(stats[c][key], kind) if c in stats else 'n/a'}"
-                 for c in cols]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+def task_tables(groups: dict[str, list[Run]]) -> list[str]:
+    """One table per task: variants by lengths, exact match [95% interval] over all runs, floors on top."""
+    keys = list(dict.fromkeys(k for runs in groups.values() for r in runs for k in run_cells(r)))
+    lines: list[str] = []
+    for task in dict.fromkeys(t for t, _ in keys):
+        lengths = sorted({n for t, n in keys if t == task})
+        splits, floors = {}, {}
+        for runs in groups.values():
+            for r in runs:
+                for (t, n), c in run_cells(r).items():
+                    if t == task:
+                        splits[n], floors[n] = c.split, c.floor
+        cols = [f"{n} ({splits[n].upper()})" for n in lengths]
+        lines += [f"### {task}", "", "| variant | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
+                  "| chance floor | " + " | ".join(pct(floors[n]) for n in lengths) + " |"]
+        for name, runs in groups.items():
+            cells = []
+            for n in lengths:
+                have = [r for r in runs if (task, n) in run_cells(r)]
+                c = cells_of(have, [(task, n)], normalise=False)
+                cells.append("n/a" if c is None else fmt_interval(stats.accuracy_interval(c)))
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
-def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "",
-                 failed: dict[str, str] | None = None) -> Path:
-    """REPORT.md and plots; `match` says how the variants were sized, `failed` maps a variant that
-    failed (in some seed) to its error, shown as a table row when no run of it finished."""
-    from looplab.eval.report_plots import write_plots
+def competence_table(groups: dict[str, list[Run]]) -> list[str]:
+    lines = ["| run | target | reached | tokens to competence | tokens trained | best periodic IID |",
+             "|---|---|---|---|---|---|"]
+    for name, runs in groups.items():
+        for r in runs:
+            c = competence(r)
+            reached = "n/a" if c.reached is None else ("yes" if c.reached else "**no**")
+            lines.append(f"| `{name}` seed {r.seed} | {pct(c.threshold, 0)} | {reached} | "
+                         f"{'n/a' if c.tokens is None else f'{c.tokens:,}'} | {r.summary.get('tokens', 0):,} | "
+                         f"{pct(c.best_iid)} |")
+    return lines
 
+
+def other_suites_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
+    if all(s.needle2k is None and s.ppl is None for s in stats_by.values()):
+        return []
+    lines = ["## Other suites", "", "Means over seeds.", "", "| variant | needle @2k | perplexity |", "|---|---|---|"]
+    for name in groups:
+        s = stats_by[name]
+        lines.append(f"| `{name}` | {pct(s.needle2k)} | {'n/a' if s.ppl is None else f'{s.ppl:.2f}'} |")
+    return lines + [""]
+
+
+def hypothesis_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
+    """The seed's hypotheses beside what was measured (IID: plain exact match; OOD parity @32)."""
+    measured = {name.split("(")[0] for name in groups}
+    cols = [*groups, *(v for v in HYPOTHESES["PPL"] if v not in measured)]
+    base = stats_by.get(BASELINE)
+
+    def value(name: str, metric: str) -> str:
+        if name not in stats_by:
+            return "n/a"
+        s = stats_by[name]
+        if metric == "Algorithmic acc":
+            return fmt_interval(s.iid_raw)
+        if metric == "OOD parity @32":
+            runs = competent(groups[name])
+            c = cells_of([r for r in runs if ("parity", 32) in run_cells(r)], [("parity", 32)], normalise=False)
+            return "n/a" if c is None else fmt_interval(stats.accuracy_interval(c))
+        if metric == "Needle @2k":
+            return pct(s.needle2k)
+        if metric == "PPL":
+            return "n/a" if s.ppl is None else f"{s.ppl:.2f}"
+        r = ratio(s.sec_per_token, base.sec_per_token if base else None)
+        return "n/a" if r is None else f"{r:.2f}×"
+
+    lines = ["| metric | " + " | ".join(f"{c} (seed / measured)" for c in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for metric, hyp in HYPOTHESES.items():
+        lines.append(f"| {metric} | " + " | ".join(f"{hyp.get(c.split('(')[0], 'n/a')} / {value(c, metric)}"
+                                                   for c in cols) + " |")
+    return lines
+
+
+# --- the report ----------------------------------------------------------------------------------
+def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops", match_note: str = "",
+                 failed: dict[str, str] | None = None) -> Path:
+    """REPORT.md and plots. `match` names the figure the variants were matched on (flops, params or
+    config, which is judged on FLOPs), `match_note` says how; `failed` maps a variant that failed (in
+    some seed) to its error."""
+    if match not in MATCH_FIGURES:
+        raise LooplabError(f"unknown --match '{match}'; allowed: {', '.join(MATCH_FIGURES)}")
     if not run_dirs:
         raise LooplabError("no run directories given; usage: looplab report RUN_DIR [RUN_DIR ...] --out DIR")
     runs, failed = [load_run(d) for d in run_dirs], dict(failed or {})
@@ -268,28 +254,33 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "",
     except OSError as e:
         raise LooplabError(f"--out {out} is not writable ({e.strerror})") from None
     groups = group_runs(runs)
-    stats = group_stats(groups)
+    stats_by = {name: group_stats(g) for name, g in groups.items()}
     plots, notes = write_plots(groups, out)
     md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} variants: "
           + ", ".join(f"`{n}` x{len(r)}" for n, r in groups.items()) + ".", "",
-          *([f"Matching: {match}.", ""] if match else []),
+          f"Matching: {match_note or match}.", "",
           *([f"Failed: {', '.join(f'`{n}` ({e})' for n, e in failed.items())}.", ""] if failed else []),
-          "## Ladder", "", "Mean ± sample standard deviation over seeds (no ± with one seed). Algorithmic acc: "
-          "mean IID exact match; OOD acc: mean over every OOD cell; train time: seconds per training token "
-          "relative to `baseline`; FLOPs/token: training FLOPs per token at the run's sequence length.", "",
-          *ladder_table(groups, stats), *(f"| `{n}` | failed |" + " n/a |" * (len(METRICS) + 2) for n in failed
-                                            if n not in groups), "", "## Verdicts", "",
-          "Success criteria of the seed README against `baseline` (see `looplab.eval.report` for the rules).", ""]
-    for name in groups:
-        if name == BASELINE:
-            continue
-        text, marks = verdict(name, stats)
-        detail = "; ".join(f"{k}: {m}" for k, m in marks.items())
-        md.append(f"- `{name}`: **{text}**" + (f" ({detail})" if detail else ""))
-    if len(groups) == 1 or BASELINE not in groups:
-        md.append("- no variant to compare with a baseline" if len(groups) == 1 else "- no `baseline` runs given")
-    md += ["", "## Hypotheses (seed README) beside the measurements", "", *hypothesis_tables(stats), "",
-           "## Plots", ""]
+          "## Comparison", "",
+          "Accuracies are exact match, floor-normalised per cell as (acc - floor) / (1 - floor) (0 is chance, "
+          "1 is perfect, below 0 is worse than always giving the most common answer) and averaged over "
+          "tasks; brackets are 95% intervals from a bootstrap over seeds and examples. OOD counts only the "
+          "runs that reached competence (n= when that is fewer than all). Tokens to competence: training "
+          "tokens at the first periodic evaluation where every task reached the target. Train time: seconds "
+          "per training token relative to `baseline`.", "",
+          *headline_table(groups, stats_by),
+          *(f"| `{n}` | failed |" + " n/a |" * 8 for n in failed if n not in groups), "",
+          "## Verdicts", "",
+          f"Against `baseline`; a verdict needs the matched figure within {MATCH_TOLERANCE:.0%}, at least "
+          f"{MIN_SEEDS} seeds (competent seeds for OOD and tokens), and says helps / hurts only when the 95% "
+          "interval of the difference excludes zero.", "",
+          *verdict_lines(groups, stats_by, match), "",
+          "## Per task", "", "Exact match (not normalised) with 95% intervals over all runs of the variant; "
+          "the first row is the chance floor of each length.", "",
+          *task_tables(groups),
+          "## Competence per run", "", *competence_table(groups), "",
+          *other_suites_table(groups, stats_by),
+          "## Hypotheses (seed README) beside the measurements", "", *hypothesis_table(groups, stats_by), "",
+          "## Plots", ""]
     md += [f"![{p.stem}]({p.name})" for p in plots] + [f"- {n}" for n in notes]
     md += ["", "## Runs", ""] + [f"- `{r.path}`: {r.variant}, seed {r.seed}, suites: "
                                   f"{', '.join(sorted(r.results)) or 'none (summary.json only)'}" for r in runs]

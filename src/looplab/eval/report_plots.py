@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from looplab.eval.report import Run, algorithmic_grid
+from looplab.eval.report_data import Run, algorithmic_grid
 
 
 def _plt() -> Any:

@@ -32,14 +32,23 @@ class LadderPreset:
     lang_data: str = ""  # language text for phase 2 (needed when total_tokens > alg_tokens)
     seq_len: int  # training sequence length
     batch_size: int  # sequences per optimiser step
-    lr: float = 1e-3  # peak learning rate
+    packing: str = "packed"  # how examples fill rows: packed, or single (one per row, isolated)
+    lr: float = 1e-3  # peak learning rate when there is no sweep and `lrs` names none for the variant
+    lrs: Mapping[str, float] = field(default_factory=dict)  # variant -> peak learning rate, without a sweep
+    lr_grid: tuple[float, ...] = ()  # peak learning rates tried per variant (seed 0, sweep_tokens); () no sweep
+    sweep_tokens: int = 0  # training tokens of each sweep run
     warmup_tokens: int = 20_000  # linear warm-up in tokens
     eval_every_tokens: int  # periodic evaluation, which also writes the resumable last_model.pt
-    train_eval_samples: int = 100  # examples per task in the trainer's periodic and final grids
+    competence: float = 0.0  # a run stops once every task's IID exact match reaches this (0: whole budget)
+    train_eval_samples: int = 100  # examples per IID cell in the trainer's periodic checks and final grid
     max_minutes: float = 0.0  # per-run training guard (0: none); a capped run trains fewer tokens
     device: str = "auto"  # training and evaluation device
-    threads: int = 0  # CPU threads; 0 means all cores
+    threads: int = 0  # CPU threads per run; 0 means all cores shared among the lanes
+    jobs: int = 1  # runs at once (lanes) unless --jobs says otherwise
+    seeds: int = 1  # seeds 0..seeds-1 per variant unless --seeds says otherwise
+    variants: tuple[str, ...] = ()  # variants run by default; () means every generic one
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # variant -> model options
+    suite: str = "all"  # the hub suite each finished run is scored with
     eval_samples: int = 100  # examples per (task, length) cell of the hub's algorithmic suite
     n_loops: tuple[int, ...] = (1, 2, 4, 8, 16)  # loop sweep for looped variants (MODELS[v].looped)
     needle_lengths: tuple[int, ...] = (1024, 2048, 4096)  # longctx haystack sizes in tokens
@@ -48,23 +57,42 @@ class LadderPreset:
     ppl_tokens: int = 32_768  # ppl token cap on the TinyStories validation sample
 
     def __post_init__(self) -> None:
+        if self.lr_grid and (len(self.lr_grid) < 2 or self.sweep_tokens < self.seq_len * self.batch_size):
+            raise LooplabError(f"preset {self.name}: an lr_grid needs >= 2 values and sweep_tokens of at least "
+                               "one batch")
         if self.total_tokens > self.alg_tokens and not self.lang_data:
             raise LooplabError(f"preset {self.name}: total_tokens > alg_tokens needs lang_data")
         if self.eval_every_tokens < self.seq_len * self.batch_size:
             raise LooplabError(f"preset {self.name}: eval_every_tokens is smaller than one batch")
 
 
+CPU_TASKS = ("parity", "addition_rev", "copy", "successor")
+# Model options shared by the CPU presets. Defaults elsewhere, except prc: its default (2, 4, 2) core
+# at r = 4 is 20 blocks deep, which FLOP matching at `tiny` could only pay for with a 40-wide model;
+# one block each for prelude, core and coda at a mean of 3 recurrences keeps it 80 wide.
+CPU_OPTIONS = {"prc": {"prelude": 1, "recur": 1, "coda": 1, "train_recur_mean": 3.0}}
+
 PRESETS: dict[str, LadderPreset] = {
-    # At most ~70 s per variant on the shared 2-core CPU: tiny models, four short tasks, 40k tokens
-    # (chance level: it tests the machinery, not the question), one thread (two stall when other jobs
-    # share the cores), training capped at 30 s per run. longctx runs one 256-token haystack (so
-    # "Needle @2k" is n/a) and ppl 4k tokens: the default longctx alone takes ~55 s per checkpoint here.
+    # `make demo`: every generic variant, one seed, on two short tasks, each run stopping once it
+    # reaches 90% IID exact match. Learning rates: those the `cpu` preset's sweep chose.
     "smoke": LadderPreset(
-        name="smoke", size="tiny", alg_tasks=("copy", "successor", "parity", "compare"),
-        note="CPU smoke test: tiny models, 40k tokens, light eval (longctx at 256 tokens only, ppl on 4k tokens)",
-        alg_tokens=40_960, total_tokens=40_960, seq_len=64, batch_size=8, warmup_tokens=4_096,
-        eval_every_tokens=20_480, train_eval_samples=8, max_minutes=0.5, threads=1, eval_samples=16,
-        n_loops=(1, 2, 4), needle_lengths=(256,), needle_depths=(0.5,), needle_trials=4, ppl_tokens=4096,
+        name="smoke", size="tiny", alg_tasks=("copy", "successor"),
+        note="CPU demo: tiny models, copy and successor, one seed, each run stops at 90% IID exact match",
+        alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24, batch_size=16, packing="single",
+        warmup_tokens=20_000, eval_every_tokens=100_000, competence=0.9, train_eval_samples=50, max_minutes=2.5,
+        threads=1, jobs=2, options=CPU_OPTIONS, suite="algorithmic", eval_samples=50, n_loops=(1, 2, 4, 8),
+    ),
+    # The answer on this CPU: every generic variant at matched training FLOPs, 3 seeds, a learning
+    # rate per variant from a sweep, each run trained until 95% IID exact match on every task (or
+    # 4.5M tokens, or 8 minutes), then scored in and out of distribution. Two single-thread lanes.
+    "cpu": LadderPreset(
+        name="cpu", size="tiny", alg_tasks=CPU_TASKS,
+        note="CPU answer: tiny models, parity, addition (numbers reversed), copy, successor; one example per "
+             "row; 3 seeds; lr swept per variant; each run to 95% IID exact match or 4.5M tokens or 8 minutes",
+        alg_tokens=4_500_000, total_tokens=4_500_000, seq_len=24, batch_size=16, packing="single",
+        lr_grid=(5e-4, 1e-3, 2e-3), sweep_tokens=300_000, warmup_tokens=20_000, eval_every_tokens=250_000,
+        competence=0.95, train_eval_samples=50, max_minutes=8.0, threads=1, jobs=2, seeds=3, options=CPU_OPTIONS,
+        suite="algorithmic", eval_samples=100, n_loops=(1, 2, 4, 8),
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
     "nano": LadderPreset(

@@ -1,21 +1,32 @@
 """`looplab ladder`: train every registered variant on one stream, evaluate, and report.
 
 For each seed every variant gets the same data stream (the trainer seeds it from the seed), the
-same tokenizer (bytes) and the same token budget; only the variant and, under `--match params` or
-`--match flops`, its width differ (looplab.ladder.match). Each run is the command line the seed
-README ran by hand (`train.py ...`, then `eval_hub.py --suite all [--n_loops ...]`), recorded in
-its directory as `ladder_run.json`.
+same tokenizer (bytes) and the same token budget; only the variant, its width (matched to the
+baseline's training FLOPs per token by default, looplab.ladder.match) and its learning rate differ.
 
-Restartable: a run with summary.json and eval_results/results_all.json is skipped; one with
-last_model.pt but no summary.json resumes from it (`--resume`); one with only summary.json is just
-evaluated. A failing run is recorded with its one-line error (traceback in its `ladder.log`) and
-shown as failed in the report, and the rest carry on. Layout of `--out`:
-`runs/<variant>_s<seed>/` (one training run each), `report/REPORT.md` with its plots, `ladder.json`.
+Learning rate: with a preset `lr_grid`, each variant first trains seed 0 for `sweep_tokens` at every
+value of the grid (`sweep/<variant>_lr<lr>/`), and every seed of it then trains at the value with
+the lowest IID validation loss (the trainer's `final_alg_val_loss`: fresh batches from the training
+distribution). The same procedure for every variant; the sweep is part of the report.
+
+Competence: with a preset `competence`, a run stops at the first periodic evaluation where every
+task reaches that IID exact match (the report records whether and when).
+
+Each run is the command line the seed README ran by hand (`train.py ...`, then `eval_hub.py --suite
+...`), recorded in its directory as `ladder_run.json`. `--jobs N` runs N at once (lanes.py).
+
+Restartable: a run with summary.json and its evaluation is skipped; one with last_model.pt but no
+summary.json resumes from it (`--resume`); one with only summary.json is just evaluated. A failing
+run is recorded with its one-line error (traceback in its `ladder.log`) and shown as failed in the
+report, and the rest carry on. Layout of `--out`: `sweep/`, `runs/<variant>_s<seed>/`,
+`report/REPORT.md` with its plots, `ladder.json`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -26,12 +37,14 @@ from typing import Any, TextIO
 
 from looplab.errors import LooplabError
 from looplab.ladder.board import Board
+from looplab.ladder.lanes import Lanes
 from looplab.ladder.match import MATCH_MODES, Shape, check_mode, match_shape, measure
 from looplab.ladder.presets import INPUTS, LadderPreset, get_preset
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
 RECORD = "ladder_run.json"
 LOG = "ladder.log"
+FREE_FLAGS = ("--threads",)  # flags that may differ between invocations (lanes share the cores)
 
 
 @dataclass
@@ -42,10 +55,12 @@ class Run:
     argv: list[str]  # the training flags (train.py's)
     shape: Shape
     weight: float  # estimated cost (FLOPs per token x tokens) for the ETA
+    lr: float  # peak learning rate
+    sweep: bool = False  # a learning-rate sweep run (trained, not evaluated by the hub)
 
     @property
     def label(self) -> str:
-        return f"{self.variant} s{self.seed}"
+        return f"{self.variant} lr{self.lr:g}" if self.sweep else f"{self.variant} s{self.seed}"
 
 
 def select_variants(names: Sequence[str] | None) -> list[str]:
@@ -70,14 +85,22 @@ def select_variants(names: Sequence[str] | None) -> list[str]:
     return ordered
 
 
-def train_argv(p: LadderPreset, variant: str, seed: int, run_dir: Path, shape: Shape, runs: Path) -> list[str]:
-    argv = ["--variant", variant, "--model_size", p.size, "--alg_tokens", str(p.alg_tokens),
-            "--total_tokens", str(p.total_tokens), "--seq_len", str(p.seq_len), "--batch_size", str(p.batch_size),
-            "--lr", str(p.lr), "--warmup_tokens", str(p.warmup_tokens), "--eval_every_tokens",
-            str(p.eval_every_tokens), "--eval_samples", str(p.train_eval_samples), "--seed", str(seed),
-            "--device", p.device, "--threads", str(p.threads), "--output_dir", str(run_dir), "--no_progress"]
+def threads_per_run(p: LadderPreset, jobs: int) -> int:
+    return p.threads or max(1, (os.cpu_count() or 1) // jobs)
+
+
+def train_argv(p: LadderPreset, variant: str, seed: int, run_dir: Path, shape: Shape, runs: Path, *, lr: float,
+               threads: int, tokens: int | None = None) -> list[str]:
+    """train.py's flags for one run; `tokens` makes it a sweep run (that budget, no competence stop)."""
+    alg, total = (tokens, tokens) if tokens else (p.alg_tokens, p.total_tokens)
+    argv = ["--variant", variant, "--model_size", p.size, "--alg_tokens", str(alg), "--total_tokens", str(total),
+            "--seq_len", str(p.seq_len), "--batch_size", str(p.batch_size), "--packing", p.packing,
+            "--lr", f"{lr:g}", "--warmup_tokens", str(p.warmup_tokens),
+            "--eval_every_tokens", str(tokens or p.eval_every_tokens), "--eval_samples", str(p.train_eval_samples),
+            "--competence", str(0.0 if tokens else p.competence), "--seed", str(seed), "--device", p.device,
+            "--threads", str(threads), "--output_dir", str(run_dir), "--no_progress"]
     argv += ["--alg_tasks", *p.alg_tasks] if p.alg_tasks else []
-    argv += ["--lang_data", p.lang_data] if p.lang_data else []
+    argv += ["--lang_data", p.lang_data] if p.lang_data and total > alg else []
     argv += ["--max_minutes", str(p.max_minutes)] if p.max_minutes else []
     for key, value in {**p.options.get(variant, {}), **shape.overrides}.items():
         argv += ["--model_opt", f"{key}={value}"]
@@ -89,41 +112,88 @@ def train_argv(p: LadderPreset, variant: str, seed: int, run_dir: Path, shape: S
 def eval_settings(p: LadderPreset, variant: str) -> dict[str, Any]:
     from looplab.models import MODELS
 
-    return {"suite": "all", "samples": p.eval_samples, "n_loops": list(p.n_loops) if MODELS[variant].looped else [],
+    return {"suite": p.suite, "samples": p.eval_samples,
+            "n_loops": list(p.n_loops) if MODELS[variant].looped else [],
             "needle_lengths": list(p.needle_lengths), "needle_depths": list(p.needle_depths),
             "needle_trials": p.needle_trials, "ppl_tokens": p.ppl_tokens}
 
 
-def plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path) -> list[Run]:
+@dataclass
+class Plan:
+    """What the ladder will run: each variant's shape, its sweep runs, and (once its learning rate is
+    known) its seeds' runs."""
+
+    preset: LadderPreset
+    root: Path
+    seeds: int
+    threads: int
+    shapes: dict[str, Shape]
+    flops: dict[str, float]
+
+    def weight(self, variant: str, tokens: int) -> float:
+        return (self.flops.get(variant) or (sum(self.flops.values()) / max(1, len(self.flops)))) * tokens
+
+    def sweep_runs(self, variant: str) -> list[Run]:
+        p = self.preset
+        if not p.lr_grid or variant in INPUTS:  # a variant built on another's checkpoint keeps the preset lr
+            return []
+        return [Run(variant, 0, self.root / "sweep" / f"{variant}_lr{lr:g}",
+                    train_argv(p, variant, 0, self.root / "sweep" / f"{variant}_lr{lr:g}", self.shapes[variant],
+                               self.root / "runs", lr=lr, threads=self.threads, tokens=p.sweep_tokens),
+                    self.shapes[variant], self.weight(variant, p.sweep_tokens), lr, sweep=True) for lr in p.lr_grid]
+
+    def seed_runs(self, variant: str, lr: float) -> list[Run]:
+        p, out = self.preset, []
+        for seed in range(self.seeds):
+            run_dir = self.root / "runs" / f"{variant}_s{seed}"
+            argv = train_argv(p, variant, seed, run_dir, self.shapes[variant], self.root / "runs", lr=lr,
+                              threads=self.threads)
+            out.append(Run(variant, seed, run_dir, argv, self.shapes[variant], self.weight(variant, p.total_tokens),
+                           lr))
+        return out
+
+    def fixed_lr(self, variant: str) -> float:
+        return self.preset.lrs.get(variant, self.preset.lr)
+
+
+def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path,
+              jobs: int = 1) -> tuple[Plan, list[str]]:
     check_mode(match)
     if seeds < 1:
         raise LooplabError(f"--seeds must be >= 1, got {seeds}")
+    if jobs < 1:
+        raise LooplabError(f"--jobs must be >= 1, got {jobs}")
     if p.lang_data and not p.lang_data.startswith("hf:") and not Path(p.lang_data).exists():
         raise LooplabError(f"preset {p.name}: language data {p.lang_data} does not exist")
+    names = select_variants(variants or p.variants or None)
     base_opts = p.options.get("baseline", {})
-    runs: list[Run] = []
-    for variant in select_variants(variants):
+    shapes, flops = {}, {}
+    for variant in names:
         options = p.options.get(variant, {})
-        shape = Shape(note="built from its input checkpoint") if variant in INPUTS else match_shape(
+        shapes[variant] = Shape(note="built from its input checkpoint") if variant in INPUTS else match_shape(
             variant, match, size=p.size, vocab_size=VOCAB, seq_len=p.seq_len, options=options,
             base_options=base_opts)
-        flops = measure(variant, p.size, VOCAB, p.seq_len, "flops_per_token", options, **shape.overrides)
-        for seed in range(seeds):
-            run_dir = out / "runs" / f"{variant}_s{seed}"
-            argv = train_argv(p, variant, seed, run_dir, shape, out / "runs")
-            runs.append(Run(variant, seed, run_dir, argv, shape, (flops or 0.0) * p.total_tokens))
-    known = [r.weight for r in runs if r.weight]
-    for r in runs:  # a variant the meta device cannot build counts as an average one
-        r.weight = r.weight or (sum(known) / len(known) if known else 1.0)
-    for r in runs:
-        check_record(r, p)
-    return runs
+        value = measure(variant, p.size, VOCAB, p.seq_len, "flops_per_token", options, **shapes[variant].overrides)
+        if value:
+            flops[variant] = value
+    return Plan(p, out, seeds, threads_per_run(p, jobs), shapes, flops), names
+
+
+def plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path) -> list[Run]:
+    """Every run at the preset's fixed learning rates (sweeps first): what a ladder without a sweep runs."""
+    pl, names = make_plan(p, variants, seeds, match, out)
+    return [r for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v)))]
 
 
 def settings(run: Run, p: LadderPreset) -> dict[str, Any]:
     """What must not change between two invocations on one run directory (paths made relative)."""
     runs_dir = str(run.dir.parent)
-    return {"train": [a.replace(runs_dir, "<runs>") for a in run.argv], "eval": eval_settings(p, run.variant)}
+    argv = [a.replace(runs_dir, "<runs>").replace(str(run.dir.parent.parent / "runs"), "<runs>") for a in run.argv]
+    for flag in FREE_FLAGS:
+        if flag in argv:
+            i = argv.index(flag)
+            argv = argv[:i] + argv[i + 2:]
+    return {"train": argv, "eval": None if run.sweep else eval_settings(p, run.variant)}
 
 
 def check_record(run: Run, p: LadderPreset) -> None:
@@ -133,10 +203,12 @@ def check_record(run: Run, p: LadderPreset) -> None:
         raise LooplabError(f"{run.dir} holds a run made with other settings; use another --out or remove it")
 
 
-def stage(run_dir: Path) -> str:
-    """finished / trained (summary, no evaluation) / partial (resumable) / started / new."""
+def stage(run_dir: Path, suite: str | None = "all") -> str:
+    """finished / trained (summary, no evaluation) / partial (resumable) / started / new. A run that
+    needs no evaluation (`suite` None: a sweep run) is finished with its summary."""
     if (run_dir / "summary.json").exists():
-        return "finished" if (run_dir / "eval_results" / "results_all.json").exists() else "trained"
+        done = suite is None or (run_dir / "eval_results" / f"results_{suite}.json").exists()
+        return "finished" if done else "trained"
     if (run_dir / "last_model.pt").exists():
         return "partial"
     return "started" if (run_dir / "config.json").exists() else "new"
@@ -166,20 +238,22 @@ def eval_run(run: Run, p: LadderPreset, log: TextIO) -> None:
     from looplab.eval.hub import evaluate_checkpoint
 
     s = eval_settings(p, run.variant)
-    cfg = EvalConfig(suite="all", samples=s["samples"], n_loops=tuple(s["n_loops"]),
+    cfg = EvalConfig(suite=p.suite, samples=s["samples"], n_loops=tuple(s["n_loops"]),
                      needle_lengths=p.needle_lengths, needle_depths=p.needle_depths,
                      needle_trials=p.needle_trials, ppl_tokens=p.ppl_tokens)
+    threads = int(run.argv[run.argv.index("--threads") + 1])
     with redirect_stdout(log), redirect_stderr(log):
         evaluate_checkpoint(str(run.dir / "best_model.pt"), cfg, out_dir=str(run.dir / "eval_results"),
-                            device=p.device, threads=p.threads)
+                            device=p.device, threads=threads)
 
 
-def execute(run: Run, p: LadderPreset, board: Board) -> dict[str, Any]:
-    """Bring one run to finished; returns its record (state, seconds, error)."""
+def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
+    """Bring one run to finished; returns its record (state, seconds, error). Runs in a worker
+    process under --jobs, so it reads and writes only the run's own directory."""
     path = run.dir / RECORD
     record = json.loads(path.read_text()) if path.exists() else {}
-    record.update(argv=run.argv, settings=settings(run, p), shape=asdict(run.shape))
-    at = stage(run.dir)
+    record.update(argv=run.argv, settings=settings(run, p), shape=asdict(run.shape), lr=run.lr)
+    at = stage(run.dir, None if run.sweep else p.suite)
     if at == "finished":
         board.set(run.label, "skipped", "finished earlier")
         return {**record, "state": "skipped"}
@@ -198,8 +272,9 @@ def execute(run: Run, p: LadderPreset, board: Board) -> dict[str, Any]:
                 train_run(run.argv + extra, log)
             t1 = time.perf_counter()
             record["train_seconds"] = record.get("train_seconds", 0.0) + t1 - t0
-            board.set(run.label, "evaluating")
-            eval_run(run, p, log)
+            if not run.sweep:
+                board.set(run.label, "evaluating")
+                eval_run(run, p, log)
             record.update(state="done", eval_seconds=time.perf_counter() - t1, error="")
             board.set(run.label, "done")
         except Exception as e:  # one run's failure is recorded; the ladder goes on
@@ -210,23 +285,87 @@ def execute(run: Run, p: LadderPreset, board: Board) -> dict[str, Any]:
     return record
 
 
-def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = None, seeds: int = 1,
-               match: str = "config", out: str | None = None, stream: TextIO | None = None,
+def sweep_loss(run: Run) -> float:
+    """The sweep's selection figure: final IID validation loss (inf for a failed or diverged run)."""
+    path = run.dir / "summary.json"
+    loss = json.loads(path.read_text()).get("final_alg_val_loss") if path.exists() else None
+    return float(loss) if loss is not None and math.isfinite(loss) else math.inf
+
+
+def choose_lr(sweep: Sequence[Run]) -> float:
+    """The grid value with the lowest IID validation loss (the smaller learning rate on a tie)."""
+    losses = {r.lr: sweep_loss(r) for r in sweep}
+    if all(math.isinf(v) for v in losses.values()):
+        raise LooplabError(f"every learning-rate sweep run of {sweep[0].variant} failed or diverged; see "
+                           f"{sweep[0].dir.parent}/*/ladder.log")
+    return min(losses, key=lambda lr: (losses[lr], lr))
+
+
+def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = None, seeds: int | None = None,
+               match: str = "flops", out: str | None = None, jobs: int | None = None,
+               stream: TextIO | None = None,
                after_run: Callable[[Run, dict[str, Any]], None] | None = None) -> Path:
-    """Train, evaluate and report the ladder; returns the path of REPORT.md. `after_run` is called
-    after every run (tests use it to stop a ladder midway)."""
+    """Sweep (when the preset has a grid), train, evaluate and report the ladder; returns the path of
+    REPORT.md. `after_run` is called after every run (tests use it to stop a ladder midway)."""
     from looplab.ladder.summary import write_ladder_report
 
     p = get_preset(preset) if isinstance(preset, str) else preset
+    jobs = jobs or p.jobs
     root = Path(out or f"runs/ladder_{p.name}")
-    runs = plan(p, variants, seeds, match, root)
-    board = Board({r.label: r.weight for r in runs}, stream=stream)
-    records = {}
-    for run in runs:
-        records[run.label] = execute(run, p, board)
-        if after_run is not None:
-            after_run(run, records[run.label])
-    return write_ladder_report(p, runs, records, match, root)
+    pl, names = make_plan(p, variants, seeds or p.seeds, match, root, jobs)
+    sweeps = {v: pl.sweep_runs(v) for v in names}
+    guess = {v: pl.seed_runs(v, pl.fixed_lr(v)) for v in names}  # learning rates not known yet: board rows
+    for run in [r for v in names for r in (*sweeps[v], *guess[v])]:
+        if run.sweep or not sweeps[run.variant]:
+            check_record(run, p)
+    board = Board({r.label: r.weight for v in names for r in (*sweeps[v], *guess[v])}, stream=stream)
+    lanes = Lanes(jobs, board)
+    records: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, float] = {}
+    runs: dict[str, list[Run]] = {}
+    todo = [r for v in names for r in sweeps[v]]
+    waiting = list(names)  # variants whose seed runs are not queued yet
+    done: set[str] = set()
+
+    def ready(variant: str) -> bool:
+        """Its sweep is done, and so is every seed of each variant whose checkpoints it builds on."""
+        return all(r.label in done for r in sweeps[variant]) and all(
+            s in runs and all(r.label in done for r in runs[s]) for s in INPUTS.get(variant, {}).values())
+
+    try:
+        while todo or waiting or lanes.running:
+            unblocked = [v for v in waiting if ready(v)]
+            if not (unblocked or todo or lanes.running):  # nothing in flight can unblock them
+                raise LooplabError(f"cannot schedule {', '.join(waiting)}: an input variant is not in this ladder")
+            for variant in unblocked:
+                waiting.remove(variant)
+                try:
+                    chosen[variant] = choose_lr(sweeps[variant]) if sweeps[variant] else pl.fixed_lr(variant)
+                except LooplabError as e:  # no usable sweep run: its seeds fail with that reason
+                    runs[variant] = guess[variant]
+                    for r in runs[variant]:
+                        records[r.label] = {"state": "failed", "error": str(e), "lr": None}
+                        done.add(r.label)
+                        board.set(r.label, "failed", str(e))
+                    continue
+                runs[variant] = pl.seed_runs(variant, chosen[variant])
+                for r in runs[variant]:
+                    check_record(r, p)
+                todo += runs[variant]
+            while todo and lanes.free:
+                run = todo.pop(0)
+                lanes.submit(run, execute, run, p)
+            for run, record in lanes.collect():
+                records[run.label] = record
+                done.add(run.label)
+                if after_run is not None:
+                    after_run(run, record)
+    finally:
+        lanes.close()
+    sweep = {v: {"grid": {f"{r.lr:g}": sweep_loss(r) for r in sweeps[v]}, "chosen": chosen.get(v)}
+             for v in names if sweeps[v]}
+    return write_ladder_report(p, [r for v in names for r in runs[v]], records, match, root,
+                               sweep=sweep, sweep_runs=[r for v in names for r in sweeps[v]])
 
 
-__all__ = ["MATCH_MODES", "Run", "plan", "run_ladder", "select_variants", "stage"]
+__all__ = ["MATCH_MODES", "Run", "choose_lr", "plan", "run_ladder", "select_variants", "stage"]

@@ -1,18 +1,21 @@
-"""The ladder's report: `looplab report` over the finished runs, plus a section on the ladder itself.
+"""The ladder's report: `looplab report` over the finished runs, plus sections on the ladder itself.
 
 The report states the matching mode and lists failed variants (with their one-line errors); the
-appended "Ladder runs" table gives each run's state, shape, matched figure, tokens and wall times.
+appended sections give the learning-rate sweep (every value's IID validation loss and the chosen
+one) and each run's state, shape, matched figure, learning rate, tokens and wall times.
 `ladder.json` beside it holds the same in machine-readable form.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from looplab.errors import LooplabError
+from looplab.eval.report import write_report
 from looplab.ladder.match import KEYS, MATCH_MODES
 from looplab.ladder.presets import LadderPreset
 from looplab.ladder.runner import Run, stage
@@ -34,44 +37,69 @@ def _tokens(run: Run) -> str:
     return f"{json.loads(path.read_text()).get('tokens', 0):,}" if path.exists() else "n/a"
 
 
+def sweep_section(p: LadderPreset, sweep: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    if not sweep:
+        return []
+    grid = [f"{lr:g}" for lr in p.lr_grid]
+    lines = ["## Learning-rate sweep", "",
+             f"Every variant trained seed 0 for {p.sweep_tokens:,} tokens at each peak learning rate; the one "
+             "with the lowest IID validation loss (answer tokens of fresh batches from the training "
+             "distribution, the same batches for every variant) trained every seed. Bold: chosen; inf: the "
+             "run failed or diverged.", "",
+             "| variant | " + " | ".join(f"lr {g}" for g in grid) + " |", "|" + "---|" * (len(grid) + 1)]
+    for variant, s in sweep.items():
+        cells = []
+        for g in grid:
+            loss = s["grid"].get(g)
+            text = "n/a" if loss is None else ("inf" if math.isinf(loss) else f"{loss:.4f}")
+            cells.append(f"**{text}**" if s.get("chosen") is not None and f"{s['chosen']:g}" == g else text)
+        lines.append(f"| `{variant}` | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
                    seeds: int) -> list[str]:
     key = KEYS.get(match, "")
     lines = ["## Ladder runs", "",
              f"`looplab ladder --preset {p.name} --match {match} --seeds {seeds}`: {p.note}. Every run of a seed "
              f"saw the same data stream, byte tokenizer and budget ({p.total_tokens:,} tokens, seq_len {p.seq_len}, "
-             f"batch {p.batch_size}; {p.alg_tokens:,} algorithmic)"
+             f"batch {p.batch_size}, packing {p.packing}; {p.alg_tokens:,} algorithmic)"
+             + (f", stopping at {p.competence:.0%} IID exact match on every task" if p.competence else "")
              + (f", training capped at {p.max_minutes:g} min per run (a capped run shows fewer tokens)"
                 if p.max_minutes else "") + ".", "",
-             f"| run | state | shape | {key or 'matched figure'} / baseline | tokens | train s | eval s | error |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| run | state | shape | {key or 'matched figure'} / baseline | lr | tokens | train s | eval s | error |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         rec = records.get(run.label, {})
         times = [f"{rec[k]:.0f}" if k in rec else "n/a" for k in ("train_seconds", "eval_seconds")]
+        lr = rec.get("lr")
         lines.append(f"| `{run.label}` | {rec.get('state', 'n/a')} | {_shape_text(run)} | {_ratio(run)} | "
-                     f"{_tokens(run)} | {' | '.join(times)} | {rec.get('error', '')} |")
+                     f"{'n/a' if lr is None else f'{lr:g}'} | {_tokens(run)} | {' | '.join(times)} | "
+                     f"{rec.get('error', '')} |")
     return lines
 
 
 def write_ladder_report(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
-                        root: Path) -> Path:
-    from looplab.eval.report import write_report
-
-    finished = [str(r.dir) for r in runs if stage(r.dir) == "finished"]
+                        root: Path, *, sweep: Mapping[str, Mapping[str, Any]] | None = None,
+                        sweep_runs: Sequence[Run] = ()) -> Path:
+    finished = [str(r.dir) for r in runs if stage(r.dir, p.suite) == "finished"]
     failed: dict[str, str] = {}
     for r in runs:
-        if records[r.label].get("state") == "failed":
+        if records.get(r.label, {}).get("state") == "failed":
             prior = failed.get(r.variant)
             failed[r.variant] = (prior + "; " if prior else "") + f"seed {r.seed}: {records[r.label]['error']}"
     seeds = len({r.seed for r in runs})
-    doc = {"preset": p.name, "match": match, "seeds": seeds, "runs": {r.label: {"dir": str(r.dir), **records[r.label]}
-                                                                        for r in runs}}
+    doc = {"preset": p.name, "match": match, "seeds": seeds, "lr_sweep": dict(sweep or {}),
+           "sweep_runs": {r.label: {"dir": str(r.dir), **records.get(r.label, {})} for r in sweep_runs},
+           "runs": {r.label: {"dir": str(r.dir), **records.get(r.label, {})} for r in runs}}
     root.mkdir(parents=True, exist_ok=True)
     (root / "ladder.json").write_text(json.dumps(doc, indent=2) + "\n")
     if not finished:
         first = next(iter(failed.items()), ("", "no runs"))
         raise LooplabError(f"every ladder run failed ({first[0]}: {first[1]}); see {root}/runs/*/ladder.log")
-    path = write_report(finished, str(root / "report"), match=f"`{match}`: {MATCH_MODES[match]}", failed=failed)
+    path = write_report(finished, str(root / "report"), match=match, match_note=f"`{match}`: {MATCH_MODES[match]}",
+                        failed=failed)
     with path.open("a") as f:
-        f.write("\n" + "\n".join(ladder_section(p, runs, records, match, seeds)) + "\n")
+        f.write("\n" + "\n".join([*sweep_section(p, sweep or {}), *ladder_section(p, runs, records, match, seeds)])
+                + "\n")
     return path

@@ -3,8 +3,10 @@
 A model is an `nn.Module` with
 - `forward(idx, targets=None, state=None) -> ModelOutput`: logits (B, T, V) always, loss only with
   targets, and `aux`, a dict of auxiliary scalars (ponder cost, halting depth, ...);
-- `new_state(batch, max_len)`: a decoding state (KV cache, recurrent state), or None when the
-  variant only decodes by recomputation;
+- `new_state(batch, max_len, exact=True)`: a decoding state (KV cache, recurrent state), or None
+  when the variant only decodes by recomputation; decoding with it gives the logits of full
+  recomputation. A variant with a cheaper approximate cache (prc) builds it for `exact=False` and
+  says so in `approximate_cache()`; evaluation scores with the exact one;
 - `cost(seq_len)`: parameter counts, effective depth and training FLOPs per token.
 
 Looped variants derive from `LoopedModel`: their loop count is fixed by training but may be changed
@@ -74,8 +76,12 @@ class LanguageModel(nn.Module):
                 loss = loss + extra_loss
         return ModelOutput(logits=logits, loss=loss, aux=aux or {})
 
-    def new_state(self, batch: int, max_len: int) -> Any:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> Any:
         return None
+
+    def approximate_cache(self) -> bool:
+        """Whether `new_state(exact=False)` builds an approximate cache (only speed figures use it)."""
+        return False
 
     @property
     def embedding_params(self) -> int:

@@ -20,18 +20,20 @@ initialisation it equals `add`, and gradients reach both halves. (A [I | 0] star
 zero-initialised state blind to the tokens, so the output could not depend on the input and the
 prelude would get no gradient until the adapter's right half had moved.)
 
-Decoding. The KV cache has slots for the prelude and coda blocks and for the core blocks of the
-last `kv_cache_recur_budget` recurrences only. A new token's recurrence i reads the cached keys
-and values of recurrence max(i, r - budget) of earlier tokens: with budget 1 every recurrence of a
-new token attends to the earlier tokens' final (most refined) recurrence, and the memory is that of
-a (P + R + C)-layer model. Its own keys at recurrence i are written to the same slot and overwritten
-by later recurrences, so the keys that persist are those of the kept recurrences. Tokens inside one
+Decoding. `new_state()` is exact: the KV cache keeps every recurrence's keys and values, so cached
+decoding equals full recomputation (tested), and evaluation scores with it. `new_state(exact=False)`
+is the cheaper approximation of the recurrent-depth papers, reported only as a speed figure: the cache
+has slots for the prelude and coda blocks and for the core blocks of the last
+`kv_cache_recur_budget` recurrences only. A new token's recurrence i then reads the cached keys and
+values of recurrence max(i, r - budget) of earlier tokens: with budget 1 every recurrence of a new
+token attends to the earlier tokens' final (most refined) recurrence, and the memory is that of a
+(P + R + C)-layer model. Its own keys at recurrence i are written to the same slot and overwritten by
+later recurrences, so the keys that persist are those of the kept recurrences. Tokens inside one
 forward chunk (the prefill) attend to each other recurrence by recurrence, so the prefill equals the
 full forward; later steps differ from full recomputation unless budget >= r. With
 `recur_warm_start`, the recurrent state of the tokens of a new chunk starts from the final state of
 the last token before it (a single decoded token: its predecessor's) instead of the init; the
-prefill starts from the init. With budget >= r and no warm start, cached decoding equals full
-recomputation (tested).
+prefill starts from the init.
 
 Causality. The prelude, every recurrence and the coda are causal self-attention blocks, and the
 injection, the state init and the adapter act per position. So the state of position t after any
@@ -71,8 +73,8 @@ class PRCOptions:
     bptt_k: int = 4  # gradients flow through the last bptt_k recurrences only
     inject_mode: str = "concat_linear"  # concat_linear: adapter on [state | prelude output]; add: state + output
     state_init: str = "zeros"  # initial recurrent state: zeros, or random N(0, 0.02^2)
-    recur_warm_start: bool = False  # decoding: a token's state starts from the previous token's final state
-    kv_cache_recur_budget: int = 1  # decoding: cache keys/values of the last this-many recurrences only
+    recur_warm_start: bool = False  # approximate decoding: a token's state starts from the previous token's final one
+    kv_cache_recur_budget: int = 1  # approximate decoding: cache keys/values of the last this-many recurrences only
 
     def __post_init__(self) -> None:
         for name, low in (("prelude", 0), ("recur", 1), ("coda", 0), ("train_recur_max", 1), ("n_loops", 0),
@@ -117,6 +119,8 @@ class PRCState:
 
     cache: KVCache
     n_loops: int  # the recurrence count the cache's slots were laid out for
+    kept: int  # recurrences whose keys and values the cache keeps (n_loops when exact)
+    warm_start: bool = False  # a new chunk's state starts from the last token's final state
     warm: torch.Tensor | None = None  # (B, 1, C)
 
     @property
@@ -153,20 +157,24 @@ class PRC(LoopedModel):
                 w.copy_(torch.cat((eye, eye), dim=1))  # (C, 2C)
 
     # --- decoding state ---------------------------------------------------------------------------
-    def kept(self, n_loops: int) -> int:
-        """Recurrences whose keys and values the cache keeps."""
-        return min(self.opts.kv_cache_recur_budget, n_loops)
-
-    def new_state(self, batch: int, max_len: int) -> PRCState:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> PRCState:
+        """Exact by default: every recurrence's keys and values are kept and no warm start, so cached
+        decoding equals recomputation (what evaluation scores). `exact=False` applies the options
+        `kv_cache_recur_budget` and `recur_warm_start`: less memory and work, approximate logits."""
         n, p = self.loops(), self.embed.weight
-        slots = len(self.prelude_blocks) + len(self.coda_blocks) + self.kept(n) * len(self.core_blocks)
+        kept = n if exact else min(self.opts.kv_cache_recur_budget, n)
+        slots = len(self.prelude_blocks) + len(self.coda_blocks) + kept * len(self.core_blocks)
         cache = KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
-        return PRCState(cache, n)
+        return PRCState(cache, n, kept, warm_start=not exact and self.opts.recur_warm_start)
 
-    def core_slot(self, loop: int, block: int, n_loops: int) -> int:
+    def approximate_cache(self) -> bool:
+        """Whether `new_state(exact=False)` differs from the exact cache at the current loop count."""
+        return self.opts.kv_cache_recur_budget < self.loops() or self.opts.recur_warm_start
+
+    def core_slot(self, loop: int, block: int, state: PRCState) -> int:
         """Cache slot of core block `block` at recurrence `loop`: slots after the prelude's and the
         coda's, recurrences before the kept ones sharing the first kept recurrence's slots."""
-        kept = max(loop - (n_loops - self.kept(n_loops)), 0)
+        kept = max(loop - (state.n_loops - state.kept), 0)
         return len(self.prelude_blocks) + len(self.coda_blocks) + kept * len(self.core_blocks) + block
 
     # --- forward ----------------------------------------------------------------------------------
@@ -203,19 +211,18 @@ class PRC(LoopedModel):
               n_loops: int) -> torch.Tensor:
         """r recurrences of the core: a no_grad loop, then a gradient loop over the last bptt_k."""
         s = self.init_state(e, state)
-        cache = state.cache if state is not None else None
         n_free = max(n_loops - self.opts.bptt_k, 0)
         with torch.no_grad():
             for loop in range(n_free):
-                s = self.core(s, e, rope, cache, loop, n_loops)
+                s = self.core(s, e, rope, state, loop)
         for loop in range(n_free, n_loops):
-            s = self.core(s, e, rope, cache, loop, n_loops)
+            s = self.core(s, e, rope, state, loop)
         if state is not None:
             state.warm = s[:, -1:].detach()  # (B, 1, C)
         return s
 
     def init_state(self, e: torch.Tensor, state: PRCState | None) -> torch.Tensor:
-        if state is not None and state.warm is not None and self.opts.recur_warm_start:
+        if state is not None and state.warm is not None and state.warm_start:
             return state.warm.expand_as(e)  # (B, T, C)
         if self.opts.state_init == "random":
             return STATE_STD * torch.randn_like(e)
@@ -227,11 +234,12 @@ class PRC(LoopedModel):
         return self.adapter(torch.cat((s, e), dim=-1))  # (B, T, 2C) -> (B, T, C)
 
     def core(self, s: torch.Tensor, e: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-             cache: KVCache | None, loop: int, n_loops: int) -> torch.Tensor:
+             state: PRCState | None, loop: int) -> torch.Tensor:
         """One recurrence: inject the prelude output, then the R core blocks."""
         x = self.inject(s, e)
+        cache = state.cache if state is not None else None
         for i, block in enumerate(self.core_blocks):
-            x = block(x, rope, cache, slot=self.core_slot(loop, i, n_loops))
+            x = block(x, rope, cache, slot=0 if state is None else self.core_slot(loop, i, state))
         return x
 
     def coda(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None

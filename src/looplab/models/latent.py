@@ -283,7 +283,7 @@ class Latent(LoopedModel):
             nn.init.zeros_(self.halt.weight)
             nn.init.constant_(self.halt.bias, self.opts.halt_bias)
 
-    def new_state(self, batch: int, max_len: int) -> LatentState:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> LatentState:
         p, cfg = self.embed.weight, self.cfg
         return LatentState(
             KVCache.empty(cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim, p.device, p.dtype),

@@ -218,7 +218,7 @@ class RLF(nn.Module):
         self.base.eval()  # the base never runs dropout
         return self
 
-    def new_state(self, batch: int, max_len: int) -> None:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> None:
         return None
 
     @property

@@ -109,7 +109,7 @@ class SSM(LanguageModel):
         """The scan a training forward takes here: kernel, chunked or sequential."""
         return self.mixers[0].path(self.embed.weight.device) if self.mixers else "none"
 
-    def new_state(self, batch: int, max_len: int) -> SSMState:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> SSMState:
         p = self.embed.weight
         ssm = SSMCache.empty(len(self.mixers), batch, self.mixers[0], p.device, p.dtype)
         kv = None

@@ -46,7 +46,7 @@ class Transformer(LanguageModel):
         N(0, 0.02 / sqrt(2 n_layer)); RMSNorm gains one (see layers.init_linear_weights)."""
         init_linear_weights(self, self.cfg.n_layer)
 
-    def new_state(self, batch: int, max_len: int) -> KVCache:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> KVCache:
         p = self.embed.weight
         return KVCache.empty(self.cfg.n_layer, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim,
                              p.device, p.dtype)
@@ -117,7 +117,7 @@ class SharedLoop(LoopedModel):
         residual stream sums n_unique * n_loops block outputs."""
         init_linear_weights(self, len(self.blocks) * self.n_loops)
 
-    def new_state(self, batch: int, max_len: int) -> KVCache:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> KVCache:
         p = self.embed.weight
         slots = len(self.blocks) * self.loops()  # one slot per block application
         return KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)

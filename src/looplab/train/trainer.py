@@ -33,7 +33,7 @@ from looplab.data.packing import AlgoStream
 from looplab.data.task_file import describe, load_task_files
 from looplab.data.tasks import Task, training_tasks
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import cell_rng, quick_accuracy, run_grid, score_examples
+from looplab.eval.algorithmic import cell_rng, iid_accuracy, run_grid, score_examples
 from looplab.meta import provenance
 from looplab.models import build_model, get_spec
 from looplab.models.base import IGNORE_INDEX
@@ -55,6 +55,8 @@ from looplab.train.trackers import make_tracker
 
 RUN_MARKER = "config.json"
 VAL_BATCHES = 4  # held-out language batches scored at every evaluation
+ALG_VAL_BATCHES = 8  # fresh algorithmic batches (training distribution) scored at every evaluation
+ALG_VAL_SEED = 1_000_003  # their stream's seed: the same batches for every run, apart from any training seed
 # training flags that --resume may change without changing the trajectory (the rest trigger a warning);
 # evaluation draws from a copy of the generators (Trainer.no_draws), so its settings are free
 RESUME_FREE = {"output_dir", "threads", "device", "progress", "log_to", "max_minutes", "save_every_steps",
@@ -141,7 +143,10 @@ class Trainer:
         self.own_data = own_data is not None
         self.stream = own_data(self.model, tokenizer, cfg) if own_data is not None else \
             AlgoStream(tokenizer, self.task_objs, seq_len=cfg.seq_len, batch_size=cfg.batch_size, seed=cfg.seed,
-                       loss_on=cfg.loss_on)
+                       loss_on=cfg.loss_on, packing=cfg.packing)
+        self.alg_val: list[tuple[torch.Tensor, torch.Tensor]] = [] if self.own_data else [
+            AlgoStream(tokenizer, self.task_objs, seq_len=cfg.seq_len, batch_size=cfg.batch_size, seed=ALG_VAL_SEED,
+                       loss_on=cfg.loss_on, packing=cfg.packing).next_batch() for _ in range(ALG_VAL_BATCHES)]
         self.curriculum = None
         if cfg.use_task_curriculum:
             self.curriculum = build_curriculum(
@@ -151,6 +156,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []  # evaluations, for the accuracy plot
         self.best_acc = -1.0
+        self.competent_at: dict[str, int] | None = None  # step and tokens of the first competent evaluation
         self.step = 0
         self.tokens = 0
         self.replay_steps = 0
@@ -253,30 +259,34 @@ class Trainer:
         return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
                                      device_type=self.device.type)
 
-    def evaluate(self) -> float:
+    def evaluate(self) -> None:
+        """Score, checkpoint, and note the first evaluation at which every task reaches `competence`."""
         self.guard.check()
         weights, opt = self.gather(with_optimizer=True)
         rng = rng_state()
         with self.no_draws():
-            mean = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt, rng))
+            self.competent_at = par.from_main(self.world, lambda: self.evaluate_and_save(weights, opt, rng))
         self.saved = (self.out / "last_model.pt", self.step)  # on every rank, for their error messages
         par.barrier(self.world)
-        return mean
 
     def evaluate_and_save(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any],
-                          rng: dict[str, Any]) -> float:
+                          rng: dict[str, Any]) -> dict[str, int] | None:
         model = self.model_for_eval(weights)
         if self.own_data:
             acc = self.stream.accuracy(model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 1)
         else:
-            acc = quick_accuracy(model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
+            acc = iid_accuracy(model, self.tokenizer, self.task_objs, samples=self.cfg.eval_samples,
                                  seed=self.cfg.seed + 1, max_new_tokens=self.cfg.eval_max_new_tokens)
         mean = sum(acc.values()) / len(acc)
+        if self.cfg.competence and self.competent_at is None and min(acc.values()) >= self.cfg.competence:
+            self.competent_at = {"step": self.step, "tokens": self.tokens}
         self.evals.append({"step": self.step, "tokens": self.tokens, "acc": acc, "mean_acc": mean})
         row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
                "eval_mean_acc": mean, **{f"eval_acc/{k}": v for k, v in acc.items()}}
         if self.val_batches:
             row["lang_val_loss"] = self.val_loss(model)
+        if self.alg_val:
+            row["alg_val_loss"] = self.val_loss(model, self.alg_val)
         self.metrics.append(row)
         if mean > self.best_acc:
             self.best_acc = mean
@@ -286,7 +296,7 @@ class Trainer:
         self.track()
         if time.perf_counter() - self.plotted > PLOT_EVERY_S:
             self.plot()
-        return mean
+        return self.competent_at
 
     def plot(self) -> None:
         """loss.png, accuracy.png (and curriculum.png): redrawn at most every PLOT_EVERY_S and at the end."""
@@ -311,11 +321,13 @@ class Trainer:
         write_json(self.out / "metrics.json", self.metrics)
 
     @torch.no_grad()
-    def val_loss(self, model: torch.nn.Module) -> float:
-        """Mean loss on the held-out language documents (never trained on)."""
+    def val_loss(self, model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                 ) -> float:
+        """Mean loss on held-out batches: the language documents never trained on (default), or fresh
+        algorithmic batches."""
         model.eval()
         losses = []
-        for x, y in self.val_batches:
+        for x, y in self.val_batches if batches is None else batches:
             with autocast(self.device, self.amp):
                 losses.append(float(model(x.to(self.device), y.to(self.device)).loss))
         return sum(losses) / len(losses)
@@ -352,6 +364,7 @@ class Trainer:
 
     def meta(self) -> dict[str, Any]:
         return {"step": self.step, "tokens": self.tokens, "tasks": self.builtin_tasks, "seed": self.cfg.seed,
+                "seq_len": self.cfg.seq_len,
                 "custom_tasks": describe(self.file_tasks), "task_files": list(self.cfg.task_files)}
 
     def train_state(self, optimizer: dict[str, Any], rng: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +374,7 @@ class Trainer:
         state = {"optimizer": optimizer, "step": self.step, "tokens": self.tokens,
                  "stream": json.dumps(self.stream.state_dict()), "best_acc": self.best_acc,
                  "replay_steps": self.replay_steps, "skipped_steps": self.guard.skipped,
-                 "train_seconds": self.train_seconds, "rng": rng}
+                 "train_seconds": self.train_seconds, "rng": rng, "competent_at": self.competent_at}
         if self.lang is not None:
             state["lang_stream"] = json.dumps(self.lang.state_dict())
         if self.curriculum is not None:
@@ -404,6 +417,7 @@ class Trainer:
         self.best_acc, self.replay_steps = float(ts["best_acc"]), int(ts["replay_steps"])
         self.guard.skipped = int(ts.get("skipped_steps", 0))
         self.train_seconds = float(ts["train_seconds"])
+        self.competent_at = ts.get("competent_at")
         self.stream.load_state_dict(json.loads(ts["stream"]))
         for name, part in (("lang_stream", self.lang), ("curriculum", self.curriculum)):
             if part is not None:
@@ -468,7 +482,7 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - t0
                 self.save_last()
                 t0 = time.perf_counter()
-            if out_of_time:
+            if out_of_time or self.competent_at is not None:
                 break
         self.train_seconds += time.perf_counter() - t0
         weights, _ = self.gather(with_optimizer=False)
@@ -516,6 +530,11 @@ class Trainer:
         }
         if self.val_batches:
             summary["final_lang_val_loss"] = self.val_loss(model)
+        if self.alg_val:
+            summary["final_alg_val_loss"] = self.val_loss(model, self.alg_val)
+        if cfg.competence:
+            summary["competence"] = {"threshold": cfg.competence, "reached": self.competent_at is not None,
+                                     **(self.competent_at or {"step": None, "tokens": None})}
         if self.curriculum is not None:
             summary["curriculum"] = {"difficulty": {n: self.curriculum.difficulty(n) for n in self.tasks},
                                      "active": self.curriculum.active(), "events": self.curriculum.events}

@@ -1,0 +1,210 @@
+"""What a report reads: run directories, their accuracy cells with chance floors, and group figures.
+
+A run directory is what train.py writes (`summary.json` required; `config.json`, `metrics.json` and
+`eval_results/results_*.json` read when present). Runs are grouped by variant plus options, so
+`shared_loop` iso_param and iso_flop stay apart. Accuracy figures are floor-normalised means over
+tasks (each task weighs the same, whatever its number of cells) with 95% intervals from the
+two-level bootstrap of `looplab.eval.stats`; out-of-distribution figures use the runs that reached
+competence (when the runs recorded it), so that generalisation is compared between models that
+learned their tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from looplab.data.floors import chance_floor
+from looplab.data.tasks import TASKS
+from looplab.errors import LooplabError
+from looplab.eval import stats
+from looplab.eval.stats import Cells, Interval
+
+BASELINE = "baseline"
+
+
+@dataclass
+class Run:
+    path: Path
+    variant: str  # group label: variant name, plus options when it has any
+    seed: int | None
+    summary: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite -> results payload
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise LooplabError(f"cannot read {path} ({type(e).__name__})") from None
+
+
+def load_results(eval_dir: Path) -> dict[str, dict[str, Any]]:
+    """Suite -> results from `results_all.json`, then single-suite files (which take precedence)."""
+    out: dict[str, dict[str, Any]] = {}
+    files = sorted(eval_dir.glob("results_*.json"), key=lambda p: (p.name != "results_all.json", p.name))
+    for f in files:
+        doc = _read_json(f)
+        res = doc.get("results", {}) if isinstance(doc, dict) else {}
+        if doc.get("suite") == "all":
+            out.update({k: v for k, v in res.items() if k not in ("skipped", "suite_seconds")})
+        elif "suite" in doc:
+            out[doc["suite"]] = res
+    return out
+
+
+def load_run(path: str | Path) -> Run:
+    p = Path(path)
+    if not p.is_dir():
+        raise LooplabError(f"run directory '{p}' does not exist")
+    if not (p / "summary.json").exists():
+        raise LooplabError(f"'{p}' has no summary.json: not a finished training run")
+    summary = _read_json(p / "summary.json")
+    config = _read_json(p / "config.json") if (p / "config.json").exists() else {}
+    metrics = _read_json(p / "metrics.json") if (p / "metrics.json").exists() else []
+    model = config.get("model", {})
+    variant = summary.get("variant") or model.get("variant") or "unknown"
+    opts = model.get("options") or {}
+    if opts:
+        variant += "(" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")"
+    seed = config.get("train", {}).get("seed")
+    results = load_results(p / "eval_results") if (p / "eval_results").is_dir() else {}
+    return Run(path=p, variant=variant, seed=seed, summary=summary, config=config, metrics=metrics, results=results)
+
+
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.variant, []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])))
+
+
+def algorithmic_grid(run: Run) -> dict[str, Any] | None:
+    """The hub's algorithmic results when present, else the final grid in summary.json."""
+    return run.results.get("algorithmic") or run.summary.get("final_eval")
+
+
+# --- cells ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    length: int
+    split: str  # iid or ood
+    acc: float
+    n: int
+    floor: float  # chance floor of the cell (0 when unknown: a task file task scored before floors)
+
+
+def cell_floor(task: str, length: int, cell: dict[str, Any]) -> float:
+    if "floor" in cell:
+        return float(cell["floor"])
+    return chance_floor(TASKS[task], length) if task in TASKS else 0.0
+
+
+def run_cells(run: Run) -> dict[tuple[str, int], Cell]:
+    """(task, length) -> cell of the run's algorithmic grid."""
+    out = {}
+    for task, entry in ((algorithmic_grid(run) or {}).get("tasks") or {}).items():
+        for length, c in entry.get("lengths", {}).items():
+            if c.get("acc") is not None:
+                out[task, int(length)] = Cell(task, int(length), c["split"], float(c["acc"]), int(c.get("n", 1)),
+                                              cell_floor(task, int(length), c))
+    return out
+
+
+def cells_of(runs: Sequence[Run], keys: Sequence[tuple[str, int]], *, normalise: bool = True) -> Cells | None:
+    """The runs' cells at `keys` as bootstrap input; every task weighs the same, shared among its cells.
+    Without `normalise` the floors are 0 (raw exact match)."""
+    if not runs or not keys:
+        return None
+    per_run = [run_cells(r) for r in runs]
+    acc = np.array([[cells[k].acc for k in keys] for cells in per_run])  # (S, C)
+    n = np.array([[cells[k].n for k in keys] for cells in per_run])
+    floor = np.array([per_run[0][k].floor if normalise else 0.0 for k in keys])
+    tasks = [k[0] for k in keys]
+    weight = np.array([1.0 / (len(set(tasks)) * tasks.count(t)) for t in tasks])
+    return Cells(acc=acc, n=n, floor=floor, weight=weight)
+
+
+def shared_keys(runs: Sequence[Run], split: str) -> list[tuple[str, int]]:
+    """The (task, length) cells of `split` that every run has, in grid order."""
+    per_run = [run_cells(r) for r in runs]
+    if not per_run:
+        return []
+    keys = [k for k, c in per_run[0].items() if c.split == split]
+    return [k for k in keys if all(k in cells for cells in per_run[1:])]
+
+
+# --- competence ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Competence:
+    threshold: float | None  # None: the run did not record a competence target
+    reached: bool | None
+    tokens: int | None  # training tokens at the first competent evaluation
+    best_iid: float | None  # the run's best periodic in-distribution accuracy (mean over tasks)
+
+
+def competence(run: Run) -> Competence:
+    c = run.summary.get("competence") or {}
+    best = run.summary.get("best_eval_mean_acc")
+    return Competence(c.get("threshold"), c.get("reached"), c.get("tokens"), best if best is None or best >= 0 else None)
+
+
+def competent(runs: Sequence[Run]) -> list[Run]:
+    """The runs that reached competence; all of them when none recorded a target (older runs)."""
+    if all(competence(r).reached is None for r in runs):
+        return list(runs)
+    return [r for r in runs if competence(r).reached]
+
+
+# --- group figures -------------------------------------------------------------------------------
+@dataclass
+class GroupStats:
+    seeds: int
+    iid: Interval | None  # floor-normalised in-distribution accuracy, all runs
+    iid_raw: Interval | None  # plain mean in-distribution exact match, all runs
+    ood: Interval | None  # floor-normalised out-of-distribution accuracy, competent runs only
+    ood_seeds: int  # runs behind `ood`
+    competent: int | None  # runs that reached competence (None: not recorded)
+    tokens_to_competence: Interval | None  # over the competent runs
+    params: float | None
+    flops_per_token: float | None
+    sec_per_token: float | None
+    needle2k: float | None
+    ppl: float | None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def accuracy(runs: Sequence[Run], split: str, *, normalise: bool = True) -> Interval | None:
+    cells = cells_of(runs, shared_keys(runs, split), normalise=normalise)
+    return None if cells is None else stats.accuracy_interval(cells)
+
+
+def group_stats(runs: Sequence[Run]) -> GroupStats:
+    ok = competent(runs)
+    recorded = [competence(r) for r in runs if competence(r).reached is not None]
+    tokens = [competence(r).tokens for r in ok if competence(r).tokens is not None]
+    return GroupStats(
+        seeds=len(runs), iid=accuracy(runs, "iid"), iid_raw=accuracy(runs, "iid", normalise=False),
+        ood=accuracy(ok, "ood"), ood_seeds=len(ok),
+        competent=sum(bool(c.reached) for c in recorded) if recorded else None,
+        tokens_to_competence=stats.seed_interval(tokens) if tokens else None,
+        params=_mean([r.summary.get("cost", {}).get("params") for r in runs]),
+        flops_per_token=_mean([r.summary.get("cost", {}).get("flops_per_token") for r in runs]),
+        sec_per_token=_mean([r.summary["train_seconds"] / r.summary["tokens"] for r in runs
+                             if r.summary.get("tokens") and r.summary.get("train_seconds")]),
+        needle2k=_mean([r.results.get("longctx", {}).get("by_length", {}).get("2048") for r in runs]),
+        ppl=_mean([r.results.get("ppl", {}).get("ppl") for r in runs]),
+    )
