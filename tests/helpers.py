@@ -11,10 +11,6 @@ V = 260  # the byte tokenizer's vocabulary
 GENERIC = [name for name, spec in MODELS.items() if spec.generic]
 
 
-# Options under which cached decoding must equal recomputation. prc's default cache keeps only the
-# last recurrence's keys (kv_cache_recur_budget=1), an approximation by design (tests/models/test_prc.py).
-EXACT_DECODING: dict[str, dict] = {"prc": {"kv_cache_recur_budget": 16}}
-
 
 def tiny_model(variant: str, **kw):
     """A `tiny` model of `variant`, seeded, in eval mode."""

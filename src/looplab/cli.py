@@ -270,6 +270,7 @@ def run_report(args: argparse.Namespace) -> None:
 # --- ladder ---------------------------------------------------------------------------------------
 def add_ladder_args(p: argparse.ArgumentParser) -> None:
     from looplab.ladder import PRESETS
+    from looplab.ladder.lanes import LAUNCHERS, SlurmOptions
 
     p.add_argument("--preset", default="smoke", help=f"one of {', '.join(PRESETS)} (default smoke, the demo's); "
                    "see looplab.ladder.presets")
@@ -278,16 +279,28 @@ def add_ladder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per variant (default: the preset's)")
     p.add_argument("--match", default="flops", help="flops (default: training FLOPs per token matched to the "
                    "baseline's), params, or config (same size preset; verdicts withheld where FLOPs differ)")
-    p.add_argument("--jobs", type=int, default=None, help="runs at once, each with its share of the CPU threads "
-                   "(default: the preset's)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at once: local lanes sharing the CPU threads, or "
+                   "cluster jobs in flight (default: the preset's)")
     p.add_argument("--out", default=None, help="ladder directory (default runs/ladder_<preset>); reruns resume")
+    p.add_argument("--launcher", default="local", choices=LAUNCHERS, help="local (this machine), slurm (one "
+                   "submitit job per run; needs looplab[slurm]), submitit_local (submitit's local executor)")
+    s = SlurmOptions()
+    p.add_argument("--slurm_partition", default=s.partition, help="SLURM partition (default: the cluster's)")
+    p.add_argument("--slurm_account", default=s.account, help="SLURM account (default: the user's)")
+    p.add_argument("--slurm_time", type=int, default=s.time_min, help="minutes per run's job")
+    p.add_argument("--slurm_gpus", type=int, default=s.gpus_per_run, help="GPUs per run's job")
+    p.add_argument("--slurm_cpus", type=int, default=s.cpus_per_run, help="CPU cores per run's job")
+    p.add_argument("--slurm_mem_gb", type=int, default=s.mem_gb, help="memory per run's job, GB (0: default)")
 
 
 def run_ladder_cmd(args: argparse.Namespace) -> None:
     from looplab.ladder import run_ladder
+    from looplab.ladder.lanes import SlurmOptions
 
+    slurm = SlurmOptions(partition=args.slurm_partition, account=args.slurm_account, time_min=args.slurm_time,
+                         gpus_per_run=args.slurm_gpus, cpus_per_run=args.slurm_cpus, mem_gb=args.slurm_mem_gb)
     path = run_ladder(args.preset, variants=split_names(args.variants) or None, seeds=args.seeds,
-                      match=args.match, out=args.out, jobs=args.jobs)
+                      match=args.match, out=args.out, jobs=args.jobs, launcher=args.launcher, slurm=slurm)
     print(f"report: {path}")
 
 

@@ -236,3 +236,28 @@ def test_blocks_that_need_several_draws():
             assert next(t for t in TASKS.values() if prompt.startswith(t.tag)).solve(prompt) == tok.decode(
                 row[sep + 1 : row.index(tok.eos_id, sep)])
     assert (x != tok.pad_id).float().mean() > 0.85
+
+
+def test_single_packing_puts_one_example_at_the_start_of_each_row():
+    """`packing="single"`: every row is [bos] prompt [sep] answer [eos] then padding, so no example
+    attends to another and each starts at position 0; the stream is seeded and resumable as before."""
+    tok = ByteTokenizer()
+    stream = AlgoStream(tok, ["parity", "addition_rev", "copy"], seq_len=24, batch_size=8, seed=3, packing="single")
+    for _ in range(3):
+        x, y = stream.next_batch()
+        for row, yr in zip(x.tolist(), y.tolist()):
+            assert row[0] == tok.bos_id and row.count(tok.bos_id) == 1
+            (bos, sep, eos), = parse_row(tok, row + [tok.pad_id])
+            prompt, target = tok.decode(row[1:sep]), tok.decode(row[sep + 1:eos])
+            task = next(t for t in TASKS.values() if prompt.startswith(t.tag))
+            assert task.solve(prompt) == target
+            assert [v != IGNORE for v in yr] == [sep <= i < eos for i in range(len(row))]
+    state = stream.state_dict()
+    again = AlgoStream(tok, ["parity", "addition_rev", "copy"], seq_len=24, batch_size=8, seed=0, packing="single")
+    again.load_state_dict(state)
+    assert torch.equal(again.next_batch()[0], stream.next_batch()[0])
+    packed = AlgoStream(tok, ["parity"], seq_len=24, batch_size=8, seed=3)
+    with pytest.raises(LooplabError, match="cannot resume exactly"):
+        packed.load_state_dict(state)
+    with pytest.raises(LooplabError, match="unknown packing 'pairs'; allowed: packed, single"):
+        AlgoStream(tok, ["parity"], seq_len=24, batch_size=8, seed=3, packing="pairs")

@@ -12,7 +12,7 @@ from looplab.eval.algorithmic import loop_sweep
 from looplab.eval.decode import greedy, greedy_reference
 from looplab.models import MODELS
 from looplab.models.base import loops_context
-from tests.helpers import EXACT_DECODING, tiny_model
+from tests.helpers import tiny_model
 
 V, EOS = 260, 258
 LOOPED = [name for name, spec in MODELS.items() if spec.looped]
@@ -37,7 +37,7 @@ def test_forward_argument_and_context_agree(variant):
 @pytest.mark.parametrize("n_loops", [1, 3])
 def test_cached_decoding_at_other_loop_counts(variant, n_loops):
     """Prefill and every decoding step run at the same loop count: cached equals recomputation."""
-    m = _model(variant, **EXACT_DECODING.get(variant, {}))
+    m = _model(variant)
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in (4, 7, 7)]
     with loops_context(m, n_loops):

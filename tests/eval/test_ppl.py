@@ -65,3 +65,39 @@ def test_missing_text_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(LooplabError, match="pass --lang_data"):
         ppl.resolve_lang_data("")
     assert ppl.resolve_lang_data("given.txt") == "given.txt"
+
+
+class Recording(Uniform):
+    """Uniform, remembering the width of every window it scores."""
+
+    def __init__(self, max_seq_len: int) -> None:
+        super().__init__(max_seq_len)
+        self.widths: list[int] = []
+
+    def forward(self, idx: torch.Tensor) -> ModelOutput:
+        self.widths.append(idx.shape[1])
+        return super().forward(idx)
+
+
+def test_windows_of_the_training_length_and_the_long_window_apart(byte_tok, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("x" * 100 + "\n\n" + "y" * 50)
+    model = Recording(max_seq_len=64)
+    res = ppl.run_ppl(model, byte_tok, path=str(path), max_tokens=10_000, window=16)
+    assert res["window"] == 16 and res["long_window"]["window"] == 64
+    assert model.widths == [16, 16, 64]  # 10 windows of 16 in two batches of 8, then 3 windows of 64
+    assert res["ppl"] == pytest.approx(V) and res["long_window"]["ppl"] == pytest.approx(V)
+    assert "long_window" not in ppl.run_ppl(Uniform(16), byte_tok, path=str(path), max_tokens=10_000, window=16)
+
+
+def test_hub_scores_the_window_the_checkpoint_trained_at(byte_tok, lang_file, tmp_path):
+    from looplab.config import EvalConfig
+    from looplab.eval.hub import evaluate_checkpoint
+    from looplab.train.checkpoint import save_checkpoint
+
+    path = tmp_path / "best_model.pt"
+    save_checkpoint(path, tiny_model("baseline"), byte_tok, meta={"tasks": ["copy"], "seq_len": 24})
+    _, doc = evaluate_checkpoint(str(path), EvalConfig(suite="ppl", lang_data=str(lang_file)), threads=1)
+    res = doc["results"]
+    assert res["window"] == 24 and res["window_source"] == "training seq_len"
+    assert res["long_window"]["window"] == 1024  # tiny's max_seq_len, reported apart

@@ -1,4 +1,4 @@
-"""`looplab report` on fake run directories: table, verdicts, hypothesis table, plots, bad input."""
+"""`looplab report` on fake run directories: table, floors, intervals, withheld verdicts, plots, bad input."""
 
 from __future__ import annotations
 
@@ -8,91 +8,107 @@ import pytest
 
 from looplab.cli import main
 from looplab.errors import LooplabError
-from looplab.eval.report import Stat, criteria, verdict, write_report
+from looplab.eval.report import write_report
 
 
-def _grid(acc: float, ood: float) -> dict:
-    tasks = {"parity": {"lengths": {"8": {"acc": acc, "n": 10, "split": "iid"},
-                                    "32": {"acc": ood, "n": 10, "split": "ood"}}, "iid_acc": acc, "ood_acc": ood},
-             "copy": {"lengths": {"4": {"acc": acc, "n": 10, "split": "iid"},
-                                  "16": {"acc": ood, "n": 10, "split": "ood"}}, "iid_acc": acc, "ood_acc": ood}}
-    return {"tasks": tasks, "iid_acc": acc, "ood_acc": ood}
+def _grid(iid: float, ood: float, parity_iid: float | None = None) -> dict:
+    par = iid if parity_iid is None else parity_iid
+    tasks = {"parity": {"lengths": {"8": {"acc": par, "n": 100, "split": "iid", "floor": 0.5},
+                                    "32": {"acc": ood, "n": 100, "split": "ood", "floor": 0.5}},
+                        "iid_acc": par, "ood_acc": ood},
+             "copy": {"lengths": {"4": {"acc": iid, "n": 100, "split": "iid", "floor": 0.0},
+                                  "16": {"acc": ood, "n": 100, "split": "ood", "floor": 0.0}},
+                      "iid_acc": iid, "ood_acc": ood}}
+    return {"tasks": tasks, "iid_acc": (iid + par) / 2, "ood_acc": ood}
 
 
-def fake_run(root, variant: str, seed: int, acc: float, ood: float, seconds: float, ppl: float | None = 20.0,
+def fake_run(root, variant: str, seed: int, iid: float, ood: float, seconds: float = 60.0, *,
+             flops: float = 3e6, competent_at: int | None = 500_000, parity_iid: float | None = None,
              loops: bool = False, eval_results: bool = True):
     d = root / f"{variant}_s{seed}"
     (d / "eval_results").mkdir(parents=True)
     options = {"n_loops": 2} if variant == "shared_loop" else {}
     (d / "config.json").write_text(json.dumps({"model": {"variant": variant, "options": options},
                                                "train": {"seed": seed}}))
+    competence = {"threshold": 0.95, "reached": competent_at is not None, "tokens": competent_at,
+                  "step": None if competent_at is None else competent_at // 1000}
     (d / "summary.json").write_text(json.dumps({
-        "variant": variant, "tokens": 100_000, "train_seconds": seconds, "final_eval": _grid(acc, ood),
-        "cost": {"params": 500_000, "flops_per_token": 3_000_000}}))
+        "variant": variant, "tokens": 1_000_000, "train_seconds": seconds, "final_eval": _grid(iid, ood, parity_iid),
+        "cost": {"params": 500_000, "flops_per_token": flops}, "competence": competence,
+        "best_eval_mean_acc": iid}))
     (d / "metrics.json").write_text(json.dumps([{"step": s, "tokens": 1000 * s, "phase": "algorithmic",
                                                  "loss": 3.0 / s + seed * 0.01} for s in range(1, 20)]))
     if eval_results:
-        res = {"algorithmic": _grid(acc, ood), "longctx": {"cells": {
-            "1024": {"0": {"acc": 0.5, "n": 20, "prompt_tokens": 1020}, "1": {"acc": 0.7, "n": 20, "prompt_tokens": 1020}},
-            "2048": {"0": {"acc": 0.25, "n": 20, "prompt_tokens": 2040}, "1": {"acc": 0.5, "n": 20, "prompt_tokens": 2040}}},
-            "by_length": {"1024": 0.6, "2048": 0.375}}, "skipped": {}, "suite_seconds": {}}
-        if ppl is not None:
-            res["ppl"] = {"ppl": ppl}
+        res = {"algorithmic": _grid(iid, ood, parity_iid), "skipped": {}, "suite_seconds": {}}
         if loops:
-            res["algorithmic"]["loops"] = {str(n): _grid(min(1.0, acc * n / 2), ood) for n in (1, 2, 4)}
+            res["algorithmic"]["loops"] = {str(n): _grid(min(1.0, iid * n / 2), ood) for n in (1, 2, 4)}
         (d / "eval_results" / "results_all.json").write_text(json.dumps({"suite": "all", "results": res}))
     return d
 
 
+def section(md: str, title: str) -> str:
+    return md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
 @pytest.fixture
 def runs(tmp_path):
-    return [fake_run(tmp_path, "baseline", 0, 0.50, 0.10, 60.0), fake_run(tmp_path, "baseline", 1, 0.52, 0.12, 62.0),
-            fake_run(tmp_path, "shared_loop", 0, 0.70, 0.30, 110.0, loops=True),
-            fake_run(tmp_path, "shared_loop", 1, 0.72, 0.32, 112.0, loops=True)]
+    base = [fake_run(tmp_path, "baseline", s, 0.95, 0.10 + 0.01 * s, 60.0 + s) for s in range(3)]
+    loop = [fake_run(tmp_path, "shared_loop", s, 0.96, 0.60 + 0.01 * s, 110.0 + s, loops=True,
+                     competent_at=300_000 + 10_000 * s) for s in range(3)]
+    return base + loop
 
 
-def test_report_writes_table_verdicts_and_plots(runs, tmp_path):
+def test_report_writes_table_floors_verdicts_and_plots(runs, tmp_path):
     out = tmp_path / "report"
     md = write_report([str(r) for r in runs], str(out)).read_text()
-    assert "| `baseline` | 2 (0,1) |" in md and "| `shared_loop(n_loops=2)` | 2 (0,1) |" in md
-    assert "51.0 ± 1.4%" in md and "71.0 ± 1.4%" in md  # mean ± sample std of the algorithmic accuracy
-    assert "37.5 ± 0.0%" in md  # needle at 2k
-    assert "1.82 ± 0.02×" in md  # train time per token relative to the baseline: 111 / 61
-    assert "`shared_loop(n_loops=2)`: **wins on every criterion measured**" in md
-    assert "| Algorithmic acc | 70% / 51.0 ± 1.4% | 75% / 71.0 ± 1.4% | 80% / n/a | 82% / n/a |" in md
+    table = section(md, "Comparison")
+    assert "| `baseline` | 3 (0,1,2) | 3/3 |" in table and "| `shared_loop(n_loops=2)` | 3 (0,1,2) | 3/3 |" in table
+    # parity 8 bits at 0.95 is (0.95 - 0.5) / 0.5 = 0.9 normalised; copy 0.95 stays 0.95: mean 92.5%
+    assert "| 92.5% [" in table.split("| `baseline` |")[1].splitlines()[0]
+    assert "1.82x" in table  # train time per token relative to the baseline: 111 / 61
+    verdicts = section(md, "Verdicts")
+    assert "`shared_loop(n_loops=2)`: IID: **no difference at this budget**" in verdicts
+    assert "OOD: **helps**" in verdicts and "tokens to competence: **helps**" in verdicts
+    parity = md.split("### parity", 1)[1].split("###", 1)[0]
+    assert "| chance floor | 50.0% | 50.0% |" in parity  # the floor beside every length
     for name in ("heatmap_baseline.png", "heatmap_shared_loop_n_loops_2_.png", "loops.png", "loss.png"):
         assert (out / name).stat().st_size > 1000, name
         assert f"({name})" in md
 
 
-def test_missing_suites_show_na_and_one_seed_is_not_enough(tmp_path):
-    runs = [fake_run(tmp_path, "baseline", 0, 0.5, 0.1, 60.0, eval_results=False),
-            fake_run(tmp_path, "act", 0, 0.9, 0.5, 70.0, eval_results=False)]
+def test_unmatched_flops_withhold_the_verdict(tmp_path):
+    runs = [fake_run(tmp_path, "baseline", s, 0.5, 0.1) for s in range(3)]
+    runs += [fake_run(tmp_path, "prc", s, 0.9, 0.5, flops=6.6e6) for s in range(3)]
     md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
-    assert "n/a" in md and "not enough seeds (n=1" in md
+    assert "`prc`: **withheld**: training FLOPs per token is 2.20x the baseline's" in md
+    assert "**helps**" not in section(md, "Verdicts")
+    md = write_report([str(r) for r in runs], str(tmp_path / "r2"), match="params").read_text()
+    assert "`prc`: IID: **helps**" in md  # same parameters: compared
+
+
+def test_ood_compares_competent_runs_only(tmp_path):
+    """Two of three variant seeds did not reach competence: OOD is withheld, and the table says n=1."""
+    runs = [fake_run(tmp_path, "baseline", s, 0.97, 0.1) for s in range(3)]
+    runs += [fake_run(tmp_path, "act", s, 0.6, 0.9, competent_at=None if s else 400_000) for s in range(3)]
+    md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
+    assert "OOD: withheld: 1 vs 3 competent seeds (need >= 3 each)" in md
+    assert "(n=1)" in section(md, "Comparison")
+    assert "| `act` seed 1 | 95% | **no** | n/a |" in section(md, "Competence per run")
+
+
+def test_too_few_seeds_and_missing_suites(tmp_path):
+    runs = [fake_run(tmp_path, "baseline", 0, 0.5, 0.1, eval_results=False),
+            fake_run(tmp_path, "act", 0, 0.9, 0.5, eval_results=False)]
+    md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
+    assert "IID: withheld: 1 vs 1 seeds (need >= 3 each)" in md
     assert "no loop-count plot" in md and (tmp_path / "r" / "loss.png").exists()
 
 
-def test_spread_larger_than_margin():
-    v = {"alg_acc": Stat(0.60, 0.10, 3), "ood_acc": Stat(0.3, 0.01, 3), "time_ratio": Stat(1.0, None, 3),
-         "ppl": Stat(None, None, 0)}
-    b = {"alg_acc": Stat(0.50, 0.10, 3), "ood_acc": Stat(0.1, 0.01, 3), "time_ratio": Stat(1.0, None, 3),
-         "ppl": Stat(None, None, 0)}
-    marks = criteria(v, b)
-    assert marks[">= +5 pts algorithmic"] == "within spread" and marks["better OOD"] == "pass"
-    assert marks["no PPL collapse"] == "n/a"
-    text, _ = verdict("x", {"baseline": b, "x": v})
-    assert text.startswith("not enough seeds: the seed spread")
-
-
-def test_ppl_collapse_and_slow_training_fail():
-    b = {"alg_acc": Stat(0.5, 0.0, 2), "ood_acc": Stat(0.1, 0.0, 2), "time_ratio": Stat(1.0, 0.0, 2),
-         "ppl": Stat(20.0, 0.0, 2)}
-    v = {"alg_acc": Stat(0.9, 0.0, 2), "ood_acc": Stat(0.5, 0.0, 2), "time_ratio": Stat(2.5, 0.0, 2),
-         "ppl": Stat(40.0, 0.0, 2)}
-    text, marks = verdict("v", {"baseline": b, "v": v})
-    assert marks["<= 2x train time"] == "fail" and marks["no PPL collapse"] == "fail"
-    assert text.startswith("does not win")
+def test_below_floor_is_negative(tmp_path):
+    """A model that always answers parity wrong scores below chance: a negative normalised figure."""
+    runs = [fake_run(tmp_path, "baseline", s, 0.0, 0.0, parity_iid=0.25) for s in range(3)]
+    md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
+    assert "| -25.0% [" in section(md, "Comparison")  # mean of parity (-0.5) and copy (0.0)
 
 
 def test_bad_input_is_one_line_error(tmp_path, capsys):
@@ -101,6 +117,22 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LooplabError, match="has no summary.json"):
         write_report([str(tmp_path / "empty")], str(tmp_path / "out"))
+    with pytest.raises(LooplabError, match="allowed: flops, params, config"):
+        write_report([str(tmp_path / "empty")], str(tmp_path / "out"), match="area")
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not exist" in err
+
+
+def test_time_capped_runs_are_flagged(tmp_path):
+    """A run stopped by the time cap short of its token budget says so in the competence table and the verdict."""
+    runs = [fake_run(tmp_path, "baseline", s, 0.97, 0.1) for s in range(3)]
+    runs += [fake_run(tmp_path, "act", s, 0.6, 0.2, competent_at=None) for s in range(3)]
+    for r in runs[3:]:
+        config = json.loads((r / "config.json").read_text())
+        config["train"].update(total_tokens=4_500_000, seq_len=24, batch_size=16)
+        (r / "config.json").write_text(json.dumps(config))
+    md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
+    assert "| `act` seed 0 | 95% | **no** | n/a | 1,000,000 | time cap |" in md
+    assert "3 of 3 runs stopped at the time cap after 1.00M-1.00M tokens" in section(md, "Verdicts")
+    assert "| `baseline` seed 0 | 95% | yes | 500,000 | 1,000,000 | competence |" in md

@@ -60,3 +60,33 @@ def test_schema_rejects_a_broken_document(tiny_ckpt, schema, tmp_path):
 
 def test_registry_names():
     assert {"algorithmic", "longctx", "ppl", "selftest", "all"} <= set(SUITES)
+
+
+def test_cells_carry_their_chance_floor(tiny_ckpt, tmp_path):
+    grid = _run(tiny_ckpt, tmp_path, "algorithmic", tasks=("parity",))["results"]
+    floors = {n: c["floor"] for n, c in grid["tasks"]["parity"]["lengths"].items()}
+    assert set(floors) == {"4", "8", "16", "32", "64"} and all(0.48 < f < 0.53 for f in floors.values())
+
+
+def test_prc_is_scored_exactly_and_its_approximate_cache_only_timed(tmp_path, schema):
+    """prc's default cache budget (1 recurrence) is approximate: scores come from exact decoding (equal
+    to recomputation, per cell), and the approximate cache appears only as a speed figure."""
+    import torch
+
+    from looplab.data.tokenizer import ByteTokenizer
+    from looplab.train.checkpoint import save_checkpoint
+    from tests.helpers import tiny_model
+
+    model = tiny_model("prc")
+    with torch.no_grad():  # outputs that are not the last prompt token repeated
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "prc.pt"
+    save_checkpoint(path, model, ByteTokenizer(), meta={"tasks": ["successor"]})
+    cached = _run(path, tmp_path / "a", "algorithmic", samples=4)
+    recomputed = _run(path, tmp_path / "b", "algorithmic", samples=4, use_cache=False)
+    jsonschema.validate(cached, schema)
+    assert cached["results"]["tasks"] == recomputed["results"]["tasks"]
+    speed = cached["results"]["approximate_cache"]
+    assert speed["exact_tokens_per_s"] > 0 and speed["approximate_tokens_per_s"] > 0 and 0 <= speed["same_output"] <= 1
+    assert "approximate_cache" not in recomputed["results"]

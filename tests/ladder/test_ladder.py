@@ -55,7 +55,7 @@ def test_end_to_end_writes_report_with_a_row_per_variant(finished):
     assert report.exists()
     rows = table_rows(report)
     assert set(VARIANTS) <= set(rows)
-    assert "Matching: `config`" in report.read_text()
+    assert "Matching: `flops`" in report.read_text()
     loop = json.loads((finished / "runs/shared_loop_s0/eval_results/results_all.json").read_text())
     assert set(loop["results"]["algorithmic"]["loops"]) == {"1", "2"}  # the sweep ran for the looped variant
     base = json.loads((finished / "runs/baseline_s0/eval_results/results_all.json").read_text())
@@ -69,7 +69,7 @@ def test_second_invocation_skips_finished_runs(finished):
     ladder(finished)
     assert mtimes(finished) == before
     doc = json.loads((finished / "ladder.json").read_text())
-    assert {r["state"] for r in doc["runs"].values()} == {"skipped"}
+    assert {r["state"] for r in doc["runs"].values()} == {"done"}  # what the first invocation recorded
     assert set(VARIANTS) <= set(table_rows(finished / "report" / "REPORT.md"))
 
 
@@ -140,7 +140,8 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "needle"), [
-    ({"preset": "huge"}, "allowed: smoke, nano"),
+    ({"preset": "huge"}, "allowed: smoke, cpu, nano"),
+    ({"jobs": 0}, "--jobs"),
     ({"variants": ["nope"]}, "allowed: baseline"),
     ({"match": "area"}, "allowed: config, params, flops"),
     ({"seeds": 0}, "--seeds"),
@@ -156,7 +157,7 @@ def test_cli_bad_preset_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "looplab.cli", "ladder", "--preset", "huge", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "allowed: smoke, nano" in proc.stderr
+    assert "allowed: smoke, cpu, nano" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", ["params", "flops"])
@@ -165,3 +166,52 @@ def test_matching_brings_every_variant_within_tolerance(mode):
         shape = match_shape(variant, mode, size="tiny", vocab_size=260, seq_len=64)
         if shape.ratio is not None:
             assert abs(shape.ratio - 1) <= 0.1, (variant, shape)
+
+
+SWEEP = dataclasses.replace(MICRO, lr_grid=(3e-4, 3e-3), sweep_tokens=1024, suite="algorithmic")
+
+
+def weights(out: Path) -> dict[str, str]:
+    from looplab.train.checkpoint import load_checkpoint
+
+    return {p.parent.name: load_checkpoint(p).digest for p in sorted((out / "runs").glob("*/best_model.pt"))}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("swept")
+    run_ladder(SWEEP, variants=VARIANTS, out=str(out), stream=io.StringIO())
+    return out
+
+
+def test_sweep_picks_the_lowest_validation_loss_for_every_seed(swept):
+    doc = json.loads((swept / "ladder.json").read_text())
+    for variant in VARIANTS:
+        grid = doc["lr_sweep"][variant]["grid"]
+        assert set(grid) == {"0.0003", "0.003"}
+        losses = [json.loads((swept / "sweep" / f"{variant}_lr{lr}" / "summary.json").read_text())["final_alg_val_loss"]
+                  for lr in grid]
+        assert list(grid.values()) == losses
+        chosen = doc["lr_sweep"][variant]["chosen"]
+        assert grid[f"{chosen:g}"] == min(losses)
+        argv = doc["runs"][f"{variant} s0"]["argv"]
+        assert float(argv[argv.index("--lr") + 1]) == chosen
+    assert "## Learning-rate sweep" in (swept / "report" / "REPORT.md").read_text()
+    assert not (swept / "sweep" / "baseline_lr0.003" / "eval_results").exists()  # sweeps are not evaluated
+
+
+def test_two_lanes_train_the_same_weights(swept, tmp_path):
+    """--jobs 2 runs two runs at once in worker processes; every run ends with the serial ladder's weights."""
+    run_ladder(SWEEP, variants=VARIANTS, out=str(tmp_path), stream=io.StringIO(), jobs=2)
+    assert weights(tmp_path) == weights(swept) and len(weights(swept)) == len(VARIANTS)
+    assert json.loads((tmp_path / "ladder.json").read_text())["lr_sweep"] == \
+        json.loads((swept / "ladder.json").read_text())["lr_sweep"]
+
+
+def test_submitit_local_executor_gives_the_same_ladder(swept, tmp_path):
+    """--launcher submitit_local: each run a submitit job (as on SLURM, here local processes)."""
+    pytest.importorskip("submitit")
+    report = run_ladder(SWEEP, variants=VARIANTS, out=str(tmp_path), stream=io.StringIO(), jobs=2,
+                        launcher="submitit_local")
+    assert weights(tmp_path) == weights(swept)
+    assert (tmp_path / "submitit").is_dir() and set(VARIANTS) <= set(table_rows(report))

@@ -16,9 +16,9 @@ from tests.models.test_variants import _leaks
 EOS = 258
 
 
-def _decode_logits(m, x: torch.Tensor, prefill: int) -> torch.Tensor:
+def _decode_logits(m, x: torch.Tensor, prefill: int, exact: bool = True) -> torch.Tensor:
     """Logits of a prefill chunk then one token at a time through the decoding state."""
-    state = m.new_state(x.shape[0], x.shape[1])
+    state = m.new_state(x.shape[0], x.shape[1], exact=exact)
     with torch.no_grad():
         pieces = [m(x[:, :prefill], state=state).logits]
         pieces += [m(x[:, t : t + 1], state=state).logits for t in range(prefill, x.shape[1])]
@@ -97,16 +97,26 @@ def test_full_budget_decoding_equals_recomputation():
             assert greedy(m, prompts, max_new_tokens=8, eos_id=EOS, batch_size=2) == ref
 
 
+def test_default_state_is_exact_whatever_the_budget():
+    """Evaluation scores with `new_state()`: every recurrence kept, no warm start, whatever the options."""
+    m = tiny_model("prc", kv_cache_recur_budget=1, recur_warm_start=True)
+    x = torch.randint(0, V, (2, 16))
+    assert m.new_state(2, 16).cache.k.shape[0] == 2 + 2 + 4 * 4  # prelude, coda, every recurrence of the core
+    torch.testing.assert_close(_decode_logits(m, x, 6), m(x).logits, rtol=1e-4, atol=1e-5)
+    assert m.approximate_cache() and not tiny_model("prc", kv_cache_recur_budget=4).approximate_cache()
+    assert not tiny_model("baseline").approximate_cache()
+
+
 def test_budget_keeps_only_the_last_recurrences():
     x = torch.randint(0, V, (2, 16))
     full = tiny_model("prc", kv_cache_recur_budget=1)
-    assert full.new_state(2, 16).cache.k.shape[0] == 2 + 2 + 4  # prelude, coda, one recurrence of the core
-    assert tiny_model("prc", kv_cache_recur_budget=3).new_state(2, 16).cache.k.shape[0] == 2 + 2 + 3 * 4
-    decoded = _decode_logits(full, x, 6)
+    assert full.new_state(2, 16, exact=False).cache.k.shape[0] == 2 + 2 + 4  # prelude, coda, one recurrence
+    assert tiny_model("prc", kv_cache_recur_budget=3).new_state(2, 16, exact=False).cache.k.shape[0] == 2 + 2 + 3 * 4
+    decoded = _decode_logits(full, x, 6, exact=False)
     torch.testing.assert_close(decoded[:, :6], full(x[:, :6]).logits, rtol=1e-4, atol=1e-5)  # prefill is exact
     assert not torch.allclose(decoded[:, 6:], full(x).logits[:, 6:], atol=1e-4)  # later tokens read r = 4 only
     with full.with_loops(1):  # one recurrence: budget 1 keeps everything
-        torch.testing.assert_close(_decode_logits(full, x, 6), full(x).logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(_decode_logits(full, x, 6, exact=False), full(x).logits, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("opts", [dict(recur_warm_start=True), dict(kv_cache_recur_budget=2),
@@ -115,19 +125,20 @@ def test_warm_start_and_budget_decoding_is_deterministic(opts):
     m = tiny_model("prc", **opts)
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in (4, 7, 7)]
-    runs = [greedy(m, prompts, max_new_tokens=8, eos_id=EOS, batch_size=2) for _ in range(2)]
+    runs = [greedy(m, prompts, max_new_tokens=8, eos_id=EOS, batch_size=2, exact=False) for _ in range(2)]
     assert runs[0] == runs[1] and all(len(r) == 8 or r[-1] == EOS for r in runs[0])
     x = torch.randint(0, V, (2, 12))
-    torch.testing.assert_close(_decode_logits(m, x, 5), _decode_logits(m, x, 5), rtol=0, atol=0)
+    torch.testing.assert_close(_decode_logits(m, x, 5, False), _decode_logits(m, x, 5, False), rtol=0, atol=0)
 
 
 def test_warm_start_changes_decoded_tokens_only():
     cold = tiny_model("prc", kv_cache_recur_budget=4)
     warm = tiny_model("prc", kv_cache_recur_budget=4, recur_warm_start=True)
     x = torch.randint(0, V, (2, 12))
-    a, b = _decode_logits(cold, x, 5), _decode_logits(warm, x, 5)
+    a, b = _decode_logits(cold, x, 5, exact=False), _decode_logits(warm, x, 5, exact=False)
     torch.testing.assert_close(a[:, :5], b[:, :5], rtol=0, atol=0)  # the prefill starts from the init
     assert not torch.allclose(a[:, 5:], b[:, 5:], atol=1e-4)
+    torch.testing.assert_close(_decode_logits(warm, x, 5), warm(x).logits, rtol=1e-4, atol=1e-5)  # exact: no warm
 
 
 def test_state_must_match_the_loop_count():

@@ -33,6 +33,7 @@ from looplab.eval.report_data import (
     load_run,
     run_cells,
     shared_keys,
+    stopped_by,
 )
 from looplab.eval.report_plots import write_plots
 from looplab.eval.stats import Interval
@@ -122,6 +123,7 @@ def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats],
         if gap:
             lines.append(f"- `{name}`: **withheld**: {gap}")
             continue
+        capped = [r for r in runs if stopped_by(r) == "time cap"]
         parts = []
         for label, (text, diff) in (("IID", compare_accuracy(runs, groups[BASELINE], "iid")),
                                     ("OOD", compare_accuracy(runs, groups[BASELINE], "ood")),
@@ -133,7 +135,13 @@ def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats],
                              f"{diff.hi / 1e6:+.2f}M])")
             else:
                 parts.append(f"{label}: **{text}** (Δ {fmt_interval(diff, unit=' pts')})")
-        lines.append(f"- `{name}`: " + "; ".join(parts))
+        note = ""
+        if capped:
+            tokens = sorted(r.summary.get("tokens", 0) for r in capped)
+            note = (f" ({len(capped)} of {len(runs)} runs stopped at the time cap after {tokens[0] / 1e6:.2f}M-"
+                    f"{tokens[-1] / 1e6:.2f}M tokens, short of the token budget: their IID figure reflects less "
+                    "training than the baseline's budget allowed)")
+        lines.append(f"- `{name}`: " + "; ".join(parts) + note)
     return lines or ["- only the baseline: nothing to compare"]
 
 
@@ -185,15 +193,15 @@ def task_tables(groups: dict[str, list[Run]]) -> list[str]:
 
 
 def competence_table(groups: dict[str, list[Run]]) -> list[str]:
-    lines = ["| run | target | reached | tokens to competence | tokens trained | best periodic IID |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| run | target | reached | tokens to competence | tokens trained | stopped by | best periodic IID |",
+             "|---|---|---|---|---|---|---|"]
     for name, runs in groups.items():
         for r in runs:
             c = competence(r)
             reached = "n/a" if c.reached is None else ("yes" if c.reached else "**no**")
             lines.append(f"| `{name}` seed {r.seed} | {pct(c.threshold, 0)} | {reached} | "
                          f"{'n/a' if c.tokens is None else f'{c.tokens:,}'} | {r.summary.get('tokens', 0):,} | "
-                         f"{pct(c.best_iid)} |")
+                         f"{stopped_by(r)} | {pct(c.best_iid)} |")
     return lines
 
 

@@ -158,6 +158,18 @@ def competence(run: Run) -> Competence:
     return Competence(c.get("threshold"), c.get("reached"), c.get("tokens"), best if best is None or best >= 0 else None)
 
 
+def stopped_by(run: Run) -> str:
+    """Why training ended: competence, the token budget, or the time cap (fewer tokens than budgeted)."""
+    c = competence(run)
+    budget = run.config.get("train", {}).get("total_tokens")
+    if c.reached:
+        return "competence"
+    if budget and run.summary.get("tokens", 0) < budget - run.config["train"].get("seq_len", 0) * \
+            run.config["train"].get("batch_size", 0):
+        return "time cap"
+    return "token budget"
+
+
 def competent(runs: Sequence[Run]) -> list[Run]:
     """The runs that reached competence; all of them when none recorded a target (older runs)."""
     if all(competence(r).reached is None for r in runs):

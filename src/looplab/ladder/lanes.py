@@ -1,10 +1,12 @@
-"""Where the ladder's runs execute: one after another in this process, or N at once in workers.
+"""Where the ladder's runs execute: in this process, in N local workers, or as cluster jobs.
 
 `Lanes(jobs=1)` calls the work function in this process (what a test can interrupt and inspect).
 `Lanes(jobs=N)` hands each run to a pool of N spawned worker processes (concurrent.futures), each
 training with its own threads; the workers report state changes (training, evaluating, ...)
-through a queue, and the board draws them as they come. A run's result does not depend on its
-lane: the same flags, seeds and thread count give the same weights in either mode.
+through a queue, and the board draws them as they come. `JobLanes` submits each run as a job
+through submitit (SLURM, or submitit's local executor), up to N in flight; the board shows a job's
+submission and its end. A run's result does not depend on its lane: the same flags, seeds and
+thread count give the same weights in every mode.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue
 from collections.abc import Callable
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from looplab.errors import LooplabError
 from looplab.ladder.board import Board
 
 POLL_S = 0.5  # how often the board is redrawn from worker events while runs are in flight
@@ -76,3 +82,79 @@ class Lanes:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.drain()
             self.manager.shutdown()
+
+
+LAUNCHERS = ("local", "slurm", "submitit_local")  # submitit_local: submitit's local executor (tests, debugging)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmOptions:
+    """What each run's job asks the cluster for (`looplab ladder --launcher slurm --slurm_*`)."""
+
+    partition: str = ""  # SLURM partition (empty: the cluster's default)
+    account: str = ""  # SLURM account to charge (empty: the user's default)
+    time_min: int = 60  # wall-time limit of one run's job, minutes
+    gpus_per_run: int = 0  # GPUs per job (one run each)
+    cpus_per_run: int = 1  # CPU cores per job
+    mem_gb: int = 0  # memory per job in GB (0: the partition's default)
+
+    def parameters(self, cluster: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": "looplab-ladder", "timeout_min": self.time_min,
+                               "cpus_per_task": self.cpus_per_run, "gpus_per_node": self.gpus_per_run}
+        if self.mem_gb:
+            out["mem_gb"] = self.mem_gb
+        if cluster == "slurm":
+            out.update({f"slurm_{k}": v for k, v in (("partition", self.partition), ("account", self.account)) if v})
+        return out
+
+
+class NullBoard:
+    """A job's stand-in for the board: its progress is read from the job's end, not streamed."""
+
+    def set(self, label: str, state: str, note: str = "") -> None:
+        pass
+
+
+class JobLanes:
+    """Each run a submitit job, at most `jobs` in flight; the ladder process waits for them."""
+
+    def __init__(self, cluster: str, folder: Path, jobs: int, board: Board, slurm: SlurmOptions) -> None:
+        try:
+            import submitit
+        except ImportError:
+            raise LooplabError(f"--launcher {cluster} needs submitit: pip install 'looplab[slurm]'") from None
+        self.jobs, self.board = jobs, board
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster="local" if cluster != "slurm" else "slurm")
+        self.executor.update_parameters(**slurm.parameters(cluster))
+        self.running: dict[Any, Any] = {}  # job -> key
+
+    @property
+    def free(self) -> bool:
+        return len(self.running) < self.jobs
+
+    def submit(self, key: Any, work: Callable[..., dict[str, Any]], *args: Any) -> None:
+        job = self.executor.submit(work, *args, NullBoard())
+        self.running[job] = key
+        self.board.set(key.label, "training", f"job {job.job_id}")
+
+    def collect(self) -> list[tuple[Any, dict[str, Any]]]:
+        while True:
+            finished = [job for job in self.running if job.done()]
+            if finished or not self.running:
+                break
+            time.sleep(POLL_S)
+        out = []
+        for job in finished:
+            key = self.running.pop(job)
+            try:
+                record = job.result()
+            except Exception as e:  # the job itself failed (killed, out of time): the run is failed
+                text = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+                record = {"state": "failed", "error": f"job {job.job_id}: {text}"}
+            self.board.set(key.label, record.get("state", "failed"), record.get("error", ""))
+            out.append((key, record))
+        return out
+
+    def close(self) -> None:
+        for job in self.running:
+            job.cancel(check=False)

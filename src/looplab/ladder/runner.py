@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -37,7 +38,8 @@ from typing import Any, TextIO
 
 from looplab.errors import LooplabError
 from looplab.ladder.board import Board
-from looplab.ladder.lanes import Lanes
+from looplab.ladder.lanes import LAUNCHERS, JobLanes, Lanes, SlurmOptions
+from looplab.ladder.lock import ladder_lock
 from looplab.ladder.match import MATCH_MODES, Shape, check_mode, match_shape, measure
 from looplab.ladder.presets import INPUTS, LadderPreset, get_preset
 
@@ -86,6 +88,7 @@ def select_variants(names: Sequence[str] | None) -> list[str]:
 
 
 def threads_per_run(p: LadderPreset, jobs: int) -> int:
+    """The preset's thread count, else this machine's cores shared among the lanes."""
     return p.threads or max(1, (os.cpu_count() or 1) // jobs)
 
 
@@ -157,12 +160,10 @@ class Plan:
 
 
 def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path,
-              jobs: int = 1) -> tuple[Plan, list[str]]:
+              threads: int = 1) -> tuple[Plan, list[str]]:
     check_mode(match)
     if seeds < 1:
         raise LooplabError(f"--seeds must be >= 1, got {seeds}")
-    if jobs < 1:
-        raise LooplabError(f"--jobs must be >= 1, got {jobs}")
     if p.lang_data and not p.lang_data.startswith("hf:") and not Path(p.lang_data).exists():
         raise LooplabError(f"preset {p.name}: language data {p.lang_data} does not exist")
     names = select_variants(variants or p.variants or None)
@@ -176,12 +177,12 @@ def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match
         value = measure(variant, p.size, VOCAB, p.seq_len, "flops_per_token", options, **shapes[variant].overrides)
         if value:
             flops[variant] = value
-    return Plan(p, out, seeds, threads_per_run(p, jobs), shapes, flops), names
+    return Plan(p, out, seeds, threads, shapes, flops), names
 
 
 def plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path) -> list[Run]:
     """Every run at the preset's fixed learning rates (sweeps first): what a ladder without a sweep runs."""
-    pl, names = make_plan(p, variants, seeds, match, out)
+    pl, names = make_plan(p, variants, seeds, match, out, threads_per_run(p, 1))
     return [r for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v)))]
 
 
@@ -212,6 +213,18 @@ def stage(run_dir: Path, suite: str | None = "all") -> str:
     if (run_dir / "last_model.pt").exists():
         return "partial"
     return "started" if (run_dir / "config.json").exists() else "new"
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step training resumes from: the newest sound resumable checkpoint's (0 when there is none)."""
+    from looplab.train.checkpoint import previous_path, read_payload
+
+    for path in (run_dir / "last_model.pt", previous_path(run_dir / "last_model.pt")):
+        try:
+            return int(json.loads(read_payload(path)["meta"])["step"])
+        except (LooplabError, KeyError, ValueError):
+            continue
+    return 0
 
 
 def one_line(e: BaseException) -> str:
@@ -254,9 +267,9 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
     record = json.loads(path.read_text()) if path.exists() else {}
     record.update(argv=run.argv, settings=settings(run, p), shape=asdict(run.shape), lr=run.lr)
     at = stage(run.dir, None if run.sweep else p.suite)
-    if at == "finished":
+    if at == "finished":  # its record stays what the run that finished it wrote
         board.set(run.label, "skipped", "finished earlier")
-        return {**record, "state": "skipped"}
+        return record
     run.dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     t0 = time.perf_counter()
@@ -268,6 +281,8 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
                     if not ckpt.exists():
                         raise LooplabError(f"{flag} needs {source}'s checkpoint {ckpt}, which is missing")
                 board.set(run.label, "training", "resuming" if at == "partial" else "")
+                record.setdefault("attempts", []).append({"stage": at, "from_step": checkpoint_step(run.dir)})
+                path.write_text(json.dumps(record, indent=2) + "\n")
                 extra = {"partial": ["--resume"], "started": ["--overwrite"]}.get(at, [])
                 train_run(run.argv + extra, log)
             t1 = time.perf_counter()
@@ -302,24 +317,45 @@ def choose_lr(sweep: Sequence[Run]) -> float:
 
 
 def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = None, seeds: int | None = None,
-               match: str = "flops", out: str | None = None, jobs: int | None = None,
-               stream: TextIO | None = None,
+               match: str = "flops", out: str | None = None, jobs: int | None = None, launcher: str = "local",
+               slurm: SlurmOptions | None = None, stream: TextIO | None = None,
                after_run: Callable[[Run, dict[str, Any]], None] | None = None) -> Path:
-    """Sweep (when the preset has a grid), train, evaluate and report the ladder; returns the path of
-    REPORT.md. `after_run` is called after every run (tests use it to stop a ladder midway)."""
-    from looplab.ladder.summary import write_ladder_report
-
+    """Sweep (when the preset has a grid), train, evaluate and report the ladder, holding the
+    directory's lock; returns the path of REPORT.md. `launcher` runs each run here (`local`, `jobs`
+    lanes) or as a submitit job (`slurm`, `submitit_local`). `after_run` is called after every run
+    (tests use it to stop a ladder midway)."""
+    if launcher not in LAUNCHERS:
+        raise LooplabError(f"unknown --launcher '{launcher}'; allowed: {', '.join(LAUNCHERS)}")
     p = get_preset(preset) if isinstance(preset, str) else preset
     jobs = jobs or p.jobs
+    if jobs < 1:
+        raise LooplabError(f"--jobs must be >= 1, got {jobs}")
+    slurm = slurm or SlurmOptions()
+    threads = threads_per_run(p, jobs) if launcher == "local" else (p.threads or slurm.cpus_per_run)
     root = Path(out or f"runs/ladder_{p.name}")
-    pl, names = make_plan(p, variants, seeds or p.seeds, match, root, jobs)
+    pl, names = make_plan(p, variants, seeds or p.seeds, match, root, threads)
+    with ladder_lock(root) as stale:
+        if stale:
+            (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
+        board = Board({r.label: r.weight for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, 0.0))},
+                      stream=stream)
+        lanes = Lanes(jobs, board) if launcher == "local" else JobLanes(launcher, root / "submitit", jobs, board,
+                                                                         slurm)
+        try:
+            return _run(p, pl, names, match, root, lanes, board, after_run)
+        finally:
+            lanes.close()
+
+
+def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, lanes: Lanes | JobLanes,
+         board: Board, after_run: Callable[[Run, dict[str, Any]], None] | None) -> Path:
+    from looplab.ladder.summary import write_ladder_report
+
     sweeps = {v: pl.sweep_runs(v) for v in names}
     guess = {v: pl.seed_runs(v, pl.fixed_lr(v)) for v in names}  # learning rates not known yet: board rows
     for run in [r for v in names for r in (*sweeps[v], *guess[v])]:
         if run.sweep or not sweeps[run.variant]:
             check_record(run, p)
-    board = Board({r.label: r.weight for v in names for r in (*sweeps[v], *guess[v])}, stream=stream)
-    lanes = Lanes(jobs, board)
     records: dict[str, dict[str, Any]] = {}
     chosen: dict[str, float] = {}
     runs: dict[str, list[Run]] = {}
@@ -332,36 +368,33 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
         return all(r.label in done for r in sweeps[variant]) and all(
             s in runs and all(r.label in done for r in runs[s]) for s in INPUTS.get(variant, {}).values())
 
-    try:
-        while todo or waiting or lanes.running:
-            unblocked = [v for v in waiting if ready(v)]
-            if not (unblocked or todo or lanes.running):  # nothing in flight can unblock them
-                raise LooplabError(f"cannot schedule {', '.join(waiting)}: an input variant is not in this ladder")
-            for variant in unblocked:
-                waiting.remove(variant)
-                try:
-                    chosen[variant] = choose_lr(sweeps[variant]) if sweeps[variant] else pl.fixed_lr(variant)
-                except LooplabError as e:  # no usable sweep run: its seeds fail with that reason
-                    runs[variant] = guess[variant]
-                    for r in runs[variant]:
-                        records[r.label] = {"state": "failed", "error": str(e), "lr": None}
-                        done.add(r.label)
-                        board.set(r.label, "failed", str(e))
-                    continue
-                runs[variant] = pl.seed_runs(variant, chosen[variant])
+    while todo or waiting or lanes.running:
+        unblocked = [v for v in waiting if ready(v)]
+        if not (unblocked or todo or lanes.running):  # nothing in flight can unblock them
+            raise LooplabError(f"cannot schedule {', '.join(waiting)}: an input variant is not in this ladder")
+        for variant in unblocked:
+            waiting.remove(variant)
+            try:
+                chosen[variant] = choose_lr(sweeps[variant]) if sweeps[variant] else pl.fixed_lr(variant)
+            except LooplabError as e:  # no usable sweep run: its seeds fail with that reason
+                runs[variant] = guess[variant]
                 for r in runs[variant]:
-                    check_record(r, p)
-                todo += runs[variant]
-            while todo and lanes.free:
-                run = todo.pop(0)
-                lanes.submit(run, execute, run, p)
-            for run, record in lanes.collect():
-                records[run.label] = record
-                done.add(run.label)
-                if after_run is not None:
-                    after_run(run, record)
-    finally:
-        lanes.close()
+                    records[r.label] = {"state": "failed", "error": str(e), "lr": None}
+                    done.add(r.label)
+                    board.set(r.label, "failed", str(e))
+                continue
+            runs[variant] = pl.seed_runs(variant, chosen[variant])
+            for r in runs[variant]:
+                check_record(r, p)
+            todo += runs[variant]
+        while todo and lanes.free:
+            run = todo.pop(0)
+            lanes.submit(run, execute, run, p)
+        for run, record in lanes.collect():
+            records[run.label] = record
+            done.add(run.label)
+            if after_run is not None:
+                after_run(run, record)
     sweep = {v: {"grid": {f"{r.lr:g}": sweep_loss(r) for r in sweeps[v]}, "chosen": chosen.get(v)}
              for v in names if sweeps[v]}
     return write_ladder_report(p, [r for v in names for r in runs[v]], records, match, root,

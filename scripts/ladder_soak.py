@@ -1,0 +1,169 @@
+"""Kill-and-rerun soak of the ladder itself.
+
+    python scripts/ladder_soak.py --kills 10 [--jobs 2] [--out runs/ladder_soak] [--seed 0]
+
+1. Runs a small ladder (two variants, a learning-rate sweep, two seeds) to the end: the reference.
+2. Runs the same ladder in another directory and SIGKILLs its whole process group (the ladder and
+   its lane workers) at random moments, spread over training, evaluation and report writing, then
+   reruns the same command, until `--kills` kills have landed; the last rerun finishes.
+3. Checks that the final `ladder.json` and `REPORT.md` equal the reference's (timings aside), that
+   every run ends with the reference's weights, and that no run was trained twice past its last
+   checkpoint: after each kill it notes every run's resumable step, and the next attempt of that
+   run must start there (and a finished run must not start again).
+
+Exit status 0 when everything holds; each failed check is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from looplab.ladder import LadderPreset, run_ladder
+from looplab.ladder.runner import RECORD, checkpoint_step, stage
+
+PRESET = LadderPreset(
+    name="soak", note="ladder soak", size="tiny", alg_tasks=("copy", "successor"), alg_tokens=12_288,
+    total_tokens=12_288, seq_len=24, batch_size=16, packing="single", warmup_tokens=768, eval_every_tokens=3_072,
+    train_eval_samples=8, lr_grid=(5e-4, 2e-3), sweep_tokens=1_536, competence=0.95, threads=1, seeds=2,
+    suite="algorithmic", eval_samples=8, n_loops=(1, 2),
+)
+VARIANTS = ("baseline", "shared_loop")
+TIMING = re.compile(r"_seconds|tokens_per_s|wall|time|duration|^seconds$")
+
+
+def child(out: str, jobs: int) -> None:
+    run_ladder(PRESET, variants=VARIANTS, out=out, jobs=jobs)
+
+
+def launch(out: Path, jobs: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--child", str(out), "--jobs", str(jobs)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def strip(obj: object) -> object:
+    """The document without wall-time fields, attempts and paths (which differ between directories)."""
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if not TIMING.search(k) and k not in ("attempts", "dir")}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+def report_text(root: Path) -> str:
+    text = (root / "report" / "REPORT.md").read_text().replace(str(root), "<out>")
+    text = re.sub(r"\| [0-9.]+x \|\n", "| <time> |\n", text)  # train time per token against the baseline
+    text = re.sub(r"\| (\d+|n/a) \| (\d+|n/a) \| ([^|]*) \|\n", r"| <s> | <s> | \3 |\n", text)  # train s, eval s
+    return re.sub(r"(Train time \|.*)", "Train time | <time>", text)
+
+
+def weights(root: Path) -> dict[str, str]:
+    from looplab.train.checkpoint import read_payload
+
+    return {p.parent.name: read_payload(p)["digest"] for p in sorted((root / "runs").glob("*/best_model.pt"))}
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in (*root.glob("runs/*"), *root.glob("sweep/*")) if p.is_dir())
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bool]]:
+    """Per run directory: the step it would resume from, and whether it is finished."""
+    out = {}
+    for d in run_dirs(root):
+        suite = None if d.parent.name == "sweep" else PRESET.suite
+        out[d.name if d.parent.name == "runs" else f"sweep/{d.name}"] = (checkpoint_step(d), stage(d, suite) == "finished")
+    return out
+
+
+def attempts(root: Path) -> dict[str, list[dict]]:
+    out = {}
+    for d in run_dirs(root):
+        rec = d / RECORD
+        if rec.exists():
+            out[d.name if d.parent.name == "runs" else f"sweep/{d.name}"] = json.loads(rec.read_text()).get("attempts", [])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default="runs/ladder_soak")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.jobs)
+        return 0
+    rng = random.Random(args.seed)
+    out = Path(args.out)
+    ref, soak = out / "reference", out / "killed"
+    for d in (ref, soak):
+        if d.exists():
+            raise SystemExit(f"{d} exists; choose another --out")
+    t0 = time.monotonic()
+    proc = launch(ref, args.jobs)
+    if proc.wait() != 0:
+        raise SystemExit("the reference ladder failed")
+    ref_seconds = time.monotonic() - t0
+    print(f"reference ladder: {ref_seconds:.1f}s")
+
+    problems: list[str] = []
+    seen: dict[str, int] = {}  # attempts per run already checked
+    expected: dict[str, tuple[int, bool]] = {}  # per run: resumable step and finished, at the last kill
+    kills = restarts = 0
+    while True:
+        proc = launch(soak, args.jobs)
+        restarts += 1
+        last = kills >= args.kills
+        if not last:
+            delay = rng.uniform(0.5, ref_seconds)
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                print(f"kill {kills} after {delay:.1f}s")
+        else:
+            proc.wait()
+        for name, runs in attempts(soak).items():  # the attempts made since the previous kill
+            for attempt in runs[seen.get(name, 0):]:
+                step, finished = expected.get(name, (0, False))
+                if finished:
+                    problems.append(f"{name}: trained again after it had finished")
+                elif attempt["from_step"] != step:
+                    problems.append(f"{name}: attempt started at step {attempt['from_step']}, its checkpoint "
+                                    f"was at step {step}")
+            seen[name] = len(runs)
+        expected = snapshot(soak)
+        if last:
+            break
+    if proc.returncode != 0:
+        problems.append(f"the final rerun exited with {proc.returncode}")
+    a, b = json.loads((ref / "ladder.json").read_text()), json.loads((soak / "ladder.json").read_text())
+    if strip(a) != strip(b):
+        problems.append("ladder.json differs from the reference (timings aside)")
+    if report_text(ref) != report_text(soak):
+        problems.append("REPORT.md differs from the reference (timings aside)")
+    if weights(ref) != weights(soak):
+        problems.append("final weights differ from the reference")
+    print(f"{kills} kills, {restarts} launches; "
+          + ("ladder.json, REPORT.md and every run's weights equal the reference's; no run trained twice past "
+             "its last checkpoint" if not problems else "FAILED"))
+    for p in problems:
+        print("  " + p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

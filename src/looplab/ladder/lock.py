@@ -1,0 +1,62 @@
+"""One ladder per directory: an advisory lock on `<out>/ladder.lock` held while a ladder runs.
+
+The lock is `fcntl.flock` on the file, so the operating system releases it when the holder exits,
+however it exits (a SIGKILL included): a killed ladder never blocks the next one. The file also
+names its holder (pid, host, start time, command); a ladder that ends normally empties it, so a
+name found in it by the next holder is a stale lock from a ladder that was killed, which is
+reported and cleared. A second ladder on a directory whose lock is held exits with a one-line
+error naming the holder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from looplab.errors import LooplabError
+
+LOCK = "ladder.lock"
+
+
+def holder_line() -> str:
+    return (f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
+            f"({' '.join(sys.argv) or 'python'})")
+
+
+@contextmanager
+def ladder_lock(root: Path) -> Iterator[str]:
+    """Hold the directory's lock for the block; yields the stale holder's line ('' when there was none)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        f = (root / LOCK).open("a+")
+    except OSError as e:
+        raise LooplabError(f"ladder directory {root} is not writable ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise LooplabError(f"ladder directory {root} is in use by {holder}; wait for it to finish or choose "
+                               "another --out") from None
+        f.seek(0)
+        stale = f.read().strip()
+        f.seek(0)
+        f.truncate()
+        f.write(holder_line() + "\n")
+        f.flush()
+        try:
+            yield stale
+        finally:
+            f.seek(0)
+            f.truncate()
+            f.flush()
+            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        f.close()
