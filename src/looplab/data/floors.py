@@ -11,7 +11,7 @@ binary task at 50% is not read as half-learned.
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -28,7 +28,7 @@ def chance_floor(task: Task, length: int) -> float:
     return _floor(task, length)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registered_floor(name: str, length: int) -> float:
     return _floor(TASKS[name], length)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,8 @@ class Lanes:
 
     @property
     def free(self) -> bool:
-        return len(self.running) < self.jobs
+        """A lane is free (in this process: once the last run's record has been collected)."""
+        return len(self.running) + len(self.done) < self.jobs
 
     def submit(self, key: Any, work: Callable[..., dict[str, Any]], *args: Any) -> None:
         """Start `work(*args, board)`; its record comes back from `collect` with `key`."""

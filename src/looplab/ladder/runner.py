@@ -327,13 +327,13 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     if launcher not in LAUNCHERS:
         raise LooplabError(f"unknown --launcher '{launcher}'; allowed: {', '.join(LAUNCHERS)}")
     p = get_preset(preset) if isinstance(preset, str) else preset
-    jobs = jobs or p.jobs
+    jobs = p.jobs if jobs is None else jobs
     if jobs < 1:
         raise LooplabError(f"--jobs must be >= 1, got {jobs}")
     slurm = slurm or SlurmOptions()
     threads = threads_per_run(p, jobs) if launcher == "local" else (p.threads or slurm.cpus_per_run)
     root = Path(out or f"runs/ladder_{p.name}")
-    pl, names = make_plan(p, variants, seeds or p.seeds, match, root, threads)
+    pl, names = make_plan(p, variants, p.seeds if seeds is None else seeds, match, root, threads)
     with ladder_lock(root) as stale:
         if stale:
             (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
