@@ -81,7 +81,7 @@ def add_flags(p: argparse.ArgumentParser, cls: type, *, choices: Mapping[str, It
     for f in _fields(cls, skip):
         m, (kind, _) = f.metadata, _kind(cls, f.name)
         names = [flag_name(f), *(f"--{a}" for a in m.get("aliases", ()))]
-        kw: dict[str, Any] = {"dest": f.name, "help": m["help"]}
+        kw: dict[str, Any] = {"dest": f.name, "help": m["help"].replace("%", "%%")}
         allowed = choices.get(f.name, m.get("choices"))
         if allowed is not None:
             kw["choices"] = list(allowed)
