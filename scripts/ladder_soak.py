@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 
 from looplab.ladder import LadderPreset, run_ladder
-from looplab.ladder.runner import RECORD, checkpoint_step, stage
+from looplab.ladder.runs import RECORD, checkpoint_step, stage
 
 PRESET = LadderPreset(
-    name="soak", note="ladder soak", size="tiny", alg_tasks=("copy", "successor"), alg_tokens=12_288,
-    total_tokens=12_288, seq_len=24, batch_size=16, packing="single", warmup_tokens=768, eval_every_tokens=3_072,
-    train_eval_samples=8, lr_grid=(5e-4, 2e-3), sweep_tokens=1_536, competence=0.95, threads=1, seeds=2,
-    suite="algorithmic", eval_samples=8, n_loops=(1, 2),
+    name="soak", note="ladder soak", size="tiny",
+    train=dict(alg_tasks=("copy", "successor"), alg_tokens=12_288, total_tokens=12_288, seq_len=24, batch_size=16,
+               packing="single", warmup_tokens=768, eval_every_tokens=3_072, eval_samples=8, competence=0.95),
+    evaluation=dict(suite="algorithmic", samples=8), n_loops=(1, 2),
+    lr_grid=(5e-4, 2e-3), sweep_tokens=1_536, threads=1, seeds=2,
 )
 VARIANTS = ("baseline", "shared_loop")
 TIMING = re.compile(r"_seconds|tokens_per_s|wall|time|duration|^seconds$")
@@ -66,7 +67,7 @@ def report_text(root: Path) -> str:
 
 
 def weights(root: Path) -> dict[str, str]:
-    from looplab.train.checkpoint import read_payload
+    from looplab.io import read_payload
 
     return {p.parent.name: read_payload(p)["digest"] for p in sorted((root / "runs").glob("*/best_model.pt"))}
 

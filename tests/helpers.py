@@ -1,4 +1,4 @@
-"""Small helpers shared by the model tests."""
+"""Helpers shared by the tests: the variant lists (from the registry), small models, overfitting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from looplab.models import MODELS, create_model
 V = 260  # the byte tokenizer's vocabulary
 # Variants that are next-token LMs on (B, T) and run the per-variant tests; rlf is not (ModelSpec.generic).
 GENERIC = [name for name, spec in MODELS.items() if spec.generic]
-
+LOOPED = [name for name, spec in MODELS.items() if spec.generic and spec.looped]  # take a loop count at evaluation
 
 
 def tiny_model(variant: str, **kw):
@@ -31,3 +31,13 @@ def overfit(model: torch.nn.Module, x: torch.Tensor, steps: int, lr: float = 3e-
         loss.backward()
         opt.step()
     return first, last
+
+
+def fitted_model(variant: str, steps: int = 25, seed: int = 0, **kw):
+    """A `tiny` model after `steps` AdamW steps on one random batch, in eval mode: its logits depend on
+    position and token, unlike an untrained model's, so equality tests compare numbers that can differ."""
+    model = tiny_model(variant, **kw)
+    g = torch.Generator().manual_seed(seed)
+    with torch.enable_grad():
+        overfit(model, torch.randint(0, 256, (4, 33), generator=g), steps)
+    return model.eval()

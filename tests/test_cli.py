@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import GENERIC, LOOPED
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -104,7 +106,7 @@ def test_eval_suite_without_its_data(trained):
     assert_one_line_error(run("eval_hub.py", "--checkpoint", "x.pt", "--suite", "nope"), "invalid choice")
 
 
-@pytest.mark.parametrize("variant", ["shared_loop", "latent", "act", "absolute", "ssm", "ssm_mem"])
+@pytest.mark.parametrize("variant", [v for v in GENERIC if v != "baseline"])  # baseline: the fixture above
 def test_every_variant_trains_and_evaluates(variant, tmp_path):
     out = tmp_path / variant
     proc = run("train.py", "--variant", variant, "--alg_tokens", "4096", "--alg_tasks", "successor",
@@ -114,7 +116,7 @@ def test_every_variant_trains_and_evaluates(variant, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["variant"] == variant and summary["cost"]["flops_per_token"] > 0
     args = ["--checkpoint", str(out / "best_model.pt"), "--samples", "2", "--out_dir", str(tmp_path / "ev")]
-    if variant in ("shared_loop", "latent", "act"):
+    if variant in LOOPED:
         args += ["--n_loops", "1,3"]
     proc = run("eval_hub.py", *args)
     assert proc.returncode == 0, proc.stderr

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from looplab.checkpoint import save_checkpoint
 from looplab.config import model_config
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.models import build_model
-from looplab.train.checkpoint import save_checkpoint
 from tests.test_cli import REPO, assert_one_line_error, run
 
 FLAGS = ["--model_size", "tiny", "--alg_tasks", "copy", "--seq_len", "64", "--batch_size", "16",

@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 def load_model(path: str, device: str = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) from any checkpoint the project writes."""
-    from looplab.models import load_model as _load
+    from looplab.checkpoint import load_model as _load
 
     return _load(path, device)

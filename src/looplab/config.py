@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looplab.errors import LooplabError
+from looplab.flags import setting
 
 # name -> shape. The seed's table, plus two CPU presets. 300M and 350M share a shape in the seed.
 SIZES: dict[str, dict[str, int]] = {
@@ -98,57 +99,86 @@ PACKING = ("packed", "single")  # how the algorithmic stream lays examples into 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NONFINITE = ("stop", "skip")
+PARALLEL = ("auto", "ddp", "fsdp")  # under torchrun; auto: fsdp from train.parallel.FSDP_FROM_PARAMS up, else ddp
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchConfig:
+    """What a training run builds before it trains: the model, its tokenizer and what happens to an
+    output directory that already holds a run. Each field is also the `train.py` flag of that name."""
+
+    variant: str = setting("baseline", "model variant")
+    model_size: str = setting("tiny", "size preset", choices=tuple(SIZES))
+    options: Mapping[str, Any] = setting({}, "override a model field or variant option (repeatable)",
+                                         flag="model_opt", metavar="KEY=VALUE")
+    tokenizer: str = setting("", "bytes (default), a .model, tokenizer.json, directory or hub name")
+    base: str = setting("", "rlf: the frozen base, a looplab checkpoint or a Hugging Face model directory (its "
+                        "tokenizer is used)")
+    overwrite: bool = setting(False, "replace a run already in --output_dir")
+    resume: bool = setting(False, "continue the run in --output_dir from last_model.pt (exactly: the same weights "
+                           "as a run never stopped)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    output_dir: str = "runs/default"  # where every artefact of the run goes
-    alg_tokens: int = 200_000  # tokens of algorithmic data (phase 1)
-    total_tokens: int = 200_000  # all training tokens; the rest after alg_tokens is language (phase 2)
-    alg_tasks: tuple[str, ...] = ()  # algorithmic tasks to train on; empty means all
-    seq_len: int = 256  # training sequence length
-    batch_size: int = 32  # sequences per optimiser step
-    lr: float = 1e-3  # peak learning rate (3e-3 learned copy far slower on tiny; docs/RESULTS.md)
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_tokens: int = 20_000  # linear warm-up length in tokens
-    weight_decay: float = 0.1  # AdamW decay on matrices (not on norms, biases, embeddings)
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.95  # AdamW beta2
-    grad_clip: float = 1.0  # global gradient norm clip; 0 disables
-    loss_on: str = "answer"  # which tokens of an algorithmic example carry loss
-    packing: str = "packed"  # packed: examples back to back in a row (later ones see earlier ones); single: one per row
-    seed: int = 0  # seeds model init, data stream and evaluation sampling
-    device: str = "auto"  # auto picks cuda when available
-    dtype: str = "auto"  # auto: bf16 autocast on a GPU, fp32 on the CPU
-    compile: bool = False  # torch.compile the model (off by default: on the CPU ~1.1x faster steps after a ~40 s compile; see PERFORMANCE.md)
-    threads: int = 0  # CPU threads; 0 means all cores
-    eval_every_tokens: int = 50_000  # periodic evaluation interval
-    eval_samples: int = 100  # examples per in-distribution cell (task, length) of a periodic evaluation
-    competence: float = 0.0  # stop at the first evaluation where every task's IID exact match reaches this (0: never)
-    eval_max_new_tokens: int = 32  # generation cap: evaluation can never hang
-    log_every: int = 10  # optimiser steps between logged scalars
-    log_to: str = "none"  # experiment tracker that also receives the metrics rows: none, tensorboard, wandb
-    max_minutes: float = 0.0  # stop after this much training time, evaluation excluded (0: no limit)
-    progress: bool = True  # show the progress bar
-    lang_data: str = ""  # language source for phase 2: .txt/.jsonl/.parquet file, directory, or hf:NAME
-    text_field: str = "text"  # field holding the text in .jsonl / .parquet / hf records
-    lang_val_fraction: float = 0.05  # share of documents held out for validation loss (never trained on)
-    lang_cache_dir: str = ""  # token cache directory; empty means $LOOPLAB_CACHE or ~/.cache/looplab
-    allow_network: bool = False  # allow downloading a hub tokenizer or hf: dataset
-    alg_replay: float = 0.0  # share of language-phase steps that train on algorithmic data instead
-    task_files: tuple[str, ...] = ()  # JSONL task files whose tasks train beside the built-in ones
-    use_task_curriculum: bool = False  # move each task's difficulty with its measured competence
-    task_curriculum_strategy: str = "linear"  # linear (all tasks) or dag (unlock along prerequisites)
-    curriculum_every: int = 10  # optimiser steps between competence probes
-    curriculum_samples: int = 32  # examples per task per competence probe
-    curriculum_cooldown: int = 20  # steps between two difficulty changes of one task
-    curriculum_min_task_evals: int = 2  # probes at a difficulty before it may change
-    curriculum_jitter: float = 0.1  # probability of an easier length than the current difficulty
-    save_every_steps: int = 0  # also write last_model.pt every this many steps (0: only at evaluations)
-    on_nonfinite: str = "stop"  # a NaN/inf loss: stop (naming the step and last good checkpoint) or skip the step
-    max_skipped_steps: int = 10  # with on_nonfinite=skip, stop after more consecutive skipped steps than this
-    grad_accum: int = 1  # micro-batches per optimiser step and process (the global batch stays batch_size)
-    parallel: str = "auto"  # under torchrun: ddp, fsdp (FSDP2 fully_shard), or auto (fsdp for large models)
+    """Every training setting; each field is also the `train.py` flag of the same name."""
+
+    output_dir: str = setting("runs/default", "where every artefact of the run goes")
+    alg_tokens: int = setting(200_000, "algorithmic tokens (phase 1)")
+    total_tokens: int = setting(200_000, "all training tokens; beyond alg_tokens is language (phase 2) "
+                                "(default: alg_tokens)", same_as="alg_tokens")
+    alg_tasks: tuple[str, ...] = setting((), "algorithmic tasks (default: all ten; 'none': --task_file tasks only)")
+    seq_len: int = setting(256, "training sequence length")
+    batch_size: int = setting(32, "sequences per optimiser step (the global batch)")
+    lr: float = setting(1e-3, "peak learning rate (3e-3 learned copy far slower on tiny; docs/RESULTS.md)")
+    min_lr_ratio: float = setting(0.1, "the cosine schedule decays to lr * min_lr_ratio")
+    warmup_tokens: int = setting(20_000, "linear warm-up length in tokens")
+    weight_decay: float = setting(0.1, "AdamW decay on matrices (not on norms, biases, embeddings)")
+    beta1: float = setting(0.9, "AdamW beta1")
+    beta2: float = setting(0.95, "AdamW beta2")
+    grad_clip: float = setting(1.0, "global gradient norm clip; 0 disables")
+    loss_on: str = setting("answer", "which tokens of an algorithmic example carry loss", choices=LOSS_ON)
+    packing: str = setting("packed", "packed: examples back to back in a row (later ones see earlier ones); "
+                           "single: one example per row (isolated)", choices=PACKING)
+    seed: int = setting(0, "seeds model init, data stream and evaluation sampling")
+    device: str = setting("auto", "auto picks cuda when available", choices=DEVICES)
+    dtype: str = setting("auto", "auto: bf16 autocast on a GPU, fp32 on the CPU", choices=DTYPES)
+    compile: bool = setting(False, "torch.compile the model (CPU: ~1.1x faster steps after a ~40 s compile; pays "
+                            "off in runs over ~7 minutes)")
+    threads: int = setting(0, "CPU threads (0: all cores)")
+    eval_every_tokens: int = setting(50_000, "tokens between periodic evaluations (each writes last_model.pt)")
+    eval_samples: int = setting(100, "examples per in-distribution (task, length) cell at each periodic evaluation")
+    competence: float = setting(0.0, "stop once every task's in-distribution exact match reaches this at a "
+                                "periodic evaluation, e.g. 0.95 (0: train the whole budget)")
+    eval_max_new_tokens: int = setting(32, "generation cap: evaluation can never hang")
+    log_every: int = setting(10, "optimiser steps between logged metrics rows")
+    log_to: str = setting("none", "also send the metrics to a tracker (wandb runs offline unless WANDB_MODE is set)")
+    max_minutes: float = setting(0.0, "stop training after this wall time, evaluation excluded (0: no limit)")
+    progress: bool = setting(True, "show the progress bar", negate="no_progress")
+    lang_data: str = setting("", "language data for phase 2: .txt/.jsonl/.parquet, a directory, or hf:NAME "
+                             "(with --allow_network)")
+    text_field: str = setting("text", "text field of .jsonl/.parquet/hf records")
+    lang_val_fraction: float = setting(0.05, "share of documents held out for validation loss (never trained on)")
+    lang_cache_dir: str = setting("", "token cache (default: $LOOPLAB_CACHE or ~/.cache/looplab)")
+    allow_network: bool = setting(False, "allow downloading a hub tokenizer or hf: dataset")
+    alg_replay: float = setting(0.0, "share of language-phase steps replaying algorithmic data (measures "
+                                "forgetting)", metavar="FRACTION")
+    task_files: tuple[str, ...] = setting((), "JSONL tasks {task, length, prompt, target} to train on as well "
+                                          "(repeatable)", flag="task_file", append=True, metavar="PATH")
+    use_task_curriculum: bool = setting(False, "per-task difficulty from measured competence")
+    task_curriculum_strategy: str = setting("linear", "linear (all tasks) or dag (unlock along prerequisites)")
+    curriculum_every: int = setting(10, "optimiser steps between competence probes")
+    curriculum_samples: int = setting(32, "examples per task per competence probe")
+    curriculum_cooldown: int = setting(20, "steps between two difficulty changes of a task")
+    curriculum_min_task_evals: int = setting(2, "probes at a difficulty before it may change")
+    curriculum_jitter: float = setting(0.1, "probability of an easier sample than the current difficulty")
+    save_every_steps: int = setting(0, "also write last_model.pt every N steps (0: at evaluations only)")
+    on_nonfinite: str = setting("stop", "a NaN/inf loss stops the run (naming the step and the last good "
+                                "checkpoint) or skips that step's update", choices=NONFINITE)
+    max_skipped_steps: int = setting(10, "with --on_nonfinite skip: stop after this many consecutive skipped steps")
+    grad_accum: int = setting(1, "micro-batches per step and process; --batch_size stays the global batch")
+    parallel: str = setting("auto", "under torchrun: ddp, fsdp (FSDP2) or auto (fsdp from 250M parameters)",
+                            choices=PARALLEL)
 
     def __post_init__(self) -> None:
         if self.alg_tokens < 0:
@@ -179,23 +209,15 @@ class TrainConfig:
                 or self.curriculum_min_task_evals < 1:
             raise LooplabError("--curriculum_every, --curriculum_samples and --curriculum_min_task_evals must be "
                                ">= 1 and --curriculum_cooldown >= 0")
-        from looplab.data.curriculum import CURRICULA  # the registry is the one list of strategies
-
-        _choice(self.task_curriculum_strategy, CURRICULA, "task_curriculum_strategy")
         _choice(self.loss_on, LOSS_ON, "loss_on")
         _choice(self.packing, PACKING, "packing")
         _choice(self.device, DEVICES, "device")
         _choice(self.dtype, DTYPES, "dtype")
-        from looplab.train.trackers import TRACKERS
-
-        _choice(self.log_to, TRACKERS, "log_to")
         if not 0 <= self.competence <= 1:
             raise LooplabError(f"--competence must be in [0, 1] (0: train the whole budget), got {self.competence}")
         if self.lr <= 0:
             raise LooplabError(f"--lr must be positive, got {self.lr}")
         _choice(self.on_nonfinite, NONFINITE, "on_nonfinite")
-        from looplab.train.parallel import PARALLEL
-
         _choice(self.parallel, PARALLEL, "parallel")
         if self.save_every_steps < 0 or self.max_skipped_steps < 0 or self.grad_accum < 1 or self.log_every < 1:
             raise LooplabError(f"--save_every_steps and --max_skipped_steps must be >= 0, --grad_accum and --log_every >= 1, got "
@@ -216,25 +238,34 @@ class TrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    suite: str = "algorithmic"  # which suite to run
-    tasks: tuple[str, ...] = ()  # tasks to evaluate; empty means the checkpoint's training tasks
-    samples: int = 100  # examples per (task, length) cell
-    max_new_tokens: int = 32  # generation cap per example
-    batch_size: int = 64  # prompts decoded together
-    seed: int = 1234  # evaluation sampling seed, distinct from training seeds
-    use_cache: bool = True  # KV cache (or recurrent state) decoding; False recomputes every step
-    n_loops: tuple[int, ...] = ()  # loop counts to sweep for looped variants; empty: trained count
-    data: tuple[str, ...] = ()  # task files (JSONL) scored by the custom suite
-    checkpoint: str = ""  # path of the checkpoint under evaluation (set by the hub; selftest re-reads it)
-    needle_lengths: tuple[int, ...] = (1024, 2048, 4096)  # longctx haystack sizes in tokens
-    needle_depths: tuple[float, ...] = (0.0, 0.5, 1.0)  # longctx needle depths (fraction of filler)
-    needle_trials: int = 20  # longctx prompts per (length, depth) cell
-    lang_data: str = ""  # ppl validation text; empty: the shared TinyStories validation sample
-    ppl_tokens: int = 32768  # ppl token cap (whole documents until the cap)
+    """Every evaluation setting; each field is also the `eval_hub.py` flag of the same name."""
+
+    checkpoint: str = setting("", "a .pt file written by train.py", required=True)
+    suite: str = setting("algorithmic", "which suite to run")
+    tasks: tuple[str, ...] = setting((), "tasks to evaluate (default: the trained ones)")
+    samples: int = setting(100, "examples per task and length", aliases=("eval_samples",))
+    max_new_tokens: int = setting(32, "generation cap per example", aliases=("eval_max_new_tokens",))
+    batch_size: int = setting(64, "prompts decoded together")
+    seed: int = setting(1234, "evaluation sampling seed, distinct from training seeds")
+    use_cache: bool = setting(True, "decode by full recomputation (slow reference)", negate="no_cache")
+    n_loops: tuple[int, ...] = setting((), "also evaluate looped variants at these loop counts, e.g. 1,2,4,8,16 "
+                                       "(others: ignored)", metavar="N")
+    data: tuple[str, ...] = setting((), "task file (JSONL) for --suite custom (repeatable)", append=True,
+                                    metavar="PATH")
+    needle_lengths: tuple[int, ...] = setting((1024, 2048, 4096), "longctx haystack sizes in tokens", metavar="N")
+    needle_depths: tuple[float, ...] = setting((0.0, 0.5, 1.0), "longctx needle depths as fractions 0..1 "
+                                               "(finer: 0,0.25,0.5,0.75,1)", metavar="F")
+    needle_trials: int = setting(20, "longctx prompts per length and depth")
+    lang_data: str = setting("", "ppl validation text (default: ../shared/data/tinystories/valid_sample.txt "
+                             "when present)")
+    ppl_tokens: int = setting(32768, "ppl token cap (whole documents until the cap)")
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1")
+        if any(n < 1 for n in self.n_loops):
+            raise LooplabError(f"--n_loops expects positive integers such as 1,2,4,8,16, got "
+                               f"{','.join(map(str, self.n_loops))}")
         if self.needle_trials < 1 or self.ppl_tokens < 2:
             raise LooplabError(f"--needle_trials must be >= 1 and --ppl_tokens >= 2, got {self.needle_trials}, "
                                f"{self.ppl_tokens}")

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from looplab.checkpoint import save_checkpoint
 from looplab.data.packing import AlgoStream
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.eval.hub import SCHEMA_PATH
-from looplab.train.checkpoint import save_checkpoint
 from tests.helpers import tiny_model
 
 TASKS = ["parity", "passkey"]

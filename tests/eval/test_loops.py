@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from looplab.cli import parse_loops
+from looplab.cli import Parser, add_eval_args
 from looplab.config import EvalConfig
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import loop_sweep
 from looplab.eval.decode import greedy, greedy_reference
+from looplab.flags import read_flags
 from looplab.models import MODELS
 from looplab.models.base import loops_context
 from tests.helpers import tiny_model
@@ -67,8 +68,8 @@ def test_loop_sweep_reports_each_count(byte_tok):
 
 
 def test_eval_hub_writes_the_sweep(byte_tok, tmp_path):
+    from looplab.checkpoint import save_checkpoint
     from looplab.eval.hub import evaluate_checkpoint
-    from looplab.train.checkpoint import save_checkpoint
 
     path = tmp_path / "model.pt"
     save_checkpoint(path, _model("latent"), byte_tok, meta={"tasks": ["parity"]})
@@ -79,8 +80,15 @@ def test_eval_hub_writes_the_sweep(byte_tok, tmp_path):
     assert (tmp_path / "eval" / "results_algorithmic.json").exists()
 
 
-def test_parse_loops():
-    assert parse_loops(["1,2,4", "8"]) == (1, 2, 4, 8)
-    assert parse_loops(None) == ()
+def test_n_loops_flag():
+    """`--n_loops 1,2,4 8` reads as (1, 2, 4, 8); absent, the trained count only; zero is refused."""
+    p = Parser()
+    add_eval_args(p)
+
+    def loops(*flags):
+        return EvalConfig(**read_flags(EvalConfig, p.parse_args(["--checkpoint", "x.pt", *flags]))).n_loops
+
+    assert loops("--n_loops", "1,2,4", "8") == (1, 2, 4, 8)
+    assert loops() == ()
     with pytest.raises(LooplabError, match="positive integers"):
-        parse_loops(["1,0"])
+        loops("--n_loops", "1,0")

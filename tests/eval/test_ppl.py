@@ -91,9 +91,9 @@ def test_windows_of_the_training_length_and_the_long_window_apart(byte_tok, tmp_
 
 
 def test_hub_scores_the_window_the_checkpoint_trained_at(byte_tok, lang_file, tmp_path):
+    from looplab.checkpoint import save_checkpoint
     from looplab.config import EvalConfig
     from looplab.eval.hub import evaluate_checkpoint
-    from looplab.train.checkpoint import save_checkpoint
 
     path = tmp_path / "best_model.pt"
     save_checkpoint(path, tiny_model("baseline"), byte_tok, meta={"tasks": ["copy"], "seq_len": 24})

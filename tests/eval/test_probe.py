@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from looplab.checkpoint import load_checkpoint, save_checkpoint
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.eval.probe import gate_figures, nearest_centroid, score, silhouette
 from looplab.models import create_model
 from looplab.models.rlf import Trace
-from looplab.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

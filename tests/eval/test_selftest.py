@@ -6,9 +6,9 @@ import dataclasses
 
 import torch
 
+from looplab.checkpoint import load_checkpoint, save_checkpoint
 from looplab.data.tasks import TASKS
 from looplab.eval.selftest import run_selftest
-from looplab.train.checkpoint import load_checkpoint, save_checkpoint
 from tests.helpers import tiny_model
 
 

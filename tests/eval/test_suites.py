@@ -73,8 +73,8 @@ def test_prc_is_scored_exactly_and_its_approximate_cache_only_timed(tmp_path, sc
     to recomputation, per cell), and the approximate cache appears only as a speed figure."""
     import torch
 
+    from looplab.checkpoint import save_checkpoint
     from looplab.data.tokenizer import ByteTokenizer
-    from looplab.train.checkpoint import save_checkpoint
     from tests.helpers import tiny_model
 
     model = tiny_model("prc")

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
+from looplab.checkpoint import save_checkpoint
 from looplab.cli import main
 from looplab.data.tokenizer import ByteTokenizer, load_tokenizer
 from looplab.errors import LooplabError
 from looplab.eval.decode import greedy
 from looplab.interop import export_checkpoint, load_exported
-from looplab.train.checkpoint import save_checkpoint
 from tests.helpers import tiny_model
 
 transformers = pytest.importorskip("transformers")

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from looplab.config import TrainConfig, model_config
+from looplab.config import LaunchConfig, TrainConfig, model_config
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
+from looplab.train.launch import launch
 from looplab.train.trackers import TRACKERS, Tracker, make_tracker, scalars
 from looplab.train.trainer import train
 
@@ -31,7 +32,8 @@ def test_scalars_keep_only_finite_numbers():
 def test_registry_and_one_line_errors(tmp_path):
     assert set(TRACKERS) == {"none", "tensorboard", "wandb"}
     with pytest.raises(LooplabError, match="unknown log_to 'mlflow'; allowed: none, tensorboard, wandb"):
-        TrainConfig(log_to="mlflow")
+        launch(LaunchConfig(), TrainConfig(log_to="mlflow", output_dir=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
     with pytest.raises(LooplabError, match="allowed: none, tensorboard, wandb"):
         make_tracker("mlflow", tmp_path, {})
     try:

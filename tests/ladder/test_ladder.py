@@ -21,10 +21,12 @@ from tests.helpers import GENERIC
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO = LadderPreset(
-    name="micro", note="test preset", size="tiny", alg_tasks=("copy", "successor"), alg_tokens=4096,
-    total_tokens=4096, seq_len=32, batch_size=8, warmup_tokens=512, eval_every_tokens=2048, train_eval_samples=4,
-    eval_samples=4, n_loops=(1, 2), needle_lengths=(64,), needle_depths=(0.5,), needle_trials=1, ppl_tokens=256,
-    threads=1,
+    name="micro", note="test preset", size="tiny",
+    train=dict(alg_tasks=("copy", "successor"), alg_tokens=4096, total_tokens=4096, seq_len=32, batch_size=8,
+               warmup_tokens=512, eval_every_tokens=2048, eval_samples=4),
+    evaluation=dict(suite="all", samples=4, needle_lengths=(64,), needle_depths=(0.5,), needle_trials=1,
+                    ppl_tokens=256),
+    n_loops=(1, 2), threads=1,
 )
 VARIANTS = ["baseline", "shared_loop"]
 
@@ -75,16 +77,16 @@ def test_second_invocation_skips_finished_runs(finished):
 
 def test_changed_settings_are_refused(finished):
     with pytest.raises(LooplabError, match="other settings"):
-        run_ladder(dataclasses.replace(MICRO, lr=2e-3), variants=VARIANTS, out=str(finished), stream=io.StringIO())
+        run_ladder(dataclasses.replace(MICRO, train={**MICRO.train, "lr": 2e-3}), variants=VARIANTS, out=str(finished), stream=io.StringIO())
 
 
 def test_failed_variant_is_reported_and_the_other_finishes(tmp_path, monkeypatch):
     real = ladder_runner.train_run
 
-    def flaky(argv, log):
-        if argv[argv.index("--variant") + 1] == "shared_loop":
+    def flaky(run, at, log):
+        if run.launch.variant == "shared_loop":
             raise RuntimeError("boom\nsecond line")
-        real(argv, log)
+        real(run, at, log)
 
     monkeypatch.setattr(ladder_runner, "train_run", flaky)
     report = ladder(tmp_path)
@@ -130,7 +132,7 @@ def test_sigkilled_ladder_reruns_without_retraining(tmp_path):
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     """A run killed after its first checkpoint (no summary.json) continues with --resume."""
     first = ladder_runner.plan(MICRO, ["baseline"], 1, "config", tmp_path)[0]
-    ladder_runner.train_run(first.argv, io.StringIO())
+    ladder_runner.train_run(first, "new", io.StringIO())
     (first.dir / "summary.json").unlink()  # as if killed after the last checkpoint
     assert ladder_runner.stage(first.dir) == "partial"
     board = io.StringIO()
@@ -168,11 +170,12 @@ def test_matching_brings_every_variant_within_tolerance(mode):
             assert abs(shape.ratio - 1) <= 0.1, (variant, shape)
 
 
-SWEEP = dataclasses.replace(MICRO, lr_grid=(3e-4, 3e-3), sweep_tokens=1024, suite="algorithmic")
+SWEEP = dataclasses.replace(MICRO, lr_grid=(3e-4, 3e-3), sweep_tokens=1024,
+                            evaluation={**MICRO.evaluation, "suite": "algorithmic"})
 
 
 def weights(out: Path) -> dict[str, str]:
-    from looplab.train.checkpoint import load_checkpoint
+    from looplab.checkpoint import load_checkpoint
 
     return {p.parent.name: load_checkpoint(p).digest for p in sorted((out / "runs").glob("*/best_model.pt"))}
 

@@ -15,8 +15,7 @@ V = 260
 
 
 def _model(variant: str = "baseline", **kw):
-    torch.manual_seed(0)
-    return create_model(variant, "tiny", V, **kw).eval()
+    return tiny_model(variant, **kw)
 
 
 @pytest.mark.parametrize("variant", GENERIC)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from looplab.checkpoint import load_checkpoint, save_checkpoint
 from looplab.data.pointer_chains import ChainCodec, eval_set, pad_cat
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.models import create_model
 from looplab.models.rlf import per_loop_loss
 from looplab.models.rlf_base import prepare_base
-from looplab.train.checkpoint import load_checkpoint, save_checkpoint
 
 V = 260
 BASE = dict(d_model=32, n_layer=2, n_head=2, n_kv_head=2)

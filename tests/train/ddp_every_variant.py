@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from looplab.checkpoint import save_checkpoint
 from looplab.config import TrainConfig, model_config
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.models import MODELS, create_model
 from looplab.models.rlf_base import prepare_base
 from looplab.train import parallel as par
-from looplab.train.checkpoint import save_checkpoint
 from looplab.train.trainer import Trainer
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from looplab import load_model
+from looplab.checkpoint import load_checkpoint, save_checkpoint
 from looplab.errors import LooplabError
+from looplab.io import read_payload
 from looplab.models import create_model
-from looplab.train.checkpoint import load_checkpoint, read_payload, save_checkpoint
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import torch
 from looplab.config import TrainConfig, model_config
 from looplab.data.packing import AlgoStream
 from looplab.data.tokenizer import ByteTokenizer
-from looplab.train.trainer import ALG_VAL_SEED, train
+from looplab.train.data import ALG_VAL_SEED
+from looplab.train.trainer import train
 
 T, B = 16, 8
 

@@ -69,7 +69,7 @@ def test_curriculum_state_is_checkpointed_and_restored(tmp_path):
     mcfg = model_config("tiny", tok.vocab_size, d_model=32, n_layer=1, n_head=2, n_kv_head=2)
     resumed = Trainer(mcfg, cfg, tok, resume=True)
     assert resumed.step == 6 and resumed.curriculum.state_dict() == saved
-    assert resumed.stream.state_dict() == json.loads(payload["train_state"]["stream"])
+    assert resumed.data.state_dict() == json.loads(payload["train_state"]["stream"])
 
 
 def test_task_files_train_and_evaluate_end_to_end(tmp_path, capsys):

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from looplab.train.checkpoint import read_payload
+from looplab.io import read_payload
 from tests.train.test_resume import config, trainer
 
 REPO = Path(__file__).resolve().parents[2]

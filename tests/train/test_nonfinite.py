@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from looplab.errors import LooplabError
-from looplab.train.checkpoint import read_payload
+from looplab.io import read_payload
 from tests.train.test_resume import config, trainer
 
 

@@ -13,7 +13,7 @@ import torch
 from looplab.config import TrainConfig, model_config
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
-from looplab.train.checkpoint import read_payload
+from looplab.io import read_payload
 from looplab.train.trainer import Trainer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from looplab.checkpoint import Checkpoint
 from looplab.config import EvalConfig
 from looplab.data.packing import encode_example
 from looplab.data.task_file import group_records, read_records
 from looplab.errors import LooplabError
 from looplab.eval.decode import greedy
-from looplab.train.checkpoint import Checkpoint
 
 
 def token_accuracy(output: list[int], answer: list[int]) -> float:

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from looplab.checkpoint import Checkpoint, load_checkpoint
 from looplab.config import EvalConfig
 from looplab.errors import LooplabError
 from looplab.eval import algorithmic, longctx, ppl, selftest
 from looplab.eval.custom import suite_custom
+from looplab.io import write_json
 from looplab.meta import file_sha256, provenance
-from looplab.train.checkpoint import Checkpoint, load_checkpoint
 from looplab.train.runtime import resolve_device, set_threads
 
 SCHEMA = "looplab-results-v1"
@@ -164,8 +165,6 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
         },
         "results": results,
     }
-    from looplab.train.trainer import write_json
-
     target = out / f"results_{cfg.suite}.json"
     write_json(target, doc)
     return target, doc

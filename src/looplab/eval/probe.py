@@ -1,4 +1,4 @@
-"""Probes of an rlf checkpoint (`looplab probe CHECKPOINT --out DIR`) and the trainer's chain hook.
+"""Probes of an rlf checkpoint (`looplab probe CHECKPOINT --out DIR`).
 
 Figures, written to probe.json with every sample count (plots: probe_plots.py):
 - accuracy per hop count, in distribution (1-5) and out of it (6, 8, 10, 12), on evaluation-split
@@ -28,93 +28,13 @@ from typing import Any
 
 import torch
 
-from looplab.data.pointer_chains import (
-    IID_HOPS,
-    OOD_HOPS,
-    ChainCodec,
-    Chains,
-    ChainStream,
-    digit_guess_chance,
-    eval_set,
-)
+from looplab.data.pointer_chains import IID_HOPS, OOD_HOPS, ChainCodec, Chains, digit_guess_chance, eval_set
 from looplab.errors import LooplabError
+from looplab.models.rlf_chains import average, cap, run, score
 
 ABLATIONS = ("zero", "noise", "shuffle")
 STATE_HOPS = 5  # hop count whose per-loop states the hidden-state probe reads
 TRAJECTORY_LOOPS = 10
-BATCH = 256
-
-
-class ChainTraining(ChainStream):
-    """The trainer's hook for rlf: the chain stream plus hop accuracies for its evaluations."""
-
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int, seed: int) -> None:
-        super().__init__(ChainCodec(tokenizer, model.halt_id, model.uses_specials), batch_size=batch_size, seed=seed)
-
-    def accuracy(self, model: Any, *, samples: int, seed: int) -> dict[str, float]:
-        res = hop_accuracy(model, self.codec, IID_HOPS, samples, seed)
-        return {f"hops{h}": r["acc"] for h, r in res.items()}
-
-    def final_eval(self, model: Any, *, samples: int, seed: int) -> dict[str, Any]:
-        res = hop_accuracy(model, self.codec, IID_HOPS + OOD_HOPS, max(samples, 200), seed)
-        return {"iid_acc": _mean([res[h]["acc"] for h in IID_HOPS]),
-                "ood_acc": _mean([res[h]["acc"] for h in OOD_HOPS]), "hops": {str(h): r for h, r in res.items()}}
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-@torch.no_grad()
-def run(model: Any, idx: torch.Tensor, n_loops: int, *, lifeline: str = "intact", stop_on_halt: bool = True,
-        seed: int = 0) -> Any:
-    """model.think over batches of BATCH rows, traces concatenated (loops padded with HALT)."""
-    from looplab.models.rlf import Trace
-
-    model.eval()
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    parts = [model.think(idx[i : i + BATCH].to(device), n_loops, lifeline=lifeline, stop_on_halt=stop_on_halt,
-                         generator=gen) for i in range(0, len(idx), BATCH)]
-    L = max(p.preds.shape[1] for p in parts)
-
-    def pad(t: torch.Tensor, value: float) -> torch.Tensor:
-        return torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, L - t.shape[1]), value=value)
-
-    return Trace(logits=torch.cat([pad(p.logits, 0.0) for p in parts]).cpu(),
-                 preds=torch.cat([pad(p.preds, model.halt_id) for p in parts]).cpu(),
-                 halted_at=torch.cat([p.halted_at for p in parts]).cpu(),
-                 states=torch.cat([pad(p.states, 0.0) for p in parts]).cpu())
-
-
-def score(trace: Any, targets: torch.Tensor, hops: int) -> dict[str, Any]:
-    """Accuracy, trace accuracy and halting figures of one hop count (see the module docstring)."""
-    n, L = trace.preds.shape
-    halted = trace.halted_at
-    last = torch.where(halted > 0, halted - 2, torch.full_like(halted, L - 1))  # loop before the first HALT
-    answer = trace.preds.gather(1, last.clamp(min=0)[:, None])[:, 0]
-    acc = (answer == targets[:, hops - 1]) & (last >= 0)
-    width = min(L, hops)
-    steps_ok = (trace.preds[:, :width] == targets[:, :width]).all(1) & (L >= hops)
-    exact = halted == hops + 1
-    return {"n": n, "acc": float(acc.float().mean()), "trace_acc": float((steps_ok & exact).float().mean()),
-            "halt_exact": float(exact.float().mean()), "halt_at_1": float((halted == 1).float().mean()),
-            "no_halt": float((halted == 0).float().mean()), "mean_halt_loop": float(halted[halted > 0].float().mean())
-            if bool((halted > 0).any()) else 0.0}
-
-
-def cap(model: Any, hops: int) -> int:
-    return max(model.opts.max_loops, hops + 1)
-
-
-def hop_accuracy(model: Any, codec: ChainCodec, hops: tuple[int, ...], samples: int, seed: int,
-                 lifeline: str = "intact") -> dict[int, dict[str, Any]]:
-    out = {}
-    for h in hops:
-        ch = eval_set(h, samples, seed)
-        out[h] = score(run(model, codec.inputs(ch), cap(model, h), lifeline=lifeline, seed=seed),
-                       codec.targets(ch), h) | {"digit_guess_chance": digit_guess_chance(ch)}
-    return out
 
 
 # --- hidden states -------------------------------------------------------------------------------------
@@ -190,8 +110,8 @@ def ablation(model: Any, codec: ChainCodec, sets: dict[int, Chains], seed: int) 
         out[mode] = {"agreement": total[0] / total[1], "agreement_n": total[1],
                      "agreement_per_loop": {str(k): {"share": v[0] / v[1], "n": v[1]} for k, v in sorted(same.items())},
                      "acc": {str(h): r["acc"] for h, r in acc.items()},
-                     "iid_acc": _mean([acc[h]["acc"] for h in IID_HOPS if h in acc]),
-                     "ood_acc": _mean([acc[h]["acc"] for h in OOD_HOPS if h in acc])}
+                     "iid_acc": average([acc[h]["acc"] for h in IID_HOPS if h in acc]),
+                     "ood_acc": average([acc[h]["acc"] for h in OOD_HOPS if h in acc])}
     return out
 
 
@@ -213,8 +133,8 @@ def trajectory(model: Any, codec: ChainCodec, ch: Chains, seed: int, chains: int
 
 # --- the command -------------------------------------------------------------------------------------------
 def probe(checkpoint: str, out: str, *, samples: int = 200, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    from looplab.checkpoint import load_checkpoint
     from looplab.eval.probe_plots import write_plots
-    from looplab.train.checkpoint import load_checkpoint
 
     if samples < 1:
         raise LooplabError(f"--samples must be >= 1, got {samples}")
@@ -231,9 +151,9 @@ def probe(checkpoint: str, out: str, *, samples: int = 200, seed: int = 0, devic
         "checkpoint": str(checkpoint), "seed": seed, "samples_per_hop": samples, "max_loops": model.opts.max_loops,
         "core": model.opts.core, "adapt_top_layers": model.opts.adapt_top_layers, "meta": ckpt.meta,
         "accuracy": {str(h): r for h, r in acc.items()},
-        "iid_acc": _mean([acc[h]["acc"] for h in IID_HOPS]), "ood_acc": _mean([acc[h]["acc"] for h in OOD_HOPS]),
-        "halt_exact_iid": _mean([acc[h]["halt_exact"] for h in IID_HOPS]),
-        "halt_at_1_share": _mean([acc[h]["halt_at_1"] for h in acc]),
+        "iid_acc": average([acc[h]["acc"] for h in IID_HOPS]), "ood_acc": average([acc[h]["acc"] for h in OOD_HOPS]),
+        "halt_exact_iid": average([acc[h]["halt_exact"] for h in IID_HOPS]),
+        "halt_at_1_share": average([acc[h]["halt_at_1"] for h in acc]),
         "hidden_states": states, "gate": gate_figures(model), "ablation": ablation(model, codec, sets, seed),
         "trajectory": trajectory(model, codec, sets[STATE_HOPS], seed),
     }

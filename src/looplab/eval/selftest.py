@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from looplab.checkpoint import Checkpoint
 from looplab.data.packing import encode_example
 from looplab.data.tasks import TASKS
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import cell_rng
 from looplab.eval.decode import greedy, greedy_reference
-from looplab.train.checkpoint import Checkpoint, read_payload, weights_digest
+from looplab.io import read_payload, weights_digest
 
 GRID_VERSION = "selftest-v1"
 PROSE = ("Once upon a time, a little dog named Spot found a red ball.", "The sky is blue; 2 + 2 = 4!")

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from looplab.checkpoint import Checkpoint, load_checkpoint
 from looplab.errors import LooplabError
 from looplab.interop.hf_export import HF_VARIANTS, export_hf
 from looplab.interop.hf_tokenizer import FILES as TOKENIZER_FILES
 from looplab.interop.safetensors_io import FILES as SAFETENSORS_FILES
 from looplab.interop.safetensors_io import export_safetensors, is_exported, load_exported
-from looplab.train.checkpoint import Checkpoint, load_checkpoint
 
 FORMATS: dict[str, Callable[[Checkpoint, Path], list[str]]] = {
     "hf": export_hf,  # config.json + model.safetensors + tokenizer files, for transformers

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from looplab.checkpoint import Checkpoint
 from looplab.errors import LooplabError
 from looplab.eval.hf_twin import llama_state
 from looplab.interop.hf_tokenizer import write_hf_tokenizer
 from looplab.interop.safetensors_io import write_json, write_tensors
-from looplab.train.checkpoint import Checkpoint
 
 HF_VARIANTS = ("baseline",)  # variants whose function a transformers architecture reproduces exactly
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from looplab.errors import LooplabError
 from looplab.interop.safetensors_io import write_json, write_tokenizer_file
-from looplab.train.checkpoint import atomic_write_bytes
+from looplab.io import atomic_write_bytes
 
 # Names for the roles in exported files; the ids, not the names, are what looplab relies on.
 ROLE_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "sep": "<sep>"}

@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from looplab.checkpoint import Checkpoint
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
-from looplab.train.checkpoint import Checkpoint, atomic_write_bytes, weights_digest
+from looplab.io import atomic_write_bytes, weights_digest
 
 FORMAT = "looplab-safetensors-v1"
 MARKER = "looplab.json"

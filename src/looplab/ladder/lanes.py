@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from looplab.errors import LooplabError
+from looplab.flags import setting
 from looplab.ladder.board import Board
 
 POLL_S = 0.5  # how often the board is redrawn from worker events while runs are in flight
@@ -92,12 +93,12 @@ LAUNCHERS = ("local", "slurm", "submitit_local")  # submitit_local: submitit's l
 class SlurmOptions:
     """What each run's job asks the cluster for (`looplab ladder --launcher slurm --slurm_*`)."""
 
-    partition: str = ""  # SLURM partition (empty: the cluster's default)
-    account: str = ""  # SLURM account to charge (empty: the user's default)
-    time_min: int = 60  # wall-time limit of one run's job, minutes
-    gpus_per_run: int = 0  # GPUs per job (one run each)
-    cpus_per_run: int = 1  # CPU cores per job
-    mem_gb: int = 0  # memory per job in GB (0: the partition's default)
+    partition: str = setting("", "SLURM partition (default: the cluster's)", flag="slurm_partition")
+    account: str = setting("", "SLURM account to charge (default: the user's)", flag="slurm_account")
+    time_min: int = setting(60, "wall-time limit of one run's job, minutes", flag="slurm_time")
+    gpus_per_run: int = setting(0, "GPUs per run's job", flag="slurm_gpus")
+    cpus_per_run: int = setting(1, "CPU cores per run's job", flag="slurm_cpus")
+    mem_gb: int = setting(0, "memory per run's job in GB (0: the partition's default)", flag="slurm_mem_gb")
 
     def parameters(self, cluster: str) -> dict[str, Any]:
         out: dict[str, Any] = {"name": "looplab-ladder", "timeout_min": self.time_min,

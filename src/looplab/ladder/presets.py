@@ -2,23 +2,31 @@
 
 A preset fixes everything the variants must share (size, tasks, token budget, sequence length,
 batch, schedule, evaluation settings), so that the only difference between two runs of one seed is
-the variant. `inputs` says how a variant that needs more than a config gets it: a training flag
-filled with the best checkpoint of another variant trained with the same seed (rlf's `--base`).
+the variant. A preset is a partial config: `train` holds the TrainConfig fields every run shares
+and `evaluation` the EvalConfig fields every finished run is scored with; the ladder adds what
+differs per run (output directory, seed, learning rate, threads). `INPUTS` says how a variant that
+needs more than a config gets it: a LaunchConfig field filled with the best checkpoint of another
+variant trained with the same seed (rlf's `base`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from looplab.config import EvalConfig, TrainConfig
 from looplab.errors import LooplabError
 
 TINYSTORIES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tinystories"
-# variant -> {training flag: variant whose best checkpoint (same seed) fills it}. The ladder trains
+# variant -> {LaunchConfig field: variant whose best checkpoint (same seed) fills it}. The ladder trains
 # the source first and adds it when it is not asked for; a variant named here is not shape-matched.
-INPUTS: dict[str, dict[str, str]] = {"rlf": {"--base": "baseline"}}
+INPUTS: dict[str, dict[str, str]] = {"rlf": {"base": "baseline"}}
+
+
+PER_RUN = ("output_dir", "seed", "lr", "threads", "progress")  # set by the ladder for each run
+PER_VARIANT = ("n_loops",)  # evaluation settings the ladder sets per variant (looped ones only)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,44 +34,46 @@ class LadderPreset:
     name: str  # the preset's name in PRESETS
     note: str  # one line for the report: what the preset is for and what it leaves out
     size: str  # model size preset every variant starts from (see config.SIZES)
-    alg_tasks: tuple[str, ...] = ()  # algorithmic training tasks; empty means all
-    alg_tokens: int  # algorithmic tokens (phase 1), the same for every variant
-    total_tokens: int  # all training tokens; beyond alg_tokens is language from lang_data
-    lang_data: str = ""  # language text for phase 2 (needed when total_tokens > alg_tokens)
-    seq_len: int  # training sequence length
-    batch_size: int  # sequences per optimiser step
-    packing: str = "packed"  # how examples fill rows: packed, or single (one per row, isolated)
-    lr: float = 1e-3  # peak learning rate when there is no sweep and `lrs` names none for the variant
+    train: Mapping[str, Any]  # TrainConfig fields every run shares (tokens, tasks, batch, schedule, lr, ...)
+    evaluation: Mapping[str, Any] = field(default_factory=dict)  # EvalConfig fields each finished run is scored with
+    n_loops: tuple[int, ...] = (1, 2, 4, 8, 16)  # loop sweep for looped variants (MODELS[v].looped)
     lrs: Mapping[str, float] = field(default_factory=dict)  # variant -> peak learning rate, without a sweep
     lr_grid: tuple[float, ...] = ()  # peak learning rates tried per variant (seed 0, sweep_tokens); () no sweep
     sweep_tokens: int = 0  # training tokens of each sweep run
-    warmup_tokens: int = 20_000  # linear warm-up in tokens
-    eval_every_tokens: int  # periodic evaluation, which also writes the resumable last_model.pt
-    competence: float = 0.0  # a run stops once every task's IID exact match reaches this (0: whole budget)
-    train_eval_samples: int = 100  # examples per IID cell in the trainer's periodic checks and final grid
-    max_minutes: float = 0.0  # per-run training guard (0: none); a capped run trains fewer tokens
-    device: str = "auto"  # training and evaluation device
     threads: int = 0  # CPU threads per run; 0 means all cores shared among the lanes
     jobs: int = 1  # runs at once (lanes) unless --jobs says otherwise
     seeds: int = 1  # seeds 0..seeds-1 per variant unless --seeds says otherwise
     variants: tuple[str, ...] = ()  # variants run by default; () means every generic one
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # variant -> model options
-    suite: str = "all"  # the hub suite each finished run is scored with
-    eval_samples: int = 100  # examples per (task, length) cell of the hub's algorithmic suite
-    n_loops: tuple[int, ...] = (1, 2, 4, 8, 16)  # loop sweep for looped variants (MODELS[v].looped)
-    needle_lengths: tuple[int, ...] = (1024, 2048, 4096)  # longctx haystack sizes in tokens
-    needle_depths: tuple[float, ...] = (0.0, 0.5, 1.0)  # longctx needle depths
-    needle_trials: int = 20  # longctx prompts per (length, depth) cell
-    ppl_tokens: int = 32_768  # ppl token cap on the TinyStories validation sample
 
     def __post_init__(self) -> None:
-        if self.lr_grid and (len(self.lr_grid) < 2 or self.sweep_tokens < self.seq_len * self.batch_size):
+        for given, cls, fixed in ((self.train, TrainConfig, PER_RUN), (self.evaluation, EvalConfig, PER_VARIANT)):
+            allowed = {f.name for f in fields(cls)} - set(fixed)
+            unknown = sorted(set(given) - allowed)
+            if unknown:
+                raise LooplabError(f"preset {self.name}: unknown {cls.__name__} field(s) {', '.join(unknown)}; "
+                                   f"allowed: {', '.join(sorted(allowed))}")
+        base = self.base  # validates the shared settings
+        if self.lr_grid and (len(self.lr_grid) < 2 or self.sweep_tokens < base.tokens_per_step):
             raise LooplabError(f"preset {self.name}: an lr_grid needs >= 2 values and sweep_tokens of at least "
                                "one batch")
-        if self.total_tokens > self.alg_tokens and not self.lang_data:
-            raise LooplabError(f"preset {self.name}: total_tokens > alg_tokens needs lang_data")
-        if self.eval_every_tokens < self.seq_len * self.batch_size:
+        if base.eval_every_tokens < base.tokens_per_step:
             raise LooplabError(f"preset {self.name}: eval_every_tokens is smaller than one batch")
+
+    @property
+    def base(self) -> TrainConfig:
+        """The training settings every run shares."""
+        return TrainConfig(**self.train)
+
+    @property
+    def suite(self) -> str:
+        return self.evaluation.get("suite", EvalConfig().suite)
+
+    def train_config(self, **per_run: Any) -> TrainConfig:
+        return TrainConfig(**{**self.train, **per_run})
+
+    def eval_config(self, looped: bool) -> EvalConfig:
+        return EvalConfig(**self.evaluation, n_loops=self.n_loops if looped else ())
 
 
 CPU_TASKS = ("parity", "addition_rev", "copy", "successor")
@@ -80,32 +90,35 @@ PRESETS: dict[str, LadderPreset] = {
     # axis), each run stopping once it reaches 95% IID exact match. Learning rates: those the `cpu`
     # preset's sweep chose. Copy is left out: at this size the SSM does not learn 8-letter copies.
     "smoke": LadderPreset(
-        name="smoke", size="tiny", alg_tasks=("successor", "successor_rev"),
+        name="smoke", size="tiny",
         note="CPU demo: tiny models, successor with numbers in both digit orders, one seed, each run stops at "
              "95% IID exact match",
-        alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24, batch_size=16, packing="single",
-        lrs=CPU_SWEPT_LRS, warmup_tokens=20_000, eval_every_tokens=100_000, competence=0.95, train_eval_samples=50,
-        max_minutes=3.0,
-        threads=1, jobs=2, options=CPU_OPTIONS, suite="algorithmic", eval_samples=50, n_loops=(1, 2, 4, 8),
+        train=dict(alg_tasks=("successor", "successor_rev"), alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24,
+                   batch_size=16, packing="single", warmup_tokens=20_000, eval_every_tokens=100_000,
+                   competence=0.95, eval_samples=50, max_minutes=3.0),
+        evaluation=dict(suite="algorithmic", samples=50), n_loops=(1, 2, 4, 8),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, options=CPU_OPTIONS,
     ),
     # The answer on this CPU: every generic variant at matched training FLOPs, 3 seeds, a learning
     # rate per variant from a sweep, each run trained until 95% IID exact match on every task (or
     # 4M tokens, or 6 minutes of training), then scored in and out of distribution. Two single-thread
     # lanes; about 90 minutes in all on the 2-core CPU (docs/results/cpu/).
     "cpu": LadderPreset(
-        name="cpu", size="tiny", alg_tasks=CPU_TASKS,
+        name="cpu", size="tiny",
         note="CPU answer: tiny models, parity, addition (numbers reversed), copy, successor; one example per "
              "row; 3 seeds; lr swept per variant; each run to 95% IID exact match or 4M tokens or 6 minutes",
-        alg_tokens=4_000_000, total_tokens=4_000_000, seq_len=24, batch_size=16, packing="single",
-        lr_grid=(5e-4, 1e-3, 2e-3), sweep_tokens=300_000, warmup_tokens=20_000, eval_every_tokens=250_000,
-        competence=0.95, train_eval_samples=50, max_minutes=6.0, threads=1, jobs=2, seeds=3, options=CPU_OPTIONS,
-        suite="algorithmic", eval_samples=100, n_loops=(1, 2, 4, 8),
+        train=dict(alg_tasks=CPU_TASKS, alg_tokens=4_000_000, total_tokens=4_000_000, seq_len=24, batch_size=16,
+                   packing="single", warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95, eval_samples=50,
+                   max_minutes=6.0),
+        evaluation=dict(suite="algorithmic", samples=100), n_loops=(1, 2, 4, 8),
+        lr_grid=(5e-4, 1e-3, 2e-3), sweep_tokens=300_000, threads=1, jobs=2, seeds=3, options=CPU_OPTIONS,
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
     "nano": LadderPreset(
         name="nano", size="nano", note="seed nano ladder: 10M algorithmic + 10M TinyStories tokens, full eval",
-        alg_tokens=10_000_000, total_tokens=20_000_000, lang_data=str(TINYSTORIES / "train_sample.txt"),
-        seq_len=512, batch_size=32, warmup_tokens=500_000, eval_every_tokens=2_000_000,
+        train=dict(alg_tokens=10_000_000, total_tokens=20_000_000, lang_data=str(TINYSTORIES / "train_sample.txt"),
+                   seq_len=512, batch_size=32, warmup_tokens=500_000, eval_every_tokens=2_000_000),
+        evaluation=dict(suite="all"),
     ),
 }
 

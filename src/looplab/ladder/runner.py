@@ -12,8 +12,10 @@ distribution). The same procedure for every variant; the sweep is part of the re
 Competence: with a preset `competence`, a run stops at the first periodic evaluation where every
 task reaches that IID exact match (the report records whether and when).
 
-Each run is the command line the seed README ran by hand (`train.py ...`, then `eval_hub.py --suite
-...`), recorded in its directory as `ladder_run.json`. `--jobs N` runs N at once (lanes.py).
+Each run is a LaunchConfig and a TrainConfig built from the preset (a partial config) plus what
+differs per run, trained through `train.launch.launch` and scored through the evaluation hub, as
+the seed README did by hand with `train.py ...` and `eval_hub.py ...`; the flags it corresponds to
+are recorded in its directory's `ladder_run.json`. `--jobs N` runs N at once (lanes.py).
 
 Restartable: a run with summary.json and its evaluation is skipped; one with last_model.pt but no
 summary.json resumes from it (`--resume`); one with only summary.json is just evaluated. A failing
@@ -32,37 +34,23 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from looplab.config import EvalConfig, LaunchConfig
 from looplab.errors import LooplabError
+from looplab.flags import to_argv
 from looplab.ladder.board import Board
 from looplab.ladder.lanes import LAUNCHERS, JobLanes, Lanes, SlurmOptions
 from looplab.ladder.lock import ladder_lock
 from looplab.ladder.match import MATCH_MODES, Shape, check_mode, match_shape, measure
 from looplab.ladder.presets import INPUTS, LadderPreset, get_preset
+from looplab.ladder.runs import LOG, RECORD, Run, checkpoint_step, stage
+from looplab.ladder.summary import write_ladder_report
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
-RECORD = "ladder_run.json"
-LOG = "ladder.log"
 FREE_FLAGS = ("--threads",)  # flags that may differ between invocations (lanes share the cores)
-
-
-@dataclass
-class Run:
-    variant: str
-    seed: int
-    dir: Path
-    argv: list[str]  # the training flags (train.py's)
-    shape: Shape
-    weight: float  # estimated cost (FLOPs per token x tokens) for the ETA
-    lr: float  # peak learning rate
-    sweep: bool = False  # a learning-rate sweep run (trained, not evaluated by the hub)
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant} lr{self.lr:g}" if self.sweep else f"{self.variant} s{self.seed}"
 
 
 def select_variants(names: Sequence[str] | None) -> list[str]:
@@ -92,35 +80,6 @@ def threads_per_run(p: LadderPreset, jobs: int) -> int:
     return p.threads or max(1, (os.cpu_count() or 1) // jobs)
 
 
-def train_argv(p: LadderPreset, variant: str, seed: int, run_dir: Path, shape: Shape, runs: Path, *, lr: float,
-               threads: int, tokens: int | None = None) -> list[str]:
-    """train.py's flags for one run; `tokens` makes it a sweep run (that budget, no competence stop)."""
-    alg, total = (tokens, tokens) if tokens else (p.alg_tokens, p.total_tokens)
-    argv = ["--variant", variant, "--model_size", p.size, "--alg_tokens", str(alg), "--total_tokens", str(total),
-            "--seq_len", str(p.seq_len), "--batch_size", str(p.batch_size), "--packing", p.packing,
-            "--lr", f"{lr:g}", "--warmup_tokens", str(p.warmup_tokens),
-            "--eval_every_tokens", str(tokens or p.eval_every_tokens), "--eval_samples", str(p.train_eval_samples),
-            "--competence", str(0.0 if tokens else p.competence), "--seed", str(seed), "--device", p.device,
-            "--threads", str(threads), "--output_dir", str(run_dir), "--no_progress"]
-    argv += ["--alg_tasks", *p.alg_tasks] if p.alg_tasks else []
-    argv += ["--lang_data", p.lang_data] if p.lang_data and total > alg else []
-    argv += ["--max_minutes", str(p.max_minutes)] if p.max_minutes else []
-    for key, value in {**p.options.get(variant, {}), **shape.overrides}.items():
-        argv += ["--model_opt", f"{key}={value}"]
-    for flag, source in INPUTS.get(variant, {}).items():
-        argv += [flag, str(runs / f"{source}_s{seed}" / "best_model.pt")]
-    return argv
-
-
-def eval_settings(p: LadderPreset, variant: str) -> dict[str, Any]:
-    from looplab.models import MODELS
-
-    return {"suite": p.suite, "samples": p.eval_samples,
-            "n_loops": list(p.n_loops) if MODELS[variant].looped else [],
-            "needle_lengths": list(p.needle_lengths), "needle_depths": list(p.needle_depths),
-            "needle_trials": p.needle_trials, "ppl_tokens": p.ppl_tokens}
-
-
 @dataclass
 class Plan:
     """What the ladder will run: each variant's shape, its sweep runs, and (once its learning rate is
@@ -140,23 +99,30 @@ class Plan:
         p = self.preset
         if not p.lr_grid or variant in INPUTS:  # a variant built on another's checkpoint keeps the preset lr
             return []
-        return [Run(variant, 0, self.root / "sweep" / f"{variant}_lr{lr:g}",
-                    train_argv(p, variant, 0, self.root / "sweep" / f"{variant}_lr{lr:g}", self.shapes[variant],
-                               self.root / "runs", lr=lr, threads=self.threads, tokens=p.sweep_tokens),
-                    self.shapes[variant], self.weight(variant, p.sweep_tokens), lr, sweep=True) for lr in p.lr_grid]
+        return [make_run(self, variant, 0, self.root / "sweep" / f"{variant}_lr{lr:g}", lr=lr, tokens=p.sweep_tokens)
+                for lr in p.lr_grid]
 
     def seed_runs(self, variant: str, lr: float) -> list[Run]:
-        p, out = self.preset, []
-        for seed in range(self.seeds):
-            run_dir = self.root / "runs" / f"{variant}_s{seed}"
-            argv = train_argv(p, variant, seed, run_dir, self.shapes[variant], self.root / "runs", lr=lr,
-                              threads=self.threads)
-            out.append(Run(variant, seed, run_dir, argv, self.shapes[variant], self.weight(variant, p.total_tokens),
-                           lr))
-        return out
+        return [make_run(self, variant, seed, self.root / "runs" / f"{variant}_s{seed}", lr=lr)
+                for seed in range(self.seeds)]
 
     def fixed_lr(self, variant: str) -> float:
-        return self.preset.lrs.get(variant, self.preset.lr)
+        return self.preset.lrs.get(variant, self.preset.base.lr)
+
+
+def make_run(pl: Plan, variant: str, seed: int, run_dir: Path, *, lr: float, tokens: int | None = None) -> Run:
+    """One run's configs; `tokens` makes it a sweep run (that budget, no competence stop)."""
+    p = pl.preset
+    per_run: dict[str, Any] = dict(output_dir=str(run_dir), seed=seed, lr=lr, threads=pl.threads, progress=False)
+    if tokens:
+        per_run.update(alg_tokens=tokens, total_tokens=tokens, eval_every_tokens=tokens, competence=0.0)
+    train = p.train_config(**per_run)
+    inputs = {field: str(pl.root / "runs" / f"{source}_s{seed}" / "best_model.pt")
+              for field, source in INPUTS.get(variant, {}).items()}
+    launch = LaunchConfig(variant=variant, model_size=p.size,
+                          options={**p.options.get(variant, {}), **pl.shapes[variant].overrides}, **inputs)
+    return Run(variant, seed, run_dir, launch, train, pl.shapes[variant], pl.weight(variant, train.total_tokens),
+               sweep=bool(tokens))
 
 
 def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path,
@@ -164,17 +130,18 @@ def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match
     check_mode(match)
     if seeds < 1:
         raise LooplabError(f"--seeds must be >= 1, got {seeds}")
-    if p.lang_data and not p.lang_data.startswith("hf:") and not Path(p.lang_data).exists():
-        raise LooplabError(f"preset {p.name}: language data {p.lang_data} does not exist")
+    lang = p.base.lang_data
+    if lang and not lang.startswith("hf:") and not Path(lang).exists():
+        raise LooplabError(f"preset {p.name}: language data {lang} does not exist")
     names = select_variants(variants or p.variants or None)
     base_opts = p.options.get("baseline", {})
     shapes, flops = {}, {}
     for variant in names:
         options = p.options.get(variant, {})
         shapes[variant] = Shape(note="built from its input checkpoint") if variant in INPUTS else match_shape(
-            variant, match, size=p.size, vocab_size=VOCAB, seq_len=p.seq_len, options=options,
+            variant, match, size=p.size, vocab_size=VOCAB, seq_len=p.base.seq_len, options=options,
             base_options=base_opts)
-        value = measure(variant, p.size, VOCAB, p.seq_len, "flops_per_token", options, **shapes[variant].overrides)
+        value = measure(variant, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, **shapes[variant].overrides)
         if value:
             flops[variant] = value
     return Plan(p, out, seeds, threads, shapes, flops), names
@@ -194,7 +161,7 @@ def settings(run: Run, p: LadderPreset) -> dict[str, Any]:
         if flag in argv:
             i = argv.index(flag)
             argv = argv[:i] + argv[i + 2:]
-    return {"train": argv, "eval": None if run.sweep else eval_settings(p, run.variant)}
+    return {"train": argv, "eval": None if run.sweep else to_argv(eval_config(run, p))}
 
 
 def check_record(run: Run, p: LadderPreset) -> None:
@@ -204,60 +171,31 @@ def check_record(run: Run, p: LadderPreset) -> None:
         raise LooplabError(f"{run.dir} holds a run made with other settings; use another --out or remove it")
 
 
-def stage(run_dir: Path, suite: str | None = "all") -> str:
-    """finished / trained (summary, no evaluation) / partial (resumable) / started / new. A run that
-    needs no evaluation (`suite` None: a sweep run) is finished with its summary."""
-    if (run_dir / "summary.json").exists():
-        done = suite is None or (run_dir / "eval_results" / f"results_{suite}.json").exists()
-        return "finished" if done else "trained"
-    if (run_dir / "last_model.pt").exists():
-        return "partial"
-    return "started" if (run_dir / "config.json").exists() else "new"
-
-
-def checkpoint_step(run_dir: Path) -> int:
-    """The step training resumes from: the newest sound resumable checkpoint's (0 when there is none)."""
-    from looplab.train.checkpoint import previous_path, read_payload
-
-    for path in (run_dir / "last_model.pt", previous_path(run_dir / "last_model.pt")):
-        try:
-            return int(json.loads(read_payload(path)["meta"])["step"])
-        except (LooplabError, KeyError, ValueError):
-            continue
-    return 0
-
-
 def one_line(e: BaseException) -> str:
     text = (str(e).strip().splitlines() or [""])[0]
     return text if isinstance(e, LooplabError) else f"{type(e).__name__}: {text}"
 
 
-def train_run(argv: list[str], log: TextIO) -> None:
-    """Train through train.py's own parser and handler, its output going to the run's log."""
-    from looplab.cli import Parser, add_train_args, run_train
+def eval_config(run: Run, p: LadderPreset) -> EvalConfig:
+    from looplab.models import MODELS
 
-    parser = Parser(prog="looplab ladder (train)")
-    add_train_args(parser)
+    return p.eval_config(MODELS[run.variant].looped)
+
+
+def train_run(run: Run, at: str, log: TextIO) -> None:
+    """Train (resuming a partial run, replacing a started one), the output going to the run's log."""
+    from looplab.train.launch import launch
+
     with redirect_stdout(log), redirect_stderr(log):
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit:
-            raise LooplabError(f"train.py refused the flags {' '.join(argv)}") from None
-        run_train(args)
+        launch(replace(run.launch, resume=at == "partial", overwrite=at == "started"), run.train)
 
 
 def eval_run(run: Run, p: LadderPreset, log: TextIO) -> None:
-    from looplab.config import EvalConfig
     from looplab.eval.hub import evaluate_checkpoint
 
-    s = eval_settings(p, run.variant)
-    cfg = EvalConfig(suite=p.suite, samples=s["samples"], n_loops=tuple(s["n_loops"]),
-                     needle_lengths=p.needle_lengths, needle_depths=p.needle_depths,
-                     needle_trials=p.needle_trials, ppl_tokens=p.ppl_tokens)
-    threads = int(run.argv[run.argv.index("--threads") + 1])
     with redirect_stdout(log), redirect_stderr(log):
-        evaluate_checkpoint(str(run.dir / "best_model.pt"), cfg, out_dir=str(run.dir / "eval_results"),
-                            device=p.device, threads=threads)
+        evaluate_checkpoint(str(run.dir / "best_model.pt"), eval_config(run, p), out_dir=str(run.dir / "eval_results"),
+                            device=run.train.device, threads=run.train.threads)
 
 
 def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
@@ -276,15 +214,14 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
     with (run.dir / LOG).open("a") as log:
         try:
             if at != "trained":
-                for flag, source in INPUTS.get(run.variant, {}).items():
-                    ckpt = Path(run.argv[run.argv.index(flag) + 1])
+                for name, source in INPUTS.get(run.variant, {}).items():
+                    ckpt = Path(getattr(run.launch, name))
                     if not ckpt.exists():
-                        raise LooplabError(f"{flag} needs {source}'s checkpoint {ckpt}, which is missing")
+                        raise LooplabError(f"--{name} needs {source}'s checkpoint {ckpt}, which is missing")
                 board.set(run.label, "training", "resuming" if at == "partial" else "")
                 record.setdefault("attempts", []).append({"stage": at, "from_step": checkpoint_step(run.dir)})
                 path.write_text(json.dumps(record, indent=2) + "\n")
-                extra = {"partial": ["--resume"], "started": ["--overwrite"]}.get(at, [])
-                train_run(run.argv + extra, log)
+                train_run(run, at, log)
             t1 = time.perf_counter()
             record["train_seconds"] = record.get("train_seconds", 0.0) + t1 - t0
             if not run.sweep:
@@ -349,8 +286,6 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
 
 def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, lanes: Lanes | JobLanes,
          board: Board, after_run: Callable[[Run, dict[str, Any]], None] | None) -> Path:
-    from looplab.ladder.summary import write_ladder_report
-
     sweeps = {v: pl.sweep_runs(v) for v in names}
     guess = {v: pl.seed_runs(v, pl.fixed_lr(v)) for v in names}  # learning rates not known yet: board rows
     for run in [r for v in names for r in (*sweeps[v], *guess[v])]:

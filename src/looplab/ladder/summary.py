@@ -18,7 +18,7 @@ from looplab.errors import LooplabError
 from looplab.eval.report import write_report
 from looplab.ladder.match import KEYS, MATCH_MODES
 from looplab.ladder.presets import LadderPreset
-from looplab.ladder.runner import Run, stage
+from looplab.ladder.runs import Run, stage
 
 
 def _shape_text(run: Run) -> str:
@@ -59,14 +59,14 @@ def sweep_section(p: LadderPreset, sweep: Mapping[str, Mapping[str, Any]]) -> li
 
 def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
                    seeds: int) -> list[str]:
-    key = KEYS.get(match, "")
+    key, b = KEYS.get(match, ""), p.base
     lines = ["## Ladder runs", "",
              f"`looplab ladder --preset {p.name} --match {match} --seeds {seeds}`: {p.note}. Every run of a seed "
-             f"saw the same data stream, byte tokenizer and budget ({p.total_tokens:,} tokens, seq_len {p.seq_len}, "
-             f"batch {p.batch_size}, packing {p.packing}; {p.alg_tokens:,} algorithmic)"
-             + (f", stopping at {p.competence:.0%} IID exact match on every task" if p.competence else "")
-             + (f", training capped at {p.max_minutes:g} min per run (a capped run shows fewer tokens)"
-                if p.max_minutes else "") + ".", "",
+             f"saw the same data stream, byte tokenizer and budget ({b.total_tokens:,} tokens, seq_len {b.seq_len}, "
+             f"batch {b.batch_size}, packing {b.packing}; {b.alg_tokens:,} algorithmic)"
+             + (f", stopping at {b.competence:.0%} IID exact match on every task" if b.competence else "")
+             + (f", training capped at {b.max_minutes:g} min per run (a capped run shows fewer tokens)"
+                if b.max_minutes else "") + ".", "",
              f"| run | state | shape | {key or 'matched figure'} / baseline | lr | tokens | train s | eval s | error |",
              "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:

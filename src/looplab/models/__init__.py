@@ -11,23 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from looplab.config import ModelConfig, model_config
 from looplab.errors import LooplabError
 from looplab.models.absolute import Absolute, AbsoluteOptions
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.depth_recurrent import PRC, PRCOptions
 from looplab.models.latent import Act, ActOptions, Latent, LatentOptions
-from looplab.models.rlf import RLFOptions, build_rlf, training_data
+from looplab.models.rlf import RLFOptions, build_rlf
+from looplab.models.rlf_chains import training_data
 from looplab.models.ssm import SSMMemOptions, SSMOptions, build_ssm, build_ssm_mem
 from looplab.models.transformer import BaselineOptions, SharedLoop, SharedLoopOptions, Transformer
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    build: Callable[[ModelConfig], LanguageModel]  # constructs the module from a resolved config
-    options: type  # frozen dataclass of the variant's own settings
+    build: Callable[[ModelConfig, Any], LanguageModel]  # (resolved config, parsed options) -> the module
+    options: type  # frozen dataclass of the variant's own settings, parsed once by build_model
     looped: bool = False  # accepts a loop count at evaluation (test-time compute sweep)
     description: str = ""  # one line for tables and --help
     generic: bool = True  # a next-token LM on (B, T) that the generic per-variant tests, ladder and suites run
@@ -52,7 +51,7 @@ MODELS: dict[str, ModelSpec] = {
     "prc": ModelSpec(build=PRC, options=PRCOptions, looped=True,
                      description="recurrent depth: prelude, core run r times (sampled in training), coda (arXiv 2502.05171)"),
     # not generic: it needs a trained base (--base), predicts one token per loop at the query, not per position
-    "rlf": ModelSpec(build=build_rlf, options=RLFOptions, generic=False, train_data=training_data,
+    "rlf": ModelSpec(build=lambda cfg, opts: build_rlf(cfg, opts, build_model), options=RLFOptions, generic=False, train_data=training_data,
                      description="recursive latent forcing: frozen base, looped core with prompt lifeline, HALT"),
 }
 
@@ -77,8 +76,8 @@ def get_spec(variant: str) -> ModelSpec:
 
 
 def build_model(cfg: ModelConfig) -> LanguageModel:
-    variant_options(cfg)  # validate before building
-    return get_spec(cfg.variant).build(cfg)
+    """The variant's module; its options are validated and parsed here, once, and handed to its builder."""
+    return get_spec(cfg.variant).build(cfg, variant_options(cfg))
 
 
 def create_model(variant: str, size: str, vocab_size: int, **overrides: Any) -> LanguageModel:
@@ -87,13 +86,4 @@ def create_model(variant: str, size: str, vocab_size: int, **overrides: Any) -> 
     return build_model(model_config(size, vocab_size, variant, **overrides))
 
 
-def load_model(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
-    """Model and tokenizer from any checkpoint the project writes."""
-    from looplab.train.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path, map_location=device)
-    return ckpt.model, ckpt.tokenizer
-
-
-__all__ = ["MODELS", "ModelOutput", "ModelSpec", "build_model", "create_model", "get_spec", "load_model",
-           "variant_options"]
+__all__ = ["MODELS", "ModelOutput", "ModelSpec", "build_model", "create_model", "get_spec", "variant_options"]

@@ -47,7 +47,7 @@ class Unrotated(nn.Module):
 
 
 class Absolute(Transformer):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, opts: AbsoluteOptions | None = None) -> None:
         super().__init__(cfg)
         self.rotary = Unrotated(cfg.head_dim)
         self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model)

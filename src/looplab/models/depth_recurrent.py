@@ -131,8 +131,7 @@ class PRCState:
 class PRC(LoopedModel):
     """Prelude, recurrent core and coda; `n_loops` is the number of core recurrences r."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        opts = PRCOptions(**cfg.options)
+    def __init__(self, cfg: ModelConfig, opts: PRCOptions) -> None:
         super().__init__(cfg, opts.eval_loops)
         self.opts = opts
         self.prelude_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.prelude))

@@ -246,11 +246,9 @@ class LatentState:
 class Latent(LoopedModel):
     """Token stream plus per-position thought tokens refined by a looped thought core."""
 
-    Options: type[LatentOptions] = LatentOptions
     halting = False
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        opts = self.Options(**cfg.options)
+    def __init__(self, cfg: ModelConfig, opts: LatentOptions) -> None:
         super().__init__(cfg, opts.n_loops)
         self.opts = opts
         width, Z = opts.thought_width(cfg), opts.n_thoughts
@@ -350,7 +348,6 @@ class Latent(LoopedModel):
 class Act(Latent):
     """`latent` with per-position adaptive halting over the thought loops (n_loops is the cap)."""
 
-    Options = ActOptions
     halting = True
 
     def think(self, z: torch.Tensor, mem: Memory, n_loops: int) -> tuple[torch.Tensor, Halting]:

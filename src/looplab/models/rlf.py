@@ -152,10 +152,10 @@ class PromptKV:
 
 
 class RLF(nn.Module):
-    def __init__(self, cfg: ModelConfig, opts: RLFOptions) -> None:
+    def __init__(self, cfg: ModelConfig, opts: RLFOptions, base: nn.Module) -> None:
         super().__init__()
         self.cfg, self.opts = cfg, opts
-        self.base = make_base(opts.base_config)
+        self.base = base  # built from opts.base_config by build_rlf
         C = self.base.width
         if C % 2:
             raise LooplabError(f"rlf needs an even base width for the loop rotation, got {C}")
@@ -378,32 +378,16 @@ def per_loop_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return per_loop[mask.any(0)].mean()
 
 
-def resolve_options(cfg: ModelConfig) -> ModelConfig:
-    """cfg with the base's architecture and digest filled in from `base` when they are missing."""
-    from looplab.models import variant_options  # the registry imports this module
-
-    opts = variant_options(cfg)
-    if opts.base_config:
-        return cfg
-    info = read_base(opts.base)
-    return dataclasses.replace(cfg, options={**cfg.options, "base_config": info.config, "base_sha256": info.digest})
-
-
-def build_rlf(cfg: ModelConfig) -> RLF:
+def build_rlf(cfg: ModelConfig, opts: RLFOptions, build: Callable[[ModelConfig], nn.Module]) -> RLF:
     """The model; base weights come from `base` when that file still holds the recorded weights
-    (a fresh run), otherwise from the checkpoint's state dict that load_checkpoint applies next."""
-    from looplab.models import variant_options
-
-    cfg = resolve_options(cfg)
-    opts = variant_options(cfg)
-    model = RLF(cfg, opts)
+    (a fresh run), otherwise from the checkpoint's state dict that load_checkpoint applies next.
+    The base's architecture and digest are read from `base` when the options do not record them;
+    `build` builds a looplab base (the registry's build_model)."""
+    if not opts.base_config:
+        info = read_base(opts.base)
+        opts = dataclasses.replace(opts, base_config=info.config, base_sha256=info.digest)
+        cfg = dataclasses.replace(cfg, options={**cfg.options, "base_config": info.config, "base_sha256": info.digest})
+    model = RLF(cfg, opts, make_base(opts.base_config, build))
     if opts.base and load_base_if_unchanged(model.base, opts.base, opts.base_sha256):
         model.init_from_base()
     return model
-
-
-def training_data(model: RLF, tokenizer: Any, cfg: Any) -> Any:
-    """The trainer's hook (ModelSpec.train_data): pointer-chain batches and hop accuracies."""
-    from looplab.eval.probe import ChainTraining
-
-    return ChainTraining(model, tokenizer, batch_size=cfg.batch_size, seed=cfg.seed)

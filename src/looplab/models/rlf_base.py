@@ -12,7 +12,7 @@ the tokenizer it comes with. Nothing here touches the network: transformers load
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ def read_base(path: str) -> BaseInfo:
         import json
 
         from looplab.data.tokenizer import tokenizer_from_state
-        from looplab.train.checkpoint import read_payload
+        from looplab.io import read_payload
 
         payload = read_payload(p)
         cfg = json.loads(payload["model_config"])
@@ -82,11 +82,9 @@ class LooplabBase(nn.Module):
 
     kind = "looplab"
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
+    def __init__(self, cfg: Mapping[str, Any], build: Callable[[ModelConfig], nn.Module]) -> None:
         super().__init__()
-        from looplab.models import build_model
-
-        self.model = build_model(ModelConfig.from_dict(cfg))
+        self.model = build(ModelConfig.from_dict(cfg))
         if not isinstance(getattr(self.model, "norm", None), nn.Module) or not hasattr(self.model, "head"):
             raise LooplabError(f"rlf cannot use a '{cfg.get('variant')}' base: it has no final norm and head")
         self._hidden: torch.Tensor | None = None
@@ -168,11 +166,12 @@ def _stack(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=len)
 
 
-def make_base(config: Mapping[str, Any]) -> nn.Module:
-    kinds = {"looplab": LooplabBase, "hf": HFBase}
+def make_base(config: Mapping[str, Any], build: Callable[[ModelConfig], nn.Module]) -> nn.Module:
+    """The base module; `build` is the model registry's builder (passed in: the registry imports rlf)."""
+    kinds = ("looplab", "hf")
     if config.get("kind") not in kinds:
         raise LooplabError(f"rlf base_config kind must be one of {', '.join(kinds)}, got {config.get('kind')!r}")
-    return kinds[config["kind"]](config["config"])
+    return LooplabBase(config["config"], build) if config["kind"] == "looplab" else HFBase(config["config"])
 
 
 def load_base_if_unchanged(base: nn.Module, path: str, digest: str) -> bool:
@@ -182,7 +181,7 @@ def load_base_if_unchanged(base: nn.Module, path: str, digest: str) -> bool:
     if not p.exists():
         return False
     if p.is_file():
-        from looplab.train.checkpoint import read_payload
+        from looplab.io import read_payload
 
         try:
             payload = read_payload(p)

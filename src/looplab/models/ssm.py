@@ -156,16 +156,11 @@ class SSM(LanguageModel):
         return out
 
 
-def build_ssm(cfg: ModelConfig) -> SSM:
-    from looplab.models import variant_options  # the registry imports this module
-
-    return SSM(cfg, variant_options(cfg))
+def build_ssm(cfg: ModelConfig, opts: SSMOptions) -> SSM:
+    return SSM(cfg, opts)
 
 
-def build_ssm_mem(cfg: ModelConfig) -> SSM:
-    from looplab.models import variant_options
-
-    opts = variant_options(cfg)
+def build_ssm_mem(cfg: ModelConfig, opts: SSMMemOptions) -> SSM:
     if opts.attn_every > cfg.n_layer:
         raise LooplabError(f"attn_every {opts.attn_every} leaves no attention layer in {cfg.n_layer} layers; "
                            f"allowed: 2..{cfg.n_layer}")

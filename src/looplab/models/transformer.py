@@ -34,7 +34,7 @@ class BaselineOptions:
 
 
 class Transformer(LanguageModel):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, opts: BaselineOptions | None = None) -> None:
         super().__init__(cfg)
         self.blocks = torch.nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -102,8 +102,7 @@ class SharedLoop(LoopedModel):
     """n_unique blocks applied n_loops times. One loop without re-injection is the plain stack, and
     the module names match `Transformer`, so a baseline's weights load into an iso_param model."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        opts = SharedLoopOptions(**cfg.options)
+    def __init__(self, cfg: ModelConfig, opts: SharedLoopOptions) -> None:
         super().__init__(cfg, opts.n_loops)
         self.opts = opts
         n_unique = opts.unique_blocks(cfg.n_layer)

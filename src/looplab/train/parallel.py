@@ -28,7 +28,6 @@ from torch import nn
 
 from looplab.errors import LooplabError
 
-PARALLEL = ("auto", "ddp", "fsdp")  # --parallel choices; auto: fsdp from FSDP_FROM_PARAMS up, else ddp
 FSDP_FROM_PARAMS = 250_000_000  # auto shards models of at least this many parameters (the 300M presets up)
 T = TypeVar("T")
 

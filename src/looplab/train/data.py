@@ -1,0 +1,86 @@
+"""A run's training data behind one interface: batches, their resumable position, and the accuracy
+its evaluations report.
+
+`TaskData` is the default: the algorithmic tasks (and task files) packed by `AlgoStream`, scored
+by exact match on in-distribution cells, plus `val_batches`, fresh batches from the training
+distribution (a fixed seed, the same for every run) whose loss the trainer reports. A variant with
+its own stream (`ModelSpec.train_data`: rlf's pointer chains) provides the same methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from looplab.config import TrainConfig
+from looplab.data.packing import AlgoStream
+from looplab.data.tasks import Task
+from looplab.eval.algorithmic import cell_rng, iid_accuracy, run_grid, score_examples
+from looplab.models import get_spec
+
+ALG_VAL_BATCHES = 8  # fresh algorithmic batches (training distribution) scored at every evaluation
+ALG_VAL_SEED = 1_000_003  # their stream's seed: the same batches for every run, apart from any training seed
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TrainData(Protocol):
+    val_batches: list[Batch]  # held-out batches from the training distribution (may be empty)
+
+    def next_batch(self) -> Batch: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def accuracy(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, float]: ...
+    def final_eval(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, Any]: ...
+
+
+class TaskData:
+    """The algorithmic tasks: packed batches, IID exact match per task, and the full IID/OOD grid."""
+
+    def __init__(self, tokenizer: Any, tasks: list[Task], cfg: TrainConfig) -> None:
+        self.tokenizer, self.tasks, self.max_new_tokens = tokenizer, tasks, cfg.eval_max_new_tokens
+        kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing)
+        self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
+        val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
+        self.val_batches = [val.next_batch() for _ in range(ALG_VAL_BATCHES)]
+
+    def next_batch(self) -> Batch:
+        return self.stream.next_batch()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state)
+
+    def accuracy(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, float]:
+        return iid_accuracy(model, self.tokenizer, self.tasks, samples=samples, seed=seed,
+                            max_new_tokens=self.max_new_tokens)
+
+    def final_eval(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, Any]:
+        return run_grid(model, self.tokenizer, self.tasks, samples=samples, seed=seed,
+                        max_new_tokens=self.max_new_tokens)
+
+
+def make_train_data(model: torch.nn.Module, tokenizer: Any, tasks: list[Task], cfg: TrainConfig) -> TrainData:
+    """The variant's own stream when it has one, else the algorithmic tasks."""
+    own = get_spec(model.cfg.variant).train_data
+    return own(model, tokenizer, cfg) if own is not None else TaskData(tokenizer, tasks, cfg)
+
+
+@torch.no_grad()
+def probe_accuracy(model: torch.nn.Module, tokenizer: Any, tasks: dict[str, Task], lengths: dict[str, int], *,
+                   samples: int, seed: int, max_new_tokens: int) -> dict[str, float]:
+    """Exact match per task at exactly the given length: the curriculum's competence signal."""
+    pairs = {n: tasks[n].generate(cell_rng(seed, n, k), samples, k).texts() for n, k in lengths.items()}
+    flat = [p for ps in pairs.values() for p in ps]
+    if not flat:
+        return {}
+    model.eval()
+    correct = score_examples(model, tokenizer, flat, max_new_tokens=max_new_tokens)
+    out, i = {}, 0
+    for name, ps in pairs.items():
+        out[name] = sum(correct[i : i + len(ps)]) / len(ps)
+        i += len(ps)
+    return out

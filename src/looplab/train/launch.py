@@ -1,0 +1,48 @@
+"""One training run from its two configs: what `train.py` and every ladder run call.
+
+`launch` checks the names (variant, tasks, tracker, curriculum) before anything is written, builds
+the tokenizer (rlf: its base's) and the model config, and trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from looplab.config import LaunchConfig, TrainConfig, model_config
+from looplab.data.curriculum import CURRICULA
+from looplab.data.tasks import NO_TASKS, training_tasks
+from looplab.data.tokenizer import load_tokenizer
+from looplab.errors import LooplabError
+from looplab.models import get_spec, variant_options
+from looplab.models.rlf_base import prepare_base
+from looplab.train.trackers import TRACKERS
+from looplab.train.trainer import train
+
+
+def check_names(lc: LaunchConfig, cfg: TrainConfig) -> None:
+    """Every name the run will look up in a registry, checked before anything is written."""
+    spec = get_spec(lc.variant)
+    for value, registry, what in ((cfg.log_to, TRACKERS, "log_to"),
+                                  (cfg.task_curriculum_strategy, CURRICULA, "task_curriculum_strategy")):
+        if value not in registry:
+            raise LooplabError(f"unknown {what} '{value}'; allowed: {', '.join(registry)}")
+    own_data = spec.train_data is not None  # a variant with its own stream (rlf) needs no tasks
+    if not training_tasks(cfg.alg_tasks) and not cfg.task_files and not own_data:
+        raise LooplabError(f"--alg_tasks {NO_TASKS} needs at least one --task_file to train on")
+    if lc.base and lc.variant != "rlf":
+        raise LooplabError(f"--base applies to --variant rlf only, not '{lc.variant}'")
+
+
+def launch(lc: LaunchConfig, cfg: TrainConfig) -> dict[str, Any]:
+    """Train the run `lc` describes with `cfg`; returns its summary."""
+    check_names(lc, cfg)
+    options = dict(lc.options)
+    if lc.variant == "rlf":
+        tokenizer, base_options = prepare_base(lc.base, lc.tokenizer or None)
+        options.update(base_options)
+    else:
+        tokenizer = load_tokenizer(lc.tokenizer or None, allow_network=cfg.allow_network)
+    mcfg = model_config(lc.model_size, tokenizer.vocab_size, lc.variant, **options)
+    variant_options(mcfg)
+    return train(mcfg, cfg, tokenizer, overwrite=lc.overwrite, resume=lc.resume)
+
