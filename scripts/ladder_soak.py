@@ -50,13 +50,14 @@ def launch(out: Path, jobs: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def strip(obj: object) -> object:
-    """The document without wall-time fields, attempts and paths (which differ between directories)."""
+def strip(obj: object, root: Path) -> object:
+    """The document without wall-time fields and attempts, its paths relative to `root` (the two
+    ladders live in different directories)."""
     if isinstance(obj, dict):
-        return {k: strip(v) for k, v in obj.items() if not TIMING.search(k) and k not in ("attempts", "dir")}
+        return {k: strip(v, root) for k, v in obj.items() if not TIMING.search(k) and k != "attempts"}
     if isinstance(obj, list):
-        return [strip(v) for v in obj]
-    return obj
+        return [strip(v, root) for v in obj]
+    return obj.replace(str(root), "<out>") if isinstance(obj, str) else obj
 
 
 def report_text(root: Path) -> str:
@@ -152,7 +153,7 @@ def main() -> int:
     if proc.returncode != 0:
         problems.append(f"the final rerun exited with {proc.returncode}")
     a, b = json.loads((ref / "ladder.json").read_text()), json.loads((soak / "ladder.json").read_text())
-    if strip(a) != strip(b):
+    if strip(a, ref) != strip(b, soak):
         problems.append("ladder.json differs from the reference (timings aside)")
     if report_text(ref) != report_text(soak):
         problems.append("REPORT.md differs from the reference (timings aside)")

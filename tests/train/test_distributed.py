@@ -103,7 +103,7 @@ def test_gradient_accumulation_keeps_the_global_batch(tmp_path):
     for accum in (1, 4):
         t = trainer(config(tmp_path / f"a{accum}", grad_accum=accum, alg_tokens=6 * 8 * 64, log_every=1), "baseline")
         t.run()
-        runs[accum] = ([r["loss"] for r in t.metrics if "loss" in r], t.model.state_dict())
+        runs[accum] = ([r["loss"] for r in t.art.metrics if "loss" in r], t.model.state_dict())
     (l1, w1), (l4, w4) = runs[1], runs[4]
     assert max(abs(x - y) for x, y in zip(l1, l4, strict=True)) < TOL
     assert max_diff(w1, w4) < TOL

@@ -25,7 +25,7 @@ TINYSTORIES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "
 INPUTS: dict[str, dict[str, str]] = {"rlf": {"base": "baseline"}}
 
 
-PER_RUN = ("output_dir", "seed", "lr", "threads", "progress")  # set by the ladder for each run
+PER_RUN = ("output_dir", "seed", "threads", "progress")  # set by the ladder for each run (lr: train["lr"] is the default)
 PER_VARIANT = ("n_loops",)  # evaluation settings the ladder sets per variant (looped ones only)
 
 
@@ -37,7 +37,7 @@ class LadderPreset:
     train: Mapping[str, Any]  # TrainConfig fields every run shares (tokens, tasks, batch, schedule, lr, ...)
     evaluation: Mapping[str, Any] = field(default_factory=dict)  # EvalConfig fields each finished run is scored with
     n_loops: tuple[int, ...] = (1, 2, 4, 8, 16)  # loop sweep for looped variants (MODELS[v].looped)
-    lrs: Mapping[str, float] = field(default_factory=dict)  # variant -> peak learning rate, without a sweep
+    lrs: Mapping[str, float] = field(default_factory=dict)  # variant -> peak lr without a sweep (else train["lr"])
     lr_grid: tuple[float, ...] = ()  # peak learning rates tried per variant (seed 0, sweep_tokens); () no sweep
     sweep_tokens: int = 0  # training tokens of each sweep run
     threads: int = 0  # CPU threads per run; 0 means all cores shared among the lanes

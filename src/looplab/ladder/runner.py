@@ -274,7 +274,7 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     with ladder_lock(root) as stale:
         if stale:
             (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
-        board = Board({r.label: r.weight for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, 0.0))},
+        board = Board({r.label: r.weight for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v)))},
                       stream=stream)
         lanes = Lanes(jobs, board) if launcher == "local" else JobLanes(launcher, root / "submitit", jobs, board,
                                                                          slurm)
