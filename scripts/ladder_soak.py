@@ -4,8 +4,10 @@
 
 1. Runs a small ladder (two variants, a learning-rate sweep, two seeds) to the end: the reference.
 2. Runs the same ladder in another directory and SIGKILLs its whole process group (the ladder and
-   its lane workers) at random moments, spread over training, evaluation and report writing, then
-   reruns the same command, until `--kills` kills have landed; the last rerun finishes.
+   its lane workers) at a random moment (0-0.3 s) after it is seen training a run, then scoring one,
+   then with every run finished (writing the report), in turn, and reruns the same command, until
+   `--kills` kills have landed; the last rerun finishes. Once every run is finished, the remaining
+   kills land during report writing.
 3. Checks that the final `ladder.json` and `REPORT.md` equal the reference's (timings aside), that
    every run ends with the reference's weights, and that no run was trained twice past its last
    checkpoint: after each kill it notes every run's resumable step, and the next attempt of that
@@ -95,6 +97,36 @@ def attempts(root: Path) -> dict[str, list[dict]]:
     return out
 
 
+PHASES = ("training", "evaluation", "report")
+
+
+def unfinished(root: Path) -> bool:
+    """Some run still has training or evaluation to do (or the ladder has not planned them all yet)."""
+    done = snapshot(root)
+    return len(done) < len(VARIANTS) * (len(PRESET.lr_grid) + PRESET.seeds) or not all(f for _, f in done.values())
+
+
+def in_phase(phase: str, root: Path) -> bool:
+    """Whether the ladder in `root` is visibly in `phase`: a run training (config.json, no summary),
+    a trained run being scored (summary, no results), or every run finished (the report is next)."""
+    dirs = run_dirs(root)
+    if phase == "training":
+        return any((d / "config.json").exists() and not (d / "summary.json").exists() for d in dirs)
+    if phase == "evaluation":
+        return any(d.parent.name == "runs" and (d / "summary.json").exists()
+                   and not (d / "eval_results" / f"results_{PRESET.suite}.json").exists() for d in dirs)
+    return not unfinished(root)
+
+
+def wait_for(phase: str, root: Path, proc: subprocess.Popen) -> bool:
+    """Poll until the ladder is in `phase` (True) or has exited (False)."""
+    while proc.poll() is None:
+        if in_phase(phase, root):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=10)
@@ -123,19 +155,21 @@ def main() -> int:
     seen: dict[str, int] = {}  # attempts per run already checked
     expected: dict[str, tuple[int, bool]] = {}  # per run: resumable step and finished, at the last kill
     kills = restarts = 0
+    landed = {phase: 0 for phase in PHASES}
     while True:
         proc = launch(soak, args.jobs)
         restarts += 1
         last = kills >= args.kills
         if not last:
-            delay = rng.uniform(0.5, ref_seconds)
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                kills += 1
-                print(f"kill {kills} after {delay:.1f}s")
+            phase = PHASES[kills % len(PHASES)] if unfinished(soak) else "report"
+            if wait_for(phase, soak, proc):
+                time.sleep(rng.uniform(0.0, 0.3))
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    kills += 1
+                    landed[phase] += 1
+                    print(f"kill {kills} during {phase}", flush=True)
+            proc.wait()
         else:
             proc.wait()
         for name, runs in attempts(soak).items():  # the attempts made since the previous kill
@@ -159,7 +193,7 @@ def main() -> int:
         problems.append("REPORT.md differs from the reference (timings aside)")
     if weights(ref) != weights(soak):
         problems.append("final weights differ from the reference")
-    print(f"{kills} kills, {restarts} launches; "
+    print(f"{kills} kills ({', '.join(f'{n} during {p}' for p, n in landed.items())}), {restarts} launches; "
           + ("ladder.json, REPORT.md and every run's weights equal the reference's; no run trained twice past "
              "its last checkpoint" if not problems else "FAILED"))
     for p in problems:
