@@ -218,3 +218,21 @@ def test_submitit_local_executor_gives_the_same_ladder(swept, tmp_path):
                         launcher="submitit_local")
     assert weights(tmp_path) == weights(swept)
     assert (tmp_path / "submitit").is_dir() and set(VARIANTS) <= set(table_rows(report))
+
+
+def test_each_lane_sees_one_gpu(monkeypatch):
+    """--jobs N on a GPU machine: worker i sees GPU i (round robin past the last); without GPUs, nothing is set."""
+    import os
+    import queue
+
+    from looplab.ladder.lanes import claim_gpu, gpu_assignment, visible_gpus
+
+    assert gpu_assignment(["0", "1"], 3) == ["0", "1", "0"] and gpu_assignment([], 2) == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert visible_gpus() == ["3", "5"]
+    ids = queue.Queue()
+    ids.put("5")
+    claim_gpu(ids)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    claim_gpu(ids)  # the queue is empty: left as it was
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"

@@ -6,12 +6,14 @@ training with its own threads; the workers report state changes (training, evalu
 through a queue, and the board draws them as they come. `JobLanes` submits each run as a job
 through submitit (SLURM, or submitit's local executor), up to N in flight; the board shows a job's
 submission and its end. A run's result does not depend on its lane: the same flags, seeds and
-thread count give the same weights in every mode.
+thread count give the same weights in every mode. On a machine with GPUs, each local worker sees
+one of them (`CUDA_VISIBLE_DEVICES`, round robin when there are more lanes than GPUs).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import time
 from collections.abc import Callable
@@ -37,6 +39,29 @@ class QueueBoard:
         self.events.put((label, state, note))
 
 
+def gpu_assignment(visible: list[str], jobs: int) -> list[str]:
+    """The GPU each of `jobs` workers sees: the visible ones in turn (none without GPUs)."""
+    return [visible[i % len(visible)] for i in range(jobs)] if visible else []
+
+
+def visible_gpus() -> list[str]:
+    """This process's GPUs, as CUDA_VISIBLE_DEVICES names them (ordinals when it is unset)."""
+    names = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if names is not None:
+        return [n.strip() for n in names.split(",") if n.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]  # NVML: no CUDA context in this process
+
+
+def claim_gpu(ids: Any) -> None:
+    """Pool initializer: this worker sees the next GPU of the queue (nothing when it is empty)."""
+    try:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids.get_nowait()
+    except queue.Empty:
+        pass
+
+
 class Lanes:
     def __init__(self, jobs: int, board: Board) -> None:
         self.jobs, self.board = jobs, board
@@ -47,7 +72,10 @@ class Lanes:
             ctx = mp.get_context("spawn")  # no fork of a process that holds torch threads
             self.manager = ctx.Manager()
             self.events = self.manager.Queue()
-            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+            gpus = self.manager.Queue()
+            for gpu in gpu_assignment(visible_gpus(), jobs):
+                gpus.put(gpu)
+            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=claim_gpu, initargs=(gpus,))
 
     @property
     def free(self) -> bool:
