@@ -4,10 +4,10 @@
 
 1. Runs a small ladder (two variants, a learning-rate sweep, two seeds) to the end: the reference.
 2. Runs the same ladder in another directory and SIGKILLs its whole process group (the ladder and
-   its lane workers) at a random moment (0-0.3 s) after it is seen training a run, then scoring one,
-   then with every run finished (writing the report), in turn, and reruns the same command, until
-   `--kills` kills have landed; the last rerun finishes. Once every run is finished, the remaining
-   kills land during report writing.
+   its lane workers) at a random moment (0-0.3 s) after it is seen training a run or scoring one, in
+   turn, and (the last two kills, or every kill once all runs are finished) with every run finished,
+   while the report is written; it reruns the same command each time, until `--kills` kills have
+   landed; the last rerun finishes.
 3. Checks that the final `ladder.json` and `REPORT.md` equal the reference's (timings aside), that
    every run ends with the reference's weights, and that no run was trained twice past its last
    checkpoint: after each kill it notes every run's resumable step, and the next attempt of that
@@ -161,7 +161,9 @@ def main() -> int:
         restarts += 1
         last = kills >= args.kills
         if not last:
-            phase = PHASES[kills % len(PHASES)] if unfinished(soak) else "report"
+            # training and scoring in turn while runs remain; the last two kills (and any once every
+            # run is finished) while the report is written
+            phase = PHASES[kills % 2] if unfinished(soak) and kills < args.kills - 2 else "report"
             if wait_for(phase, soak, proc):
                 time.sleep(rng.uniform(0.0, 0.3))
                 if proc.poll() is None:
