@@ -214,10 +214,10 @@ def test_two_lanes_train_the_same_weights(swept, tmp_path):
 def test_submitit_local_executor_gives_the_same_ladder(swept, tmp_path):
     """--launcher submitit_local: each run a submitit job (as on SLURM, here local processes)."""
     pytest.importorskip("submitit")
-    report = run_ladder(SWEEP, variants=VARIANTS, out=str(tmp_path), stream=io.StringIO(), jobs=2,
-                        launcher="submitit_local")
-    assert weights(tmp_path) == weights(swept)
-    assert (tmp_path / "submitit").is_dir() and set(VARIANTS) <= set(table_rows(report))
+    report = run_ladder(SWEEP, variants=["baseline"], out=str(tmp_path), stream=io.StringIO(), jobs=2,
+                        launcher="submitit_local")  # one variant: its sweep and seed jobs, as the full ladder's
+    assert weights(tmp_path) == {k: v for k, v in weights(swept).items() if k.startswith("baseline")}
+    assert (tmp_path / "submitit").is_dir() and "baseline" in table_rows(report)
 
 
 def test_each_lane_sees_one_gpu(monkeypatch):
