@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -55,9 +56,14 @@ def parse_options(pairs: Sequence[str], flag: str = "--model_opt") -> dict[str, 
     return out
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolves every annotation of the class: once per class
+
+
 def _kind(cls: type, name: str) -> tuple[type, type | None]:
     """(kind, element type) of a field: bool, int, float, str, tuple (element type) or Mapping."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = _hints(cls)[name]
     origin = typing.get_origin(hint)
     if origin is tuple:
         return tuple, typing.get_args(hint)[0]

@@ -16,7 +16,8 @@ from looplab.checkpoint import Checkpoint
 from looplab.errors import LooplabError
 from looplab.eval.hf_twin import llama_state
 from looplab.interop.hf_tokenizer import write_hf_tokenizer
-from looplab.interop.safetensors_io import write_json, write_tensors
+from looplab.interop.safetensors_io import write_tensors
+from looplab.io import write_json
 
 HF_VARIANTS = ("baseline",)  # variants whose function a transformers architecture reproduces exactly
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from looplab.errors import LooplabError
-from looplab.interop.safetensors_io import write_json, write_tokenizer_file
-from looplab.io import atomic_write_bytes
+from looplab.interop.safetensors_io import write_tokenizer_file
+from looplab.io import atomic_write_bytes, write_json
 
 # Names for the roles in exported files; the ids, not the names, are what looplab relies on.
 ROLE_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "sep": "<sep>"}

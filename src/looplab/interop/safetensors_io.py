@@ -23,7 +23,7 @@ import torch
 from looplab.checkpoint import Checkpoint
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
-from looplab.io import atomic_write_bytes, weights_digest
+from looplab.io import atomic_write_bytes, weights_digest, write_json
 
 FORMAT = "looplab-safetensors-v1"
 MARKER = "looplab.json"
@@ -38,10 +38,6 @@ def _safetensors() -> Any:
     except ImportError:
         raise LooplabError("safetensors export needs the safetensors package: pip install safetensors") from None
     return safetensors.torch
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
