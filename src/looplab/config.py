@@ -30,6 +30,9 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
+POS_ENCODINGS = ("rope", "nope", "absolute", "random")  # how positions reach a model (models.positions)
+
+
 def _choice(value: str, allowed: Mapping[str, Any] | tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise LooplabError(f"unknown {what} '{value}'; allowed: {', '.join(allowed)}")
@@ -47,6 +50,8 @@ class ModelConfig:
     d_ff: int = 0  # SwiGLU hidden width; 0 means 8/3 * d_model rounded up to a multiple of 32
     max_seq_len: int = 1024  # longest context the model is built for (RoPE tables, position tables)
     rope_base: float = 10000.0  # rotary frequency base
+    pos_encoding: str = "rope"  # rope, nope, absolute or random (see models.positions)
+    pos_range: int = 0  # random: positions drawn from [0, pos_range); 0 means max_seq_len
     norm_eps: float = 1e-5  # RMSNorm epsilon
     tie_embeddings: bool = True  # share the token embedding with the output head
     dropout: float = 0.0  # residual dropout (0 for the algorithmic tasks)
@@ -59,6 +64,9 @@ class ModelConfig:
             raise LooplabError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
         if (self.d_model // self.n_head) % 2:
             raise LooplabError("head dimension d_model / n_head must be even for rotary embeddings")
+        _choice(self.pos_encoding, POS_ENCODINGS, "pos_encoding")
+        if self.pos_range < 0:
+            raise LooplabError(f"pos_range must be >= 0 (0 means max_seq_len), got {self.pos_range}")
         for name in ("vocab_size", "d_model", "n_layer", "max_seq_len"):
             if getattr(self, name) <= 0:
                 raise LooplabError(f"{name} must be positive, got {getattr(self, name)}")

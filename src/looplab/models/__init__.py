@@ -13,7 +13,7 @@ from typing import Any
 
 from looplab.config import ModelConfig, model_config
 from looplab.errors import LooplabError
-from looplab.models.absolute import Absolute, AbsoluteOptions
+from looplab.models.absolute import AbsoluteOptions, build_absolute
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.depth_recurrent import PRC, PRCOptions
 from looplab.models.latent import Act, ActOptions, Latent, LatentOptions
@@ -42,7 +42,7 @@ MODELS: dict[str, ModelSpec] = {
                         description="per-position thought tokens refined by a looped causal thought core"),
     "act": ModelSpec(build=Act, options=ActOptions, looped=True,
                      description="latent with per-position adaptive halting and a ponder cost (arXiv 1603.08983)"),
-    "absolute": ModelSpec(build=Absolute, options=AbsoluteOptions,
+    "absolute": ModelSpec(build=build_absolute, options=AbsoluteOptions,
                           description="baseline with learned absolute positions, no RoPE (nano_baseline.py)"),
     "ssm": ModelSpec(build=build_ssm, options=SSMOptions,
                      description="Mamba-2 (SSD) layers with SwiGLU MLPs, no attention (arXiv 2405.21060)"),

@@ -27,6 +27,7 @@ from torch import nn
 
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
+from looplab.models.positions import absolute_table, add_absolute
 
 IGNORE_INDEX = -100
 
@@ -66,6 +67,11 @@ class LanguageModel(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
+        self.pos_embed = absolute_table(cfg)  # pos_encoding absolute only
+
+    def embed_at(self, idx: torch.Tensor, start: int) -> torch.Tensor:
+        """Token embeddings of idx (B, T) at positions start..start+T-1 (the table of `absolute`)."""
+        return add_absolute(self.embed(idx), self.pos_embed, start)
 
     def output(self, logits: torch.Tensor, targets: torch.Tensor | None, aux: dict[str, Any] | None = None,
                extra_loss: torch.Tensor | None = None) -> ModelOutput:
@@ -85,7 +91,7 @@ class LanguageModel(nn.Module):
 
     @property
     def embedding_params(self) -> int:
-        n = self.embed.weight.numel()
+        n = self.embed.weight.numel() + (self.pos_embed.weight.numel() if self.pos_embed is not None else 0)
         return n if self.cfg.tie_embeddings else n + self.head.weight.numel()
 
     def cost(self, seq_len: int) -> dict[str, float]:

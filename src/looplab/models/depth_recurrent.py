@@ -54,7 +54,8 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models.base import LoopedModel, ModelOutput, count_params
-from looplab.models.layers import Block, KVCache, RMSNorm, Rotary, init_linear_weights
+from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
+from looplab.models.positions import Positions, Rope
 
 INJECT_MODES = ("concat_linear", "add")
 STATE_INITS = ("zeros", "random")
@@ -140,7 +141,7 @@ class PRC(LoopedModel):
         concat = opts.inject_mode == "concat_linear"
         self.adapter = nn.Linear(2 * cfg.d_model, cfg.d_model, bias=False) if concat else None
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.positions = Positions(cfg, cfg.head_dim)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -156,10 +157,13 @@ class PRC(LoopedModel):
                 w.copy_(torch.cat((eye, eye), dim=1))  # (C, 2C)
 
     # --- decoding state ---------------------------------------------------------------------------
-    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> PRCState:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> PRCState | None:
         """Exact by default: every recurrence's keys and values are kept and no warm start, so cached
         decoding equals recomputation (what evaluation scores). `exact=False` applies the options
-        `kv_cache_recur_budget` and `recur_warm_start`: less memory and work, approximate logits."""
+        `kv_cache_recur_budget` and `recur_warm_start`: less memory and work, approximate logits.
+        None (decode by recomputation) with random positions."""
+        if not self.positions.cacheable:
+            return None
         n, p = self.loops(), self.embed.weight
         kept = n if exact else min(self.opts.kv_cache_recur_budget, n)
         slots = len(self.prelude_blocks) + len(self.coda_blocks) + kept * len(self.core_blocks)
@@ -180,9 +184,10 @@ class PRC(LoopedModel):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: PRCState | None = None,
                 n_loops: int | None = None) -> ModelOutput:
         n = self.recurrences(n_loops, state)
-        rope = self.rotary(state.pos if state is not None else 0, idx.shape[1])
+        start = state.pos if state is not None else 0
+        rope = self.positions(start, idx.shape[1], idx.shape[0])
         cache = state.cache if state is not None else None
-        e = self.prelude(self.embed(idx), rope, cache)  # (B, T, C)
+        e = self.prelude(self.embed_at(idx, start), rope, cache)  # (B, T, C)
         s = self.recur(e, rope, state, n)  # (B, T, C)
         h = self.coda(s, rope, cache)
         if state is not None:
@@ -200,13 +205,13 @@ class PRC(LoopedModel):
                                "create the state inside the same with_loops block")
         return n
 
-    def prelude(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
+    def prelude(self, x: torch.Tensor, rope: Rope, cache: KVCache | None
                 ) -> torch.Tensor:
         for i, block in enumerate(self.prelude_blocks):
             x = block(x, rope, cache, slot=i)
         return x
 
-    def recur(self, e: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], state: PRCState | None,
+    def recur(self, e: torch.Tensor, rope: Rope, state: PRCState | None,
               n_loops: int) -> torch.Tensor:
         """r recurrences of the core: a no_grad loop, then a gradient loop over the last bptt_k."""
         s = self.init_state(e, state)
@@ -232,7 +237,7 @@ class PRC(LoopedModel):
             return s + e
         return self.adapter(torch.cat((s, e), dim=-1))  # (B, T, 2C) -> (B, T, C)
 
-    def core(self, s: torch.Tensor, e: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+    def core(self, s: torch.Tensor, e: torch.Tensor, rope: Rope,
              state: PRCState | None, loop: int) -> torch.Tensor:
         """One recurrence: inject the prelude output, then the R core blocks."""
         x = self.inject(s, e)
@@ -241,7 +246,7 @@ class PRC(LoopedModel):
             x = block(x, rope, cache, slot=0 if state is None else self.core_slot(loop, i, state))
         return x
 
-    def coda(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None
+    def coda(self, x: torch.Tensor, rope: Rope, cache: KVCache | None
              ) -> torch.Tensor:
         first = len(self.prelude_blocks)
         for i, block in enumerate(self.coda_blocks):

@@ -42,7 +42,8 @@ from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models import layers
 from looplab.models.base import LoopedModel, ModelOutput, count_params
-from looplab.models.layers import MLP, Block, KVCache, RMSNorm, Rotary, apply_rotary
+from looplab.models.layers import MLP, Block, KVCache, RMSNorm, rotate
+from looplab.models.positions import Positions, Rope
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +124,7 @@ class Memory:
 
     k: torch.Tensor  # (B, H, S, D)
     v: torch.Tensor  # (B, H, S, D)
-    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin of the query positions, (T, D/2) each
+    rope: Rope  # cos, sin of the query positions, (T, D/2) or (B, T, D/2) each; None unrotated
     start: int  # position of the first query
 
 
@@ -144,12 +145,12 @@ class ThoughtCore(nn.Module):
         self.norm_mlp = RMSNorm(width, cfg.norm_eps)
         self.mlp = MLP(dataclasses.replace(cfg, d_model=width, d_ff=0, options={}))
 
-    def read(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None) -> Memory:
+    def read(self, h: torch.Tensor, rope: Rope, cache: KVCache | None) -> Memory:
         """Keys and values of the (normed) token states h (B, T, C), once per forward."""
         B, T, _ = h.shape
         H, D = self.n_head, self.head_dim
         k, v = self.kv(h).view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)  # (B, H, T, D) each
-        k = apply_rotary(k, *rope)
+        k = rotate(k, rope)
         start = 0
         if cache is not None:
             start = cache.pos
@@ -165,7 +166,7 @@ class ThoughtCore(nn.Module):
         B, T, Z, E = z.shape
         H, D = self.n_head, self.head_dim
         q = self.cross_q(z).view(B, T, Z, H, D).permute(0, 3, 2, 1, 4)  # (B, H, Z, T, D)
-        q = apply_rotary(q, *mem.rope).reshape(B, H * Z, T, D)
+        q = rotate(q, mem.rope).reshape(B, H * Z, T, D)
         y = thought_attend(q, mem.k, mem.v, mem.start)  # (B, H*Z, T, D)
         y = y.view(B, H, Z, T, D).permute(0, 3, 2, 1, 4).reshape(B, T, Z, E)
         return self.cross_proj(y)
@@ -254,12 +255,12 @@ class Latent(LoopedModel):
         width, Z = opts.thought_width(cfg), opts.n_thoughts
         self.n_prelude = opts.prelude_blocks(cfg.n_layer)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.positions = Positions(cfg, cfg.head_dim)
         self.read_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.thought_embed = nn.Parameter(torch.empty(Z, width))
         self.thought_in = nn.Linear(cfg.d_model, width, bias=False)
         self.core = ThoughtCore(cfg, width)
-        self.thought_rotary = Rotary(width // cfg.n_head, cfg.max_seq_len, cfg.rope_base)
+        self.thought_positions = Positions(cfg, width // cfg.n_head)
         self.halt = nn.Linear(width, 1) if self.halting else None
         self.inject_norm = RMSNorm(width, cfg.norm_eps)
         self.inject = nn.Linear(Z * width, cfg.d_model, bias=False)
@@ -281,7 +282,9 @@ class Latent(LoopedModel):
             nn.init.zeros_(self.halt.weight)
             nn.init.constant_(self.halt.bias, self.opts.halt_bias)
 
-    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> LatentState:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> LatentState | None:
+        if not self.positions.cacheable:
+            return None
         p, cfg = self.embed.weight, self.cfg
         return LatentState(
             KVCache.empty(cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim, p.device, p.dtype),
@@ -290,8 +293,9 @@ class Latent(LoopedModel):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: LatentState | None = None,
                 n_loops: int | None = None) -> ModelOutput:
         n = self.loops(n_loops)
-        h, rope = self.prelude(idx, state)
-        mem, z = self.read(h, state)
+        ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)  # random positions, shared by both widths
+        h, rope = self.prelude(idx, state, ids)
+        mem, z = self.read(h, state, ids)
         z, halting = self.think(z, mem, n)
         h = h + self.inject(self.inject_norm(z).flatten(2))  # (B, T, C)
         h = self.coda(h, rope, state)
@@ -299,19 +303,21 @@ class Latent(LoopedModel):
         aux, extra = self.figures(halting, n)
         return self.output(logits, targets, aux, extra)
 
-    def prelude(self, idx: torch.Tensor, state: LatentState | None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        rope = self.rotary(state.pos if state is not None else 0, idx.shape[1])
-        h = self.embed(idx)  # (B, T, C)
+    def prelude(self, idx: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, Rope]:
+        start = state.pos if state is not None else 0
+        rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
+        h = self.embed_at(idx, start)  # (B, T, C)
         for i in range(self.n_prelude):
             h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i)
         return h, rope
 
-    def read(self, h: torch.Tensor, state: LatentState | None) -> tuple[Memory, torch.Tensor]:
+    def read(self, h: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None
+             ) -> tuple[Memory, torch.Tensor]:
         """The keys/values the thoughts read, and each position's seeded Z thoughts: shared
         thought embeddings plus a projection of that position's own token state."""
         x = self.read_norm(h)  # (B, T, C)
-        rope = self.thought_rotary(state.pos if state is not None else 0, h.shape[1])
+        rope = self.thought_positions(state.pos if state is not None else 0, h.shape[1], h.shape[0], ids)
         mem = self.core.read(x, rope, state.thoughts if state is not None else None)
         z = self.thought_embed + self.thought_in(x)[:, :, None]  # (B, T, Z, E)
         return mem, z
@@ -321,7 +327,7 @@ class Latent(LoopedModel):
             z = self.core(z, mem)
         return z, None
 
-    def coda(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], state: LatentState | None
+    def coda(self, h: torch.Tensor, rope: Rope, state: LatentState | None
              ) -> torch.Tensor:
         for i in range(self.n_prelude, self.cfg.n_layer):
             h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i)
@@ -381,7 +387,8 @@ class Act(Latent):
     def halting_histogram(self, idx: torch.Tensor, n_loops: int | None = None) -> list[int]:
         """How many positions of idx (B, T) halt after 1, 2, ..., n_loops loops."""
         n = self.loops(n_loops)
-        h, _ = self.prelude(idx, None)
-        mem, z = self.read(h, None)
+        ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)
+        h, _ = self.prelude(idx, None, ids)
+        mem, z = self.read(h, None, ids)
         _, halting = self.think(z, mem, n)
         return torch.bincount(halting.depth.flatten().long() - 1, minlength=n).tolist()

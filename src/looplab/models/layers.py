@@ -49,12 +49,28 @@ class Rotary(nn.Module):
             self._build(2 * (start + length))
         return self.cos[start : start + length], self.sin[start : start + length]
 
+    def at(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin of arbitrary positions ids (B, T): (B, T, D/2) each."""
+        top = int(ids.max()) + 1 if ids.numel() else 0
+        if top > self.cos.shape[0]:
+            self._build(2 * top)
+        return self.cos[ids], self.sin[ids]
+
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x1, x2) of the two halves of the head dimension. x: (B, H, T, D)."""
+    """Rotate pairs (x1, x2) of the two halves of the head dimension. x: (B, ..., T, D); cos, sin
+    (T, D/2) shared by every row, or (B, T, D/2) per row (random positions)."""
+    if cos.dim() == 3:
+        shape = (cos.shape[0],) + (1,) * (x.dim() - 3) + cos.shape[1:]
+        cos, sin = cos.view(shape), sin.view(shape)
     x1, x2 = x.float().chunk(2, dim=-1)
     out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
     return out.type_as(x)
+
+
+def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """`apply_rotary` with the tables of `rope`; x unchanged when rope is None (no rotary positions)."""
+    return x if rope is None else apply_rotary(x, *rope)
 
 
 @dataclass
@@ -92,7 +108,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim, bias=False)
         self.proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                 cache: KVCache | None = None, slot: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
         H, G, D = self.n_head, self.n_kv_head, self.head_dim
@@ -100,8 +116,7 @@ class Attention(nn.Module):
         q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, G, D).transpose(1, 2)  # (B, G, T, D)
         v = v.view(B, T, G, D).transpose(1, 2)
-        cos, sin = rope
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = rotate(q, rope), rotate(k, rope)
         start = 0
         if cache is not None:
             start = cache.pos
@@ -144,7 +159,7 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                 cache: KVCache | None = None, slot: int = 0) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x), rope, cache, slot))
         return x + self.drop(self.mlp(self.norm2(x)))

@@ -383,6 +383,9 @@ def build_rlf(cfg: ModelConfig, opts: RLFOptions, build: Callable[[ModelConfig],
     (a fresh run), otherwise from the checkpoint's state dict that load_checkpoint applies next.
     The base's architecture and digest are read from `base` when the options do not record them;
     `build` builds a looplab base (the registry's build_model)."""
+    if cfg.pos_encoding != "rope":
+        raise LooplabError(f"rlf takes its positions from its base, got pos_encoding {cfg.pos_encoding}; "
+                           "set pos_encoding when training the base")
     if not opts.base_config:
         info = read_base(opts.base)
         opts = dataclasses.replace(opts, base_config=info.config, base_sha256=info.digest)

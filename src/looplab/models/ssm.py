@@ -32,7 +32,8 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models.base import LanguageModel, ModelOutput
-from looplab.models.layers import MLP, Block, KVCache, RMSNorm, Rotary, init_linear_weights
+from looplab.models.layers import MLP, Block, KVCache, RMSNorm, init_linear_weights
+from looplab.models.positions import Positions
 from looplab.models.mamba2 import Mamba2, Mamba2Options, SSMCache
 
 
@@ -92,7 +93,10 @@ class SSM(LanguageModel):
         self.n_attn = len(attn)
         self.mixers = [layer.mixer for layer in self.layers if isinstance(layer, MixerBlock)]
         self.memory_embed = nn.Parameter(torch.empty(n_mem, cfg.d_model)) if n_mem else None
-        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len + n_mem, cfg.rope_base) if attn else None
+        if not attn and cfg.pos_encoding == "random":
+            raise LooplabError("pos_encoding random rotates attention, and this model has no attention layer; "
+                               "allowed: rope (the default, which does nothing here), nope, absolute")
+        self.positions = Positions(cfg, cfg.head_dim, extra=n_mem) if attn else None
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.init_weights()
 
@@ -109,7 +113,9 @@ class SSM(LanguageModel):
         """The scan a training forward takes here: kernel, chunked or sequential."""
         return self.mixers[0].path(self.embed.weight.device) if self.mixers else "none"
 
-    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> SSMState:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> SSMState | None:
+        if self.positions is not None and not self.positions.cacheable:
+            return None
         p = self.embed.weight
         ssm = SSMCache.empty(len(self.mixers), batch, self.mixers[0], p.device, p.dtype)
         kv = None
@@ -121,7 +127,7 @@ class SSM(LanguageModel):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 state: SSMState | None = None) -> ModelOutput:
         start = state.pos if state is not None else 0
-        x = self.embed(idx)  # (B, T, C)
+        x = self.embed_at(idx, max(start - self.n_mem, 0))  # (B, T, C); state.pos counts the memory tokens
         if self.memory_embed is not None and start == 0:
             x = torch.cat([self.memory_embed.expand(idx.shape[0], -1, -1), x], dim=1)  # (B, M+T, C)
         x = self.backbone(x, start, state)
@@ -133,7 +139,7 @@ class SSM(LanguageModel):
         return self.output(logits, targets)
 
     def backbone(self, x: torch.Tensor, start: int, state: SSMState | None) -> torch.Tensor:
-        rope = self.rotary(start, x.shape[1]) if self.rotary is not None else None
+        rope = self.positions(start, x.shape[1], x.shape[0]) if self.positions is not None else None
         for layer, slot in zip(self.layers, self.slots):
             if isinstance(layer, Block):
                 x = layer(x, rope, state.kv if state is not None else None, slot)

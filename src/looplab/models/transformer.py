@@ -25,7 +25,8 @@ from looplab.models.base import (
     ModelOutput,
     count_params,
 )
-from looplab.models.layers import Block, KVCache, RMSNorm, Rotary, init_linear_weights
+from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
+from looplab.models.positions import Positions, Rope
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +39,7 @@ class Transformer(LanguageModel):
         super().__init__(cfg)
         self.blocks = torch.nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.positions = Positions(cfg, cfg.head_dim)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -46,7 +47,9 @@ class Transformer(LanguageModel):
         N(0, 0.02 / sqrt(2 n_layer)); RMSNorm gains one (see layers.init_linear_weights)."""
         init_linear_weights(self, self.cfg.n_layer)
 
-    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> KVCache:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> KVCache | None:
+        if not self.positions.cacheable:
+            return None
         p = self.embed.weight
         return KVCache.empty(self.cfg.n_layer, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim,
                              p.device, p.dtype)
@@ -54,8 +57,8 @@ class Transformer(LanguageModel):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 state: KVCache | None = None) -> ModelOutput:
         start = state.pos if state is not None else 0
-        rope = self.rotary(start, idx.shape[1])
-        x = self.embed(idx)  # (B, T, C)
+        rope = self.positions(start, idx.shape[1], idx.shape[0])
+        x = self.embed_at(idx, start)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, state, slot=i)
         if state is not None:
@@ -108,7 +111,7 @@ class SharedLoop(LoopedModel):
         n_unique = opts.unique_blocks(cfg.n_layer)
         self.blocks = torch.nn.ModuleList(Block(cfg) for _ in range(n_unique))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        self.positions = Positions(cfg, cfg.head_dim)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -116,7 +119,9 @@ class SharedLoop(LoopedModel):
         residual stream sums n_unique * n_loops block outputs."""
         init_linear_weights(self, len(self.blocks) * self.n_loops)
 
-    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> KVCache:
+    def new_state(self, batch: int, max_len: int, *, exact: bool = True) -> KVCache | None:
+        if not self.positions.cacheable:
+            return None
         p = self.embed.weight
         slots = len(self.blocks) * self.loops()  # one slot per block application
         return KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
@@ -125,8 +130,8 @@ class SharedLoop(LoopedModel):
                 n_loops: int | None = None) -> ModelOutput:
         n = self.loops(n_loops)
         start = state.pos if state is not None else 0
-        rope = self.rotary(start, idx.shape[1])
-        e = self.embed(idx)  # (B, T, C)
+        rope = self.positions(start, idx.shape[1], idx.shape[0])
+        e = self.embed_at(idx, start)  # (B, T, C)
         x = e
         for loop in range(n):
             if loop and self.opts.reinject:
@@ -137,7 +142,7 @@ class SharedLoop(LoopedModel):
         logits = self.head(self.norm(x))  # (B, T, V)
         return self.output(logits, targets)
 
-    def loop(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], state: KVCache | None,
+    def loop(self, x: torch.Tensor, rope: Rope, state: KVCache | None,
              loop: int) -> torch.Tensor:
         """One pass through the shared stack; cache slots are numbered by (loop, block)."""
         first = loop * len(self.blocks)

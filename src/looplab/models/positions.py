@@ -1,0 +1,91 @@
+"""How token positions reach a model: the `pos_encoding` setting every attention-based variant shares.
+
+- `rope` (default): rotary embedding of positions start..start+T-1 in every attention layer
+  (Su et al., arXiv 2104.09864).
+- `nope`: no positions at all; the causal mask alone orders the tokens (Kazemnejad et al.,
+  arXiv 2305.19466).
+- `absolute`: a learned table added to the token embedding, attention unrotated (GPT-2); the
+  `absolute` variant and `nano_baseline.py` are the baseline with this setting.
+- `random`: rotary embedding at positions drawn for every sequence as a sorted random subset of
+  [0, pos_range), pos_range larger than any length trained or tested, so that every position an
+  evaluation uses was seen in training (Ruoss et al., arXiv 2305.16843). Training draws a subset per
+  row; evaluation draws one subset per sequence length from a generator seeded by that length, so
+  scores are reproducible and do not depend on the batch. Positions are drawn for the whole
+  sequence, so decoding recomputes it (no KV cache) and each step sees a fresh subset, as training
+  did.
+
+Letters: B batch, T tokens, D head dim.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from looplab.config import ModelConfig
+from looplab.errors import LooplabError
+from looplab.models.layers import Rotary
+
+ROTATED = ("rope", "random")  # the encodings that rotate attention's queries and keys
+
+Rope = tuple[torch.Tensor, torch.Tensor] | None  # cos, sin: (T, D/2) or per row (B, T, D/2); None: unrotated
+
+
+class Positions(nn.Module):
+    """The rotary tables of one attention width for the model's `pos_encoding` (None when unrotated)."""
+
+    def __init__(self, cfg: ModelConfig, head_dim: int, extra: int = 0) -> None:
+        super().__init__()
+        self.kind = cfg.pos_encoding
+        self.range = cfg.pos_range or cfg.max_seq_len + extra
+        self.rotary = Rotary(head_dim, cfg.max_seq_len + extra, cfg.rope_base) if self.kind in ROTATED else None
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether decoding may keep keys and values (not with positions redrawn per sequence)."""
+        return self.kind != "random"
+
+    def draw(self, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
+        """Random positions (B or 1, T), sorted, distinct, in [0, range); None unless `random`."""
+        if self.kind != "random":
+            return None
+        if length > self.range:
+            raise LooplabError(f"a sequence of {length} tokens does not fit pos_range {self.range} of random "
+                               "positions; build the model with a larger pos_range")
+        if self.training:
+            keys = torch.rand(batch, self.range, device=device)
+        else:
+            keys = torch.rand(1, self.range, generator=torch.Generator().manual_seed(length)).to(device)
+        return keys.topk(length, dim=1).indices.sort(dim=1).values  # (B, T)
+
+    def forward(self, start: int, length: int, batch: int = 1, ids: torch.Tensor | None = None,
+                device: torch.device | None = None) -> Rope:
+        if self.rotary is None:
+            return None
+        if self.kind == "random":
+            if start:
+                raise LooplabError("random positions are drawn per sequence and cannot continue a cache")
+            if ids is None:
+                ids = self.draw(batch, length, device or self.rotary.inv_freq.device)
+            return self.rotary.at(ids)
+        return self.rotary(start, length)
+
+
+def absolute_table(cfg: ModelConfig) -> nn.Embedding | None:
+    """The learned position table of `absolute` (max_seq_len rows, N(0, 0.02)); None otherwise."""
+    if cfg.pos_encoding != "absolute":
+        return None
+    table = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+    nn.init.normal_(table.weight, 0.0, 0.02)
+    return table
+
+
+def add_absolute(x: torch.Tensor, table: nn.Embedding | None, start: int) -> torch.Tensor:
+    """x (B, T, C) plus the table's rows start..start+T-1; a position past the table is an error."""
+    if table is None:
+        return x
+    T, rows = x.shape[1], table.weight.shape[0]
+    if start + T > rows:
+        raise LooplabError(f"position {start + T - 1} is past the absolute-position table (max_seq_len {rows}); "
+                           "build the model with a larger max_seq_len")
+    return x + table(torch.arange(start, start + T, device=x.device))
