@@ -10,6 +10,11 @@ SSD is a selective state-space recurrence with A a negative scalar per head (tim
     h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T        (h: p x n per head)
     y_t = h_t C_t
 
+The transition exp(dt A) lies in (0, 1), and a linear recurrence with only such eigenvalues cannot
+track parity at any length (Grazzi et al., arXiv 2411.12537). Option `negative_eigenvalues` uses
+2 exp(dt A) - 1 in (-1, 1) instead, as they propose; the scans then carry signs (`log_transition`)
+and the mamba_ssm kernels, which know only the original form, are not used.
+
 One set of weights, three ways to run the recurrence over a sequence:
 - `ssd_sequential`: token by token, the obviously correct reference. Its step, `ssd_step`, is also
   the constant-memory decoding step.
@@ -51,6 +56,7 @@ class Mamba2Options:
     d_conv: int = 4  # width of the causal depthwise convolution (k)
     chunk: int = 64  # SSD chunk length (l)
     ssm_impl: str = "auto"  # auto: mamba_ssm kernels on CUDA when importable, else chunked; or chunked, sequential
+    negative_eigenvalues: bool = False  # transition 2 exp(dt A) - 1 in (-1, 1) instead of exp(dt A) in (0, 1)
 
     def __post_init__(self) -> None:
         if self.ssm_impl not in SSM_IMPLS:
@@ -86,26 +92,28 @@ def mamba_kernels() -> SimpleNamespace | None:
 
 # --- the recurrence ------------------------------------------------------------------------------
 def ssd_step(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-             h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+             h: torch.Tensor, signed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One token. x (b, h, p), dt (b, h), A (h,), B and C (b, g, n), state h (b, h, p, n).
-    Head j reads group j // r."""
+    Head j reads group j // r. `signed`: the transition is 2 exp(dt A) - 1, in (-1, 1)."""
     r = x.shape[1] // B.shape[1]
     B, C = B.repeat_interleave(r, dim=1), C.repeat_interleave(r, dim=1)  # (b, h, n)
     decay = torch.exp(dt * A)  # (b, h)
+    if signed:
+        decay = 2 * decay - 1
     h = decay[..., None, None] * h + (dt[..., None] * x)[..., None] * B[:, :, None, :]  # (b, h, p, n)
     y = (h @ C[..., None]).squeeze(-1)  # (b, h, p)
     return y, h
 
 
 def ssd_sequential(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                   h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   h0: torch.Tensor | None = None, signed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference: `ssd_step` over every token. x (b, t, h, p), dt (b, t, h), B and C (b, t, g, n).
     Returns y (b, t, h, p) and the final state (b, h, p, n)."""
     b, t, n_head, p = x.shape
     h = h0 if h0 is not None else x.new_zeros(b, n_head, p, B.shape[-1])
     ys = []
     for i in range(t):
-        y, h = ssd_step(x[:, i], dt[:, i], A, B[:, i], C[:, i], h)
+        y, h = ssd_step(x[:, i], dt[:, i], A, B[:, i], C[:, i], h, signed)
         ys.append(y)
     return torch.stack(ys, dim=1), h
 
@@ -128,14 +136,31 @@ def segsum(a: torch.Tensor) -> torch.Tensor:
     return terms.cumsum(dim=-2).masked_fill(~ones.tril(), -math.inf)
 
 
+def log_transition(dt: torch.Tensor, A: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The log-magnitude of each step's transition (b, t, h), and with `signed` the 0/1 flag of its
+    negative ones: 2 exp(dt A) - 1 = (-1)^neg exp(log|.|), so a product over a stretch of steps is the
+    exp of summed logs times the parity of the summed flags (Grazzi et al., arXiv 2411.12537)."""
+    if not signed:
+        return dt * A, None
+    a = 2 * torch.exp(dt * A) - 1
+    return a.abs().clamp_min(1e-30).log(), (a < 0).to(a.dtype)
+
+
+def _sign(flips: torch.Tensor) -> torch.Tensor:
+    """(-1)^flips for a tensor of (float) counts of negative transitions."""
+    return 1 - 2 * torch.remainder(flips, 2)
+
+
 def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                chunk: int, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                chunk: int, h0: torch.Tensor | None = None, signed: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The chunked SSD algorithm; same arguments and results as `ssd_sequential`.
 
     Tensors stay time-major, as the projection made them, and the heads of a group are folded into
     one matrix wherever they share B or C: the state products are then (r p x l) @ (l x n) matrix
     products per chunk and group, with no copy of B or C per head. The sequence is padded to whole
-    chunks with dt = 0: a padded step neither decays the state nor writes to it."""
+    chunks with dt = 0: a padded step neither decays the state nor writes to it. With `signed`, every
+    decay below is multiplied by the sign of its stretch of transitions (`log_transition`)."""
     b, t, n_head, p = x.shape
     g, n = B.shape[2], B.shape[3]
     r = n_head // g
@@ -145,7 +170,9 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
         x, B, C = (F.pad(v, (0, 0, 0, 0, 0, pad)) for v in (x, B, C))
         dt = F.pad(dt, (0, 0, 0, pad))
     c = (t + pad) // L
-    acs = (dt * A).view(b, c, L, n_head).cumsum(2)  # (b, c, l, h) log-decay since the chunk's start
+    log_a, neg = log_transition(dt, A, signed)
+    acs = log_a.view(b, c, L, n_head).cumsum(2)  # (b, c, l, h) log-decay since the chunk's start
+    ncs = neg.view(b, c, L, n_head).cumsum(2) if neg is not None else None  # (b, c, l, h) sign flips so far
     xdt = (x * dt[..., None]).view(b, c, L, n_head, p)  # (b, c, l, h, p)
     Bg = B.view(b, c, L, g, n).transpose(2, 3)  # (b, c, g, l, n)
     Cg = C.view(b, c, L, g, n).transpose(2, 3)  # (b, c, g, l, n)
@@ -155,11 +182,16 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
     scores = (Cg @ Bg.transpose(-1, -2)).masked_fill(~causal, 0.0)  # (b, c, g, l, s), shared by r heads
     acs_h = acs.transpose(2, 3).contiguous()  # (b, c, h, l), contiguous so that decay is
     decay = _decay(acs_h[..., :, None] - acs_h[..., None, :])  # (b, c, h, l, s), finite; masked via scores
+    if ncs is not None:
+        ncs_h = ncs.transpose(2, 3)
+        decay = decay * _sign(ncs_h[..., :, None] - ncs_h[..., None, :])
     weights = (scores[:, :, :, None] * decay.view(b, c, g, r, L, L)).view(b, c, n_head, L, L)
     y = (weights @ xdt.transpose(2, 3)).transpose(2, 3)  # (b, c, l, h, p)
 
     # 2. the state each chunk writes, as it stands at the chunk's end: per group (r p x l) @ (l x n)
     to_end = _decay(acs[:, :, -1:] - acs)  # (b, c, l, h)
+    if ncs is not None:
+        to_end = to_end * _sign(ncs[:, :, -1:] - ncs)
     xs = (xdt * to_end[..., None]).view(b, c, L, g, r * p).permute(0, 1, 3, 4, 2)  # (b, c, g, r p, l)
     written = (xs @ Bg).view(b, c, n_head, p, n)  # (b, c, h, p, n)
 
@@ -168,12 +200,16 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
         h0 = x.new_zeros(b, n_head, p, n)
     states = torch.cat([h0[:, None], written], dim=1)  # (b, c+1, h, p, n)
     across = torch.exp(segsum(F.pad(acs[:, :, -1].transpose(1, 2), (1, 0))))  # (b, h, c+1, c+1) to, from
+    if ncs is not None:
+        flips = F.pad(ncs[:, :, -1].transpose(1, 2), (1, 0)).cumsum(-1)  # (b, h, c+1) flips before each state
+        across = across * _sign(flips[..., :, None] - flips[..., None, :])
     states = torch.einsum("bhzw,bwhk->bzhk", across, states.flatten(-2)).reshape(b, c + 1, n_head, p, n)
     entering, final = states[:, :-1], states[:, -1]  # (b, c, h, p, n), (b, h, p, n)
 
     # 4. what the entering state contributes: y_l += exp(acs_l) C_l . h_enter, per group (l x n) @ (n x r p)
     read = Cg @ entering.reshape(b, c, g, r * p, n).transpose(-1, -2)  # (b, c, g, l, r p)
-    y = y + read.transpose(2, 3).reshape(b, c, L, n_head, p) * _decay(acs)[..., None]  # (b, c, l, h, p)
+    from_start = _decay(acs) if ncs is None else _decay(acs) * _sign(ncs)  # (b, c, l, h)
+    y = y + read.transpose(2, 3).reshape(b, c, L, n_head, p) * from_start[..., None]  # (b, c, l, h, p)
     return y.reshape(b, c * L, n_head, p)[:, :t], final
 
 
@@ -245,8 +281,9 @@ class Mamba2(nn.Module):
     def path(self, device: torch.device) -> str:
         """Which scan a full-sequence forward takes on `device`."""
         impl = self.opts.ssm_impl
-        if impl == "auto":
-            return "kernel" if device.type == "cuda" and mamba_kernels() is not None else "chunked"
+        if impl == "auto":  # the kernels know only transitions in (0, 1)
+            kernel = device.type == "cuda" and mamba_kernels() is not None and not self.opts.negative_eigenvalues
+            return "kernel" if kernel else "chunked"
         return impl
 
     def forward(self, u: torch.Tensor, cache: SSMCache | None = None, slot: int = 0) -> torch.Tensor:
@@ -290,13 +327,14 @@ class Mamba2(nn.Module):
         dtype = x.dtype
         x, dt, B, C = x.float(), dt.float(), B.float(), C.float()
         h0 = cache.ssm[slot] if cache is not None else None
+        signed = self.opts.negative_eigenvalues
         if cache is not None and x.shape[1] == 1:
-            y, h = ssd_step(x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], h0)
+            y, h = ssd_step(x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], h0, signed)
             y = y[:, None]
         elif self.opts.ssm_impl == "sequential":
-            y, h = ssd_sequential(x, dt, A, B, C, h0)
+            y, h = ssd_sequential(x, dt, A, B, C, h0, signed)
         else:
-            y, h = ssd_chunked(x, dt, A, B, C, self.opts.chunk, h0)
+            y, h = ssd_chunked(x, dt, A, B, C, self.opts.chunk, h0, signed)
         if cache is not None:
             cache.ssm[slot] = h
         return y.to(dtype)
