@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from looplab.data.tasks import ANSWER_FORMATS
 from looplab.errors import LooplabError
 from looplab.flags import setting
 
@@ -136,6 +137,8 @@ class TrainConfig:
     total_tokens: int = setting(200_000, "all training tokens; beyond alg_tokens is language (phase 2) "
                                 "(default: alg_tokens)", same_as="alg_tokens")
     alg_tasks: tuple[str, ...] = setting((), "algorithmic tasks (default: all ten; 'none': --task_file tasks only)")
+    answer_format: str = setting("msd", "numbers of addition, multiplication and successor written most-significant "
+                                 "digit first, or reversed (trains <task>_rev)", choices=ANSWER_FORMATS)
     seq_len: int = setting(256, "training sequence length")
     batch_size: int = setting(32, "sequences per optimiser step (the global batch)")
     lr: float = setting(1e-3, "peak learning rate (3e-3 learned copy far slower on tiny; docs/RESULTS.md)")
@@ -219,6 +222,7 @@ class TrainConfig:
                                ">= 1 and --curriculum_cooldown >= 0")
         _choice(self.loss_on, LOSS_ON, "loss_on")
         _choice(self.packing, PACKING, "packing")
+        _choice(self.answer_format, ANSWER_FORMATS, "answer_format")
         _choice(self.device, DEVICES, "device")
         _choice(self.dtype, DTYPES, "dtype")
         if not 0 <= self.competence <= 1:
@@ -251,6 +255,8 @@ class EvalConfig:
     checkpoint: str = setting("", "a .pt file written by train.py", required=True)
     suite: str = setting("algorithmic", "which suite to run")
     tasks: tuple[str, ...] = setting((), "tasks to evaluate (default: the trained ones)")
+    answer_format: str = setting("msd", "with --tasks: arithmetic tasks in this digit order (reversed: <task>_rev)",
+                                 choices=ANSWER_FORMATS)
     samples: int = setting(100, "examples per task and length", aliases=("eval_samples",))
     max_new_tokens: int = setting(32, "generation cap per example", aliases=("eval_max_new_tokens",))
     batch_size: int = setting(64, "prompts decoded together")
@@ -269,6 +275,7 @@ class EvalConfig:
     ppl_tokens: int = setting(32768, "ppl token cap (whole documents until the cap)")
 
     def __post_init__(self) -> None:
+        _choice(self.answer_format, ANSWER_FORMATS, "answer_format")
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1")
         if any(n < 1 for n in self.n_loops):

@@ -8,7 +8,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from looplab.data.tasks import OPT_IN, TASKS, concat, digits_of, get_tasks, signed_digits
+from looplab.data.tasks import (
+    OPT_IN,
+    TASKS,
+    concat,
+    digits_of,
+    get_tasks,
+    in_format,
+    signed_digits,
+    training_tasks,
+)
 from looplab.errors import LooplabError
 
 
@@ -139,3 +148,16 @@ def test_unknown_task():
     assert [t.name for t in get_tasks(["copy", "copy", "reverse"])] == ["copy", "reverse"]
     assert [t.name for t in get_tasks(None)] == [n for n in TASKS if n not in OPT_IN]
     assert [t.name for t in get_tasks(["passkey"])] == ["passkey"]
+
+
+def test_answer_format_option_maps_the_arithmetic_tasks():
+    """`--answer_format reversed` trains and scores `<task>_rev` for the three arithmetic tasks and
+    leaves every other task alone; msd leaves the names as given."""
+    assert in_format(["addition", "parity", "successor"], "reversed") == ["addition_rev", "parity", "successor_rev"]
+    assert in_format(["addition", "addition_rev"], "reversed") == ["addition_rev"]
+    assert in_format(["multiplication"], "msd") == ["multiplication"]
+    everything = [t.name for t in training_tasks((), "reversed")]
+    assert "multiplication_rev" in everything and "multiplication" not in everything and "copy" in everything
+    assert training_tasks(("none",), "reversed") == []
+    with pytest.raises(LooplabError, match="allowed: msd, reversed"):
+        in_format(["addition"], "lsd")

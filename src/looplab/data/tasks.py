@@ -426,13 +426,27 @@ OPT_IN = ("passkey", *(f"{name}_rev" for name in REVERSIBLE))  # prompts of hund
 
 
 NO_TASKS = "none"  # --alg_tasks none: train on --task_file tasks only
+ANSWER_FORMATS = ("msd", "reversed")  # numbers most-significant digit first (as written), or reversed
 
 
-def training_tasks(names: Sequence[str]) -> list[Task]:
-    """The built-in tasks a run trains on: `get_tasks`, or none at all for `--alg_tasks none`."""
+def in_format(names: Sequence[str], answer_format: str) -> list[str]:
+    """Task names with the arithmetic ones (REVERSIBLE) in `answer_format`: `addition` stays itself
+    for msd and becomes `addition_rev` for reversed; every other name is unchanged. An empty list
+    (every default task) is expanded first, so that reversed applies to it too."""
+    if answer_format not in ANSWER_FORMATS:
+        raise LooplabError(f"unknown answer_format '{answer_format}'; allowed: {', '.join(ANSWER_FORMATS)}")
+    names = list(names) or [t.name for t in get_tasks(None)]
+    if answer_format == "msd":
+        return names
+    return list(dict.fromkeys(f"{n}_rev" if n in REVERSIBLE else n for n in names))
+
+
+def training_tasks(names: Sequence[str], answer_format: str = "msd") -> list[Task]:
+    """The built-in tasks a run trains on: `get_tasks` of the names in `answer_format`, or none at all
+    for `--alg_tasks none`."""
     if tuple(names) == (NO_TASKS,):
         return []
-    return get_tasks(names or None)
+    return get_tasks(in_format(names, answer_format))
 
 
 def get_tasks(names: Sequence[str | Task] | None) -> list[Task]:

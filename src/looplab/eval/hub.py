@@ -16,6 +16,7 @@ from typing import Any
 
 from looplab.checkpoint import Checkpoint, load_checkpoint
 from looplab.config import EvalConfig
+from looplab.data.tasks import in_format
 from looplab.errors import LooplabError
 from looplab.eval import algorithmic, longctx, ppl, selftest
 from looplab.eval.custom import suite_custom
@@ -35,7 +36,7 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     `n_loops`, also `results["loops"][str(n)]`, the same grid at each loop count (looped variants;
     others get an empty sweep and `loops_note`). Scores come from exact decoding; a variant with an
     approximate cache gets its speed in `approximate_cache`, never a score."""
-    tasks = list(cfg.tasks) or ckpt.meta.get("tasks") or None
+    tasks = in_format(cfg.tasks, cfg.answer_format) if cfg.tasks else ckpt.meta.get("tasks") or None
     grid = dict(samples=cfg.samples, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                 batch_size=cfg.batch_size, use_cache=cfg.use_cache)
     results = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, **grid)

@@ -33,8 +33,8 @@ from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, init_linear_weights
-from looplab.models.positions import Positions
 from looplab.models.mamba2 import Mamba2, Mamba2Options, SSMCache
+from looplab.models.positions import Positions
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,7 +27,7 @@ def check_names(lc: LaunchConfig, cfg: TrainConfig) -> None:
         if value not in registry:
             raise LooplabError(f"unknown {what} '{value}'; allowed: {', '.join(registry)}")
     own_data = spec.train_data is not None  # a variant with its own stream (rlf) needs no tasks
-    if not training_tasks(cfg.alg_tasks) and not cfg.task_files and not own_data:
+    if not training_tasks(cfg.alg_tasks, cfg.answer_format) and not cfg.task_files and not own_data:
         raise LooplabError(f"--alg_tasks {NO_TASKS} needs at least one --task_file to train on")
     if lc.base and lc.variant != "rlf":
         raise LooplabError(f"--base applies to --variant rlf only, not '{lc.variant}'")

@@ -52,7 +52,7 @@ class Trainer(Resumable, Evaluation):
                  resume: bool = False, world: World | None = None) -> None:
         world = world or World()
         self.file_tasks = load_task_files(cfg.task_files)
-        builtin = training_tasks(cfg.alg_tasks)
+        builtin = training_tasks(cfg.alg_tasks, cfg.answer_format)
         self.task_objs = [*builtin, *self.file_tasks]
         self.by_name = {t.name: t for t in self.task_objs}
         self.tasks = list(self.by_name)
