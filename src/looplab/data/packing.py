@@ -118,7 +118,7 @@ class AlgoStream:
                 self.set_lengths(name, lo_hi)
         self._mean = self._mean_tokens()
         self.rng = np.random.default_rng(seed)
-        self._block: tuple[np.ndarray, np.ndarray] | None = None  # x rows (R, T) and y rows (R, T)
+        self._block: tuple[np.ndarray, ...] | None = None  # x rows (R, T), y rows (R, T), row lengths (R,)
         self._block_state: dict[str, Any] = {}
         self._cursor = 0
 
@@ -185,9 +185,9 @@ class AlgoStream:
         p = self._task_p()
         return float(np.mean(per_task) if len(set(p)) == 1 else np.average(per_task, weights=p))
 
-    def _draw(self, count: int) -> tuple[Tokens, np.ndarray]:
+    def _draw(self, count: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         """`count` examples, task uniform and length uniform in its range: tokens grouped by
-        (task, length), and the random order in which they are packed."""
+        (task, length) plus each example's length (N,), and the random order in which they are packed."""
         parts = []
         per_task = self.rng.multinomial(count, self._task_p())
         for task, k in zip(self.tasks, per_task.tolist()):
@@ -198,12 +198,14 @@ class AlgoStream:
                 sizes = self.rng.multinomial(k, self.length_p[task.name])
             for length, size in enumerate(sizes.tolist(), start=lo):
                 if size:
-                    parts.append(self._tokens(task, task.generate(self.rng, size, length), length))
+                    tokens = self._tokens(task, task.generate(self.rng, size, length), length)
+                    parts.append((*tokens, np.full(size, length, dtype=np.int64)))
         tokens = tuple(np.concatenate(arrays) for arrays in zip(*parts))
         return tokens, self.rng.permutation(len(tokens[1]))
 
-    def _pack_block(self) -> tuple[np.ndarray, np.ndarray]:
-        """x and y for R = block_batches * B rows, filled next-fit with whole examples."""
+    def _pack_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x and y for R = block_batches * B rows, filled next-fit with whole examples, and each row's
+        length: the task length of its example, the largest one in a packed row (0: an empty row)."""
         R, W = self.block_batches * self.batch_size, self.seq_len + 1
         draws: list[tuple[Tokens, np.ndarray]] = []
         n_seen, rows_left = 0, R
@@ -212,7 +214,7 @@ class AlgoStream:
             tokens, order = self._draw(count)
             draws.append((tokens, order + n_seen))
             n_seen += len(order)
-            flat, lens, answer = (np.concatenate(a) for a in zip(*(d[0] for d in draws)))
+            flat, lens, answer, knob = (np.concatenate(a) for a in zip(*(d[0] for d in draws)))
             order = np.concatenate([d[1] for d in draws])
             if self.packing == "single":
                 start_in_order, full = np.arange(len(order), dtype=np.int64) * W, True
@@ -231,7 +233,9 @@ class AlgoStream:
         loss = np.zeros(R * W, dtype=bool)
         loss[dest[placed]] = answer[placed] if self.loss_on == "answer" else True
         rows, loss = rows.reshape(R, W), loss.reshape(R, W)
-        return np.ascontiguousarray(rows[:, :-1]), np.where(loss[:, 1:], rows[:, 1:], IGNORE)
+        row_length = np.zeros(R, dtype=np.int64)
+        np.maximum.at(row_length, start[start >= 0] // W, knob[start >= 0])
+        return np.ascontiguousarray(rows[:, :-1]), np.where(loss[:, 1:], rows[:, 1:], IGNORE), row_length
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T) and y (B, T) int64; y is x shifted by one with -100 where there is no loss."""
@@ -242,6 +246,15 @@ class AlgoStream:
         sl = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
         self._cursor += 1
         return torch.from_numpy(self._block[0][sl].copy()), torch.from_numpy(self._block[1][sl].copy())
+
+    @property
+    def last_lengths(self) -> torch.Tensor:
+        """The task length of each row of the batch `next_batch` returned last (B,): what a model whose
+        loop count grows with the input length runs each row with (models.base.LengthLoops)."""
+        if self._block is None or not self._cursor:
+            raise LooplabError("no batch has been drawn yet")
+        sl = slice((self._cursor - 1) * self.batch_size, self._cursor * self.batch_size)
+        return torch.from_numpy(self._block[2][sl].copy())
 
     def _lengths_state(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in self.lengths.items()}

@@ -48,25 +48,44 @@ def score_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, 
 def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task, int, str]], *,
                    samples: int, seed: int, max_new_tokens: int, batch_size: int = 64,
                    use_cache: bool = True, n_loops: int | None = None) -> dict[str, Any]:
-    """Accuracy for each (task, length, split) cell, decoded in one batched pass."""
-    pairs: list[tuple[str, str]] = []
-    spans = []
-    for task, length, split in cells:
-        ex = task.generate(cell_rng(seed, task.name, length), samples, length).texts()
-        spans.append((task.name, length, split, len(pairs), len(pairs) + len(ex)))
-        pairs.extend(ex)
-    correct = score_examples(model, tokenizer, pairs, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size, use_cache=use_cache, n_loops=n_loops)
+    """Accuracy for each (task, length, split) cell, decoded in one batched pass per loop count: a
+    model whose loops grow with the input (LoopedModel.length_policy) runs each cell at the count of
+    its length unless `n_loops` is given, and the cell records the count it ran (`loops`)."""
+    counts = [cell_loops(model, length, n_loops) for _, length, _ in cells]
+    correct: dict[int, list[bool]] = {}
+    for count in dict.fromkeys(counts):
+        group = [i for i, c in enumerate(counts) if c == count]
+        pairs = [cell_pairs(cells[i], samples, seed) for i in group]
+        scores = score_examples(model, tokenizer, [p for ps in pairs for p in ps], max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, use_cache=use_cache, n_loops=count)
+        for i, ps in zip(group, pairs):
+            correct[i], scores = scores[: len(ps)], scores[len(ps):]
     tasks: dict[str, Any] = {}
-    for (task, _, _), (name, length, split, a, b) in zip(cells, spans):
-        entry = tasks.setdefault(name, {"lengths": {}})
-        entry["lengths"][str(length)] = {"acc": float(np.mean(correct[a:b])), "n": b - a, "split": split,
-                                         "floor": chance_floor(task, length)}
+    for i, (task, length, split) in enumerate(cells):
+        entry = tasks.setdefault(task.name, {"lengths": {}})
+        cell = {"acc": float(np.mean(correct[i])), "n": len(correct[i]), "split": split,
+                "floor": chance_floor(task, length)}
+        if counts[i] is not None and n_loops is None:
+            cell["loops"] = counts[i]
+        entry["lengths"][str(length)] = cell
     for entry in tasks.values():
         for split in ("iid", "ood"):
             accs = [c["acc"] for c in entry["lengths"].values() if c["split"] == split]
             entry[f"{split}_acc"] = float(np.mean(accs)) if accs else None
     return {"tasks": tasks, **_means(tasks)}
+
+
+def cell_pairs(cell: tuple[Task, int, str], samples: int, seed: int) -> list[tuple[str, str]]:
+    task, length, _ = cell
+    return task.generate(cell_rng(seed, task.name, length), samples, length).texts()
+
+
+def cell_loops(model: nn.Module, length: int, n_loops: int | None) -> int | None:
+    """The loop count a cell of task length `length` runs: `n_loops` when given, else the model's
+    length policy (None: the trained count)."""
+    if n_loops is not None or not isinstance(model, LoopedModel):
+        return n_loops
+    return model.loops_for_length(length)
 
 
 def _means(tasks: dict[str, Any]) -> dict[str, float | None]:

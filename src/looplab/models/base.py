@@ -118,17 +118,70 @@ class LanguageModel(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class LengthLoops:
+    """Loops that grow with the input: round(per_length * length + offset), clipped to [1, cap], where
+    length is the task's length (bits, digits, letters), as Fan et al. run n steps for n-bit parity
+    (arXiv 2409.15647). Training runs each row at its example's count (per-row masks: a row stops
+    changing after its last loop) and evaluation runs each (task, length) cell at its count."""
+
+    per_length: float
+    offset: float
+    cap: int
+
+    def count(self, length: int) -> int:
+        return max(1, min(self.cap, round(self.per_length * length + self.offset)))
+
+    def counts(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-row counts (B,) for per-row lengths (B,)."""
+        return (self.per_length * lengths.float() + self.offset).round().clamp(1, self.cap).long()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LengthLoopOptions:
+    """The options of a variant whose loop count may grow with the input (shared_loop, prc)."""
+
+    loops_per_length: float = 0.0  # a in loops = round(a * length + b); 0: the fixed count n_loops
+    loops_offset: float = 0.0  # b
+    loops_cap: int = 64  # the most loops any input gets
+
+    def __post_init__(self) -> None:
+        if self.loops_per_length < 0 or self.loops_cap < 1:
+            raise LooplabError(f"loops_per_length must be >= 0 and loops_cap >= 1, got {self.loops_per_length}, "
+                               f"{self.loops_cap}")
+
+    @property
+    def length_policy(self) -> LengthLoops | None:
+        if not self.loops_per_length:
+            return None
+        return LengthLoops(float(self.loops_per_length), float(self.loops_offset), int(self.loops_cap))
+
+
 class LoopedModel(LanguageModel):
     """A language model whose shared core runs a variable number of loops.
 
     `n_loops` is the count it is trained with; `with_loops(n)` sets another count for every call
     inside the block (test-time compute), and an explicit `forward(..., n_loops=n)` wins over both.
+    A model with a `length_policy` (LengthLoops) runs a count that grows with the input's length
+    instead: per row in training (`forward(..., lengths=...)`), per cell at evaluation.
     """
+
+    length_policy: LengthLoops | None = None
 
     def __init__(self, cfg: ModelConfig, n_loops: int) -> None:
         super().__init__(cfg)
         self.n_loops = check_loops(n_loops)
         self._loops_override: int | None = None
+
+    def loops_for_length(self, length: int) -> int | None:
+        """The count the length policy gives inputs of task length `length` (None without a policy)."""
+        return self.length_policy.count(length) if self.length_policy is not None else None
+
+    def row_loops(self, lengths: torch.Tensor | None, n_loops: int | None) -> torch.Tensor | None:
+        """Per-row counts (B,) for a forward given row lengths, unless a count was set explicitly."""
+        if lengths is None or self.length_policy is None or n_loops is not None or self._loops_override:
+            return None
+        return self.length_policy.counts(lengths.to(self.embed.weight.device))
 
     def loops(self, n_loops: int | None = None) -> int:
         """The loop count a call runs with: explicit argument, then `with_loops`, then trained."""
@@ -149,6 +202,20 @@ def check_loops(n_loops: int) -> int:
     if not isinstance(n_loops, int) or isinstance(n_loops, bool) or n_loops < 1:
         raise LooplabError(f"n_loops must be a positive integer, got {n_loops!r}")
     return n_loops
+
+
+def length_kwargs(model: nn.Module, lengths: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The `lengths=` argument of a forward for a model whose loops grow with the input; {} otherwise."""
+    if lengths is None or getattr(model, "length_policy", None) is None:
+        return {}
+    return {"lengths": lengths}
+
+
+def masked_update(x: torch.Tensor, new: torch.Tensor, loop: int, counts: torch.Tensor | None) -> torch.Tensor:
+    """new where the row still runs at `loop` (loop < its count), x where it has stopped; new when counts is None."""
+    if counts is None:
+        return new
+    return torch.where((loop < counts).view(-1, *([1] * (x.dim() - 1))), new, x)
 
 
 def loops_context(model: nn.Module, n_loops: int | None) -> AbstractContextManager:

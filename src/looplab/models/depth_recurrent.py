@@ -53,7 +53,7 @@ from torch import nn
 
 from looplab.config import ModelConfig
 from looplab.errors import LooplabError
-from looplab.models.base import LoopedModel, ModelOutput, count_params
+from looplab.models.base import LengthLoopOptions, LoopedModel, ModelOutput, count_params, masked_update
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
 from looplab.models.positions import Positions, Rope
 
@@ -64,7 +64,7 @@ STATE_STD = 0.02  # std of a random initial state: the token embeddings' scale a
 
 
 @dataclass(frozen=True, kw_only=True)
-class PRCOptions:
+class PRCOptions(LengthLoopOptions):
     prelude: int = 2  # P: blocks run once before the recurrence
     recur: int = 4  # R: blocks of the recurrent core, run r times
     coda: int = 2  # C: blocks run once on the final state
@@ -78,6 +78,7 @@ class PRCOptions:
     kv_cache_recur_budget: int = 1  # approximate decoding: cache keys/values of the last this-many recurrences only
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, low in (("prelude", 0), ("recur", 1), ("coda", 0), ("train_recur_max", 1), ("n_loops", 0),
                           ("bptt_k", 1), ("kv_cache_recur_budget", 1)):
             value = getattr(self, name)
@@ -134,7 +135,7 @@ class PRC(LoopedModel):
 
     def __init__(self, cfg: ModelConfig, opts: PRCOptions) -> None:
         super().__init__(cfg, opts.eval_loops)
-        self.opts = opts
+        self.opts, self.length_policy = opts, opts.length_policy
         self.prelude_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.prelude))
         self.core_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.recur))
         self.coda_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.coda))
@@ -182,18 +183,21 @@ class PRC(LoopedModel):
 
     # --- forward ----------------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: PRCState | None = None,
-                n_loops: int | None = None) -> ModelOutput:
-        n = self.recurrences(n_loops, state)
+                n_loops: int | None = None, lengths: torch.Tensor | None = None) -> ModelOutput:
+        """`lengths` (B,): each row's task length; with a length policy each row runs its own count of
+        recurrences instead of a sampled one, with gradients through all of them (no truncation)."""
+        counts = self.row_loops(lengths, n_loops)
+        n = int(counts.max()) if counts is not None else self.recurrences(n_loops, state)
         start = state.pos if state is not None else 0
         rope = self.positions(start, idx.shape[1], idx.shape[0])
         cache = state.cache if state is not None else None
         e = self.prelude(self.embed_at(idx, start), rope, cache)  # (B, T, C)
-        s = self.recur(e, rope, state, n)  # (B, T, C)
+        s = self.recur(e, rope, state, n, counts)  # (B, T, C)
         h = self.coda(s, rope, cache)
         if state is not None:
             state.cache.pos += idx.shape[1]
         logits = self.head(self.norm(h))  # (B, T, V)
-        return self.output(logits, targets, {"n_loops": float(n)})
+        return self.output(logits, targets, {"n_loops": float(counts.float().mean()) if counts is not None else float(n)})
 
     def recurrences(self, n_loops: int | None, state: PRCState | None) -> int:
         """A sampled r for a training forward without an explicit count, else the evaluation count."""
@@ -212,15 +216,16 @@ class PRC(LoopedModel):
         return x
 
     def recur(self, e: torch.Tensor, rope: Rope, state: PRCState | None,
-              n_loops: int) -> torch.Tensor:
-        """r recurrences of the core: a no_grad loop, then a gradient loop over the last bptt_k."""
+              n_loops: int, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """r recurrences of the core: a no_grad loop, then a gradient loop over the last bptt_k; with
+        per-row counts (B,), every recurrence keeps its gradient and a row stops after its own count."""
         s = self.init_state(e, state)
-        n_free = max(n_loops - self.opts.bptt_k, 0)
+        n_free = max(n_loops - self.opts.bptt_k, 0) if counts is None else 0
         with torch.no_grad():
             for loop in range(n_free):
                 s = self.core(s, e, rope, state, loop)
         for loop in range(n_free, n_loops):
-            s = self.core(s, e, rope, state, loop)
+            s = masked_update(s, self.core(s, e, rope, state, loop), loop, counts)
         if state is not None:
             state.warm = s[:, -1:].detach()  # (B, 1, C)
         return s

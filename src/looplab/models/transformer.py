@@ -21,9 +21,11 @@ from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models.base import (
     LanguageModel,
+    LengthLoopOptions,
     LoopedModel,
     ModelOutput,
     count_params,
+    masked_update,
 )
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
 from looplab.models.positions import Positions, Rope
@@ -72,13 +74,14 @@ PRESETS = ("iso_param", "iso_flop", "custom")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SharedLoopOptions:
+class SharedLoopOptions(LengthLoopOptions):
     preset: str = "iso_param"  # iso_param: n_layer unique blocks; iso_flop: n_layer / n_loops; custom: n_unique
     n_loops: int = 2  # passes through the shared stack (training default; evaluation may change it)
     n_unique: int = 0  # unique blocks, only with preset="custom" (0 otherwise)
     reinject: bool = True  # add the token embedding to the stream before every loop after the first
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.preset not in PRESETS:
             raise LooplabError(f"unknown shared_loop preset '{self.preset}'; allowed: {', '.join(PRESETS)}")
         if not isinstance(self.n_loops, int) or self.n_loops < 1:
@@ -107,7 +110,7 @@ class SharedLoop(LoopedModel):
 
     def __init__(self, cfg: ModelConfig, opts: SharedLoopOptions) -> None:
         super().__init__(cfg, opts.n_loops)
-        self.opts = opts
+        self.opts, self.length_policy = opts, opts.length_policy
         n_unique = opts.unique_blocks(cfg.n_layer)
         self.blocks = torch.nn.ModuleList(Block(cfg) for _ in range(n_unique))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -127,16 +130,18 @@ class SharedLoop(LoopedModel):
         return KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: KVCache | None = None,
-                n_loops: int | None = None) -> ModelOutput:
-        n = self.loops(n_loops)
+                n_loops: int | None = None, lengths: torch.Tensor | None = None) -> ModelOutput:
+        """`lengths` (B,): each row's task length; with a length policy each row runs its own count
+        (the batch runs the largest, a row's stream stops changing after its own last loop)."""
+        counts = self.row_loops(lengths, n_loops)
+        n = int(counts.max()) if counts is not None else self.loops(n_loops)
         start = state.pos if state is not None else 0
         rope = self.positions(start, idx.shape[1], idx.shape[0])
         e = self.embed_at(idx, start)  # (B, T, C)
         x = e
         for loop in range(n):
-            if loop and self.opts.reinject:
-                x = x + e
-            x = self.loop(x, rope, state, loop)
+            y = x + e if loop and self.opts.reinject else x
+            x = masked_update(x, self.loop(y, rope, state, loop), loop, counts)
         if state is not None:
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)

@@ -43,10 +43,15 @@ class TaskData:
         kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing)
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
         val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
-        self.val_batches = [val.next_batch() for _ in range(ALG_VAL_BATCHES)]
+        self.val_batches = [(*val.next_batch(), val.last_lengths) for _ in range(ALG_VAL_BATCHES)]
 
     def next_batch(self) -> Batch:
         return self.stream.next_batch()
+
+    @property
+    def last_lengths(self) -> torch.Tensor:
+        """Each row's task length in the last batch (for loops that grow with the input)."""
+        return self.stream.last_lengths
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict()

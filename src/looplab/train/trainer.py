@@ -31,7 +31,7 @@ from looplab.errors import LooplabError
 from looplab.io import write_json
 from looplab.meta import provenance
 from looplab.models import build_model
-from looplab.models.base import IGNORE_INDEX
+from looplab.models.base import IGNORE_INDEX, length_kwargs
 from looplab.train import parallel as par
 from looplab.train.artefacts import RUN_MARKER, Artefacts, prepare_output_dir
 from looplab.train.data import make_train_data
@@ -123,18 +123,22 @@ class Trainer(Resumable, Evaluation):
         return math.floor((j + 1) * r) > math.floor(j * r)
 
     # --- one optimiser step -------------------------------------------------------------------
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The global batch of this step (every rank draws the same one and keeps its slice)."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The global batch of this step (every rank draws the same one and keeps its slice), and each
+        row's task length when the model's loop count grows with it (else None)."""
         if self.phase(self.step) == "algorithmic" or self.replays(self.step):
             self.replay_steps += self.phase(self.step) == "language"
-            return self.data.next_batch()
-        return self.lang.next_batch()
+            x, y = self.data.next_batch()
+            return x, y, self.data.last_lengths if getattr(self.model, "length_policy", None) else None
+        return (*self.lang.next_batch(), None)
 
     def train_step(self) -> dict[str, Any]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        x, y = self.next_batch()
+        x, y, lengths = self.next_batch()
         parts = par.micro_batches(x, y, self.world, self.cfg.grad_accum)
+        row_lengths = [None] * len(parts) if lengths is None else \
+            [m for m, _ in par.micro_batches(lengths, lengths, self.world, self.cfg.grad_accum)]
         whole = len(parts) == 1 and not self.world.distributed
         shares = [1.0]  # each micro-batch's share of the global batch's supervised tokens, counted on the host
         if not whole:
@@ -142,11 +146,12 @@ class Trainer(Resumable, Evaluation):
             shares = [int((ym != IGNORE_INDEX).sum()) / n_all for _, ym in parts]
         self.model.train()
         loss = torch.zeros((), device=self.device)  # this rank's share of the global token-mean loss
-        for i, ((xm, ym), share) in enumerate(zip(parts, shares, strict=True)):
+        for i, ((xm, ym), share, lm) in enumerate(zip(parts, shares, row_lengths, strict=True)):
             xm, ym = xm.to(self.device, non_blocking=True), ym.to(self.device, non_blocking=True)
+            kw = length_kwargs(self.model, lm.to(self.device) if lm is not None else None)
             with par.grad_sync(self.step_model, self.mode, i == len(parts) - 1):
                 with autocast(self.device, self.amp):
-                    out = self.step_model(xm, ym)
+                    out = self.step_model(xm, ym, **kw)
                 (out.loss if whole else out.loss * (share * self.world.size)).backward()  # DDP averages ranks
             loss += out.loss.detach() * share
         grad_norm = None
