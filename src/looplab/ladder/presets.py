@@ -45,6 +45,10 @@ class LadderPreset:
     seeds: int = 1  # seeds 0..seeds-1 per variant unless --seeds says otherwise
     variants: tuple[str, ...] = ()  # variants run by default; () means every generic one
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # variant -> model options
+    # arm -> (variant, model options): a named configuration of a variant that the ladder runs like a
+    # variant of its own (its runs are `runs/<arm>_s<seed>/`), so one ladder crosses a variant with
+    # settings such as the position encoding; its options come on top of the variant's `options`
+    arms: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for given, cls, fixed in ((self.train, TrainConfig, PER_RUN), (self.evaluation, EvalConfig, PER_VARIANT)):
@@ -53,6 +57,12 @@ class LadderPreset:
             if unknown:
                 raise LooplabError(f"preset {self.name}: unknown {cls.__name__} field(s) {', '.join(unknown)}; "
                                    f"allowed: {', '.join(sorted(allowed))}")
+        from looplab.models import MODELS
+
+        for arm, (variant, _) in self.arms.items():
+            if arm in MODELS or variant not in MODELS:
+                raise LooplabError(f"preset {self.name}: arm '{arm}' must not be a variant's name and must name a "
+                                   f"variant; allowed variants: {', '.join(MODELS)}")
         base = self.base  # validates the shared settings
         if self.lr_grid and (len(self.lr_grid) < 2 or self.sweep_tokens < base.tokens_per_step):
             raise LooplabError(f"preset {self.name}: an lr_grid needs >= 2 values and sweep_tokens of at least "
@@ -69,6 +79,15 @@ class LadderPreset:
     def suite(self) -> str:
         return self.evaluation.get("suite", EvalConfig().suite)
 
+    def variant_of(self, name: str) -> str:
+        """The registered variant a ladder entry (a variant or an arm) builds."""
+        return self.arms[name][0] if name in self.arms else name
+
+    def options_of(self, name: str) -> dict[str, Any]:
+        """The model options of a ladder entry: its variant's, then the arm's own."""
+        variant = self.variant_of(name)
+        return {**self.options.get(variant, {}), **(self.arms[name][1] if name in self.arms else {})}
+
     def train_config(self, **per_run: Any) -> TrainConfig:
         return TrainConfig(**{**self.train, **per_run})
 
@@ -84,6 +103,18 @@ CPU_OPTIONS = {"prc": {"prelude": 1, "recur": 1, "coda": 1, "train_recur_mean": 
 # The learning rates the `cpu` preset's sweep chose (docs/results/cpu/REPORT.md); the demo reuses them.
 CPU_SWEPT_LRS = {"baseline": 5e-4, "shared_loop": 2e-3, "latent": 2e-3, "act": 2e-3, "absolute": 5e-4, "ssm": 1e-3,
                  "ssm_mem": 1e-3, "prc": 2e-3}
+
+AXES_TASKS = ("parity", "addition_rev", "copy")
+ONE_BLOCK = {"preset": "custom", "n_unique": 1, "n_loops": 3}  # one shared block; 3 loops cost the baseline's 3 blocks
+BY_LENGTH = {"loops_per_length": 1.0, "loops_cap": 64}  # n loops for n bits, digits or letters (Fan et al.)
+AXES_ARMS = {
+    "baseline_nope": ("baseline", {"pos_encoding": "nope"}),
+    "baseline_random": ("baseline", {"pos_encoding": "random", "pos_range": 256}),
+    "loop_fixed_nope": ("shared_loop", {**ONE_BLOCK, "pos_encoding": "nope"}),
+    "loop_len_nope": ("shared_loop", {**ONE_BLOCK, **BY_LENGTH, "pos_encoding": "nope"}),
+    "loop_len_rope": ("shared_loop", {**ONE_BLOCK, **BY_LENGTH}),
+    "ssm_neg": ("ssm", {"negative_eigenvalues": True}),
+}
 
 PRESETS: dict[str, LadderPreset] = {
     # `make demo`: every generic variant, one seed, on successor written both ways (the answer-format
@@ -112,6 +143,24 @@ PRESETS: dict[str, LadderPreset] = {
                    max_minutes=6.0),
         evaluation=dict(suite="algorithmic", samples=100), n_loops=(1, 2, 4, 8),
         lr_grid=(5e-4, 1e-3, 2e-3), sweep_tokens=300_000, threads=1, jobs=2, seeds=3, options=CPU_OPTIONS,
+    ),
+    # The length-generalisation axes on this CPU: position encoding (rope, nope, random) on the baseline,
+    # one shared block looped 3 times (nope) or once per unit of input length (nope, rope), and the SSM
+    # with and without negative eigenvalues (random positions decode by recomputation, which at 64 loops
+    # is too slow for this CPU, so the looped arms leave it out); trained on short inputs (parity <= 8 bits, reversed addition <= 4
+    # digits, copy <= 8 letters) and scored up to 8x longer. 3 seeds, learning rates of the `cpu` sweep.
+    "axes": LadderPreset(
+        name="axes", size="tiny",
+        note="length-generalisation axes: position encoding x loop policy (fixed 3, one per unit of length) for "
+             "baseline and one looped block, SSM with and without negative eigenvalues; parity, addition "
+             "(reversed), copy; one example per row; 3 seeds; each run to 95% IID or 5 minutes",
+        train=dict(alg_tasks=AXES_TASKS, alg_tokens=3_000_000, total_tokens=3_000_000, seq_len=24, batch_size=16,
+                   packing="single", warmup_tokens=20_000, eval_every_tokens=200_000, competence=0.95,
+                   eval_samples=50, max_minutes=5.0),
+        evaluation=dict(suite="algorithmic", samples=100), n_loops=(1, 4, 16),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=3, arms=AXES_ARMS,
+        variants=("baseline", "baseline_nope", "baseline_random", "loop_fixed_nope", "loop_len_nope",
+                  "loop_len_rope", "ssm", "ssm_neg"),
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
     "nano": LadderPreset(

@@ -53,14 +53,15 @@ VOCAB = 260  # the byte tokenizer every ladder run uses
 FREE_FLAGS = ("--threads",)  # flags that may differ between invocations (lanes share the cores)
 
 
-def select_variants(names: Sequence[str] | None) -> list[str]:
-    """The asked-for variants (default: every generic one), each after the variants it takes inputs from."""
+def select_variants(names: Sequence[str] | None, arms: Sequence[str] = ()) -> list[str]:
+    """The asked-for variants or preset arms (default: every generic variant), each after the variants
+    it takes inputs from."""
     from looplab.models import MODELS
 
     asked = list(names or [n for n, spec in MODELS.items() if spec.generic])  # rlf only when asked for
     for name in asked:
-        if name not in MODELS:
-            raise LooplabError(f"unknown variant '{name}'; allowed: {', '.join(MODELS)}")
+        if name not in MODELS and name not in arms:
+            raise LooplabError(f"unknown variant '{name}'; allowed: {', '.join([*MODELS, *arms])}")
     ordered: list[str] = []
 
     def add(name: str) -> None:
@@ -107,7 +108,8 @@ class Plan:
                 for seed in range(self.seeds)]
 
     def fixed_lr(self, variant: str) -> float:
-        return self.preset.lrs.get(variant, self.preset.base.lr)
+        lrs = self.preset.lrs
+        return lrs.get(variant, lrs.get(self.preset.variant_of(variant), self.preset.base.lr))
 
 
 def make_run(pl: Plan, variant: str, seed: int, run_dir: Path, *, lr: float, tokens: int | None = None) -> Run:
@@ -119,8 +121,8 @@ def make_run(pl: Plan, variant: str, seed: int, run_dir: Path, *, lr: float, tok
     train = p.train_config(**per_run)
     inputs = {field: str(pl.root / "runs" / f"{source}_s{seed}" / "best_model.pt")
               for field, source in INPUTS.get(variant, {}).items()}
-    launch = LaunchConfig(variant=variant, model_size=p.size,
-                          options={**p.options.get(variant, {}), **pl.shapes[variant].overrides}, **inputs)
+    launch = LaunchConfig(variant=p.variant_of(variant), model_size=p.size,
+                          options={**p.options_of(variant), **pl.shapes[variant].overrides}, **inputs)
     return Run(variant, seed, run_dir, launch, train, pl.shapes[variant], pl.weight(variant, train.total_tokens),
                sweep=bool(tokens))
 
@@ -133,15 +135,15 @@ def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match
     lang = p.base.lang_data
     if lang and not lang.startswith("hf:") and not Path(lang).exists():
         raise LooplabError(f"preset {p.name}: language data {lang} does not exist")
-    names = select_variants(variants or p.variants or None)
+    names = select_variants(variants or p.variants or None, tuple(p.arms))
     base_opts = p.options.get("baseline", {})
     shapes, flops = {}, {}
     for variant in names:
-        options = p.options.get(variant, {})
+        built, options = p.variant_of(variant), p.options_of(variant)
         shapes[variant] = Shape(note="built from its input checkpoint") if variant in INPUTS else match_shape(
-            variant, match, size=p.size, vocab_size=VOCAB, seq_len=p.base.seq_len, options=options,
+            built, match, size=p.size, vocab_size=VOCAB, seq_len=p.base.seq_len, options=options,
             base_options=base_opts)
-        value = measure(variant, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, **shapes[variant].overrides)
+        value = measure(built, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, **shapes[variant].overrides)
         if value:
             flops[variant] = value
     return Plan(p, out, seeds, threads, shapes, flops), names
@@ -179,7 +181,7 @@ def one_line(e: BaseException) -> str:
 def eval_config(run: Run, p: LadderPreset) -> EvalConfig:
     from looplab.models import MODELS
 
-    return p.eval_config(MODELS[run.variant].looped)
+    return p.eval_config(MODELS[run.launch.variant].looped)
 
 
 def train_run(run: Run, at: str, log: TextIO) -> None:
