@@ -31,7 +31,8 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
-POS_ENCODINGS = ("rope", "nope", "absolute", "random")  # how positions reach a model (models.positions)
+POS_ENCODINGS = ("rope", "nope", "absolute", "random")
+EXIT_CRITERIA = ("convergence", "confidence")  # test-time exits of looped variants (eval.exits)  # how positions reach a model (models.positions)
 
 
 def _choice(value: str, allowed: Mapping[str, Any] | tuple[str, ...], what: str) -> None:
@@ -262,6 +263,9 @@ class EvalConfig:
     batch_size: int = setting(64, "prompts decoded together")
     seed: int = setting(1234, "evaluation sampling seed, distinct from training seeds")
     use_cache: bool = setting(True, "decode by full recomputation (slow reference)", negate="no_cache")
+    exits: tuple[str, ...] = setting((), "looped variants: also score with each example's loop count chosen by these "
+                                     "exit criteria (convergence, confidence)", choices=EXIT_CRITERIA)
+    exit_threshold: float = setting(1e-3, "convergence exit: stop once KL(loop k || loop k-1) of the next token is below this")
     n_loops: tuple[int, ...] = setting((), "also evaluate looped variants at these loop counts, e.g. 1,2,4,8,16 "
                                        "(others: ignored)", metavar="N")
     data: tuple[str, ...] = setting((), "task file (JSONL) for --suite custom (repeatable)", append=True,
@@ -275,6 +279,10 @@ class EvalConfig:
     ppl_tokens: int = setting(32768, "ppl token cap (whole documents until the cap)")
 
     def __post_init__(self) -> None:
+        for name in self.exits:
+            _choice(name, EXIT_CRITERIA, "exit criterion")
+        if self.exit_threshold <= 0:
+            raise LooplabError(f"--exit_threshold must be positive, got {self.exit_threshold}")
         _choice(self.answer_format, ANSWER_FORMATS, "answer_format")
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from looplab.data.floors import chance_floor
@@ -126,6 +127,25 @@ def ood_summary(results: dict[str, Any]) -> dict[str, Any]:
               for name, n in OOD_PROBES.items()}
     return {"curves": curves, "ood_summary": {"ood_acc": results["ood_acc"], "probes": probes,
                                               "by_task": {k: v["ood_acc"] for k, v in tasks.items()}}}
+
+
+def halting_by_length(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
+                      seed: int) -> dict[str, dict[str, float]]:
+    """For a model with adaptive halting (act): per task and length, the mean loop at which the
+    position that starts the answer (the separator) halts, on the grid's own problems. Does its
+    compute grow with the problem? {} for other models."""
+    if not hasattr(model, "halting_depths"):
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    device = next(model.parameters()).device
+    for cell in grid_cells(task_names):
+        contexts = [encode_example(tokenizer, p, t)[0] for p, t in cell_pairs(cell, samples, seed)]
+        depths = []
+        for size in sorted({len(c) for c in contexts}):  # equal lengths batch together without padding
+            idx = torch.tensor([c for c in contexts if len(c) == size], device=device)
+            depths += model.halting_depths(idx)[:, -1].tolist()
+        out.setdefault(cell[0].name, {})[str(cell[1])] = float(np.mean(depths))
+    return out
 
 
 def loop_sweep(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, n_loops: Sequence[int],

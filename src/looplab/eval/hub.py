@@ -20,6 +20,8 @@ from looplab.data.tasks import in_format
 from looplab.errors import LooplabError
 from looplab.eval import algorithmic, longctx, ppl, selftest
 from looplab.eval.custom import suite_custom
+from looplab.eval.exits import exit_grid
+from looplab.models.base import LoopedModel
 from looplab.io import write_json
 from looplab.meta import file_sha256, provenance
 from looplab.train.runtime import resolve_device, set_threads
@@ -41,8 +43,16 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
                 batch_size=cfg.batch_size, use_cache=cfg.use_cache)
     results = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, **grid)
     results.update(algorithmic.ood_summary(results))
+    halting = algorithmic.halting_by_length(ckpt.model, ckpt.tokenizer, tasks, samples=cfg.samples, seed=cfg.seed)
+    if halting:
+        results["halting_by_length"] = halting
     if cfg.n_loops:
         results.update(algorithmic.loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **grid))
+    if cfg.exits and isinstance(ckpt.model, LoopedModel):
+        results["exits"] = {name: exit_grid(ckpt.model, ckpt.tokenizer, tasks, name, threshold=cfg.exit_threshold,
+                                            **grid) for name in cfg.exits}
+    elif cfg.exits:
+        results["exits_note"] = f"variant '{ckpt.model.cfg.variant}' has no loop count; exits not scored"
     if cfg.use_cache and ckpt.model.approximate_cache():
         results["approximate_cache"] = algorithmic.approximate_cache_speed(
             ckpt.model, ckpt.tokenizer, tasks, samples=min(cfg.samples, 32), seed=cfg.seed,

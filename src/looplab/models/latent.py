@@ -80,9 +80,14 @@ class ActOptions(LatentOptions):
     lambda_ponder: float = 0.001  # weight of the ponder cost N + R (0.01 collapsed to loop 1 on the CPU)
     halt_eps: float = 0.01  # a position halts once its summed p_halt reaches 1 - halt_eps
     halt_init: float = 0.0  # p_halt of every loop at initialisation; 0 means 1 / n_loops (start deep)
+    ponder_warmup: int = 0  # training forwards over which the ponder weight ramps from 0 to lambda_ponder
+    min_steps_explore: float = 0.0  # share of positions that, in training, may not halt before a random loop in 2..K
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ponder_warmup < 0 or not 0 <= self.min_steps_explore <= 1:
+            raise LooplabError(f"ponder_warmup must be >= 0 and min_steps_explore in [0, 1], got "
+                               f"{self.ponder_warmup}, {self.min_steps_explore}")
         if not 0 < self.halt_eps < 1:
             raise LooplabError(f"halt_eps must be in (0, 1), got {self.halt_eps}")
         if not 0 <= self.halt_init < 1:
@@ -352,9 +357,35 @@ class Latent(LoopedModel):
 
 
 class Act(Latent):
-    """`latent` with per-position adaptive halting over the thought loops (n_loops is the cap)."""
+    """`latent` with per-position adaptive halting over the thought loops (n_loops is the cap).
+
+    Against collapse to one loop (see ActOptions): the deep start `halt_init`; `ponder_warmup`, a
+    linear ramp of the ponder weight over the first training forwards (counted in a buffer, so a
+    resumed run continues the ramp); and `min_steps_explore`, the share of positions that in a
+    training forward get a random minimum loop m in 2..K before which they cannot halt (their
+    halting probabilities before m are zeroed), as HRM explores deeper computation."""
 
     halting = True
+
+    def __init__(self, cfg: ModelConfig, opts: ActOptions) -> None:
+        super().__init__(cfg, opts)
+        if opts.ponder_warmup:
+            self.register_buffer("ponder_calls", torch.zeros((), dtype=torch.long))
+
+    def ponder_weight(self) -> float:
+        """lambda_ponder, ramped over the first `ponder_warmup` training forwards."""
+        if not self.opts.ponder_warmup:
+            return self.opts.lambda_ponder
+        return self.opts.lambda_ponder * min(1.0, int(self.ponder_calls) / self.opts.ponder_warmup)
+
+    def min_loops(self, shape: torch.Size, n_loops: int, device: torch.device) -> torch.Tensor | None:
+        """Per position (B, T) the first loop (1-based) at which it may halt, in training with
+        exploration on; None otherwise."""
+        if not self.training or not self.opts.min_steps_explore or n_loops < 2:
+            return None
+        explore = torch.rand(shape, device=device) < self.opts.min_steps_explore
+        m = torch.randint(2, n_loops + 1, shape, device=device)
+        return torch.where(explore, m, torch.ones_like(m))
 
     def think(self, z: torch.Tensor, mem: Memory, n_loops: int) -> tuple[torch.Tensor, Halting]:
         """Run loops until every position has halted (or the cap), then mix each loop's thoughts
@@ -364,9 +395,12 @@ class Act(Latent):
         training batch some position almost always runs to the cap anyway."""
         zs, ps = [], []
         total = z.new_zeros(z.shape[:2])  # (B, T) summed p_halt
-        for _ in range(n_loops):
+        floor = self.min_loops(z.shape[:2], n_loops, z.device)  # (B, T) or None
+        for k in range(n_loops):
             z = self.core(z, mem)
             p = torch.sigmoid(self.halt(z.mean(dim=2)).float()).squeeze(-1)  # (B, T), fp32 under autocast
+            if floor is not None:
+                p = torch.where(k + 1 < floor, torch.zeros_like(p), p)
             zs.append(z)
             ps.append(p)
             total = total + p
@@ -381,14 +415,23 @@ class Act(Latent):
         depth = halting.depth.detach()
         aux = {"halt_depth_mean": depth.mean(), "halt_at_1_share": (depth == 1).float().mean(),
                "halt_at_max_share": (depth == n_loops).float().mean(), "ponder_cost": ponder.detach()}
-        return aux, self.opts.lambda_ponder * ponder
+        weight = self.ponder_weight()
+        if self.training and self.opts.ponder_warmup:
+            self.ponder_calls += 1
+        aux["ponder_weight"] = weight
+        return aux, weight * ponder
 
     @torch.no_grad()
-    def halting_histogram(self, idx: torch.Tensor, n_loops: int | None = None) -> list[int]:
-        """How many positions of idx (B, T) halt after 1, 2, ..., n_loops loops."""
+    def halting_depths(self, idx: torch.Tensor, n_loops: int | None = None) -> torch.Tensor:
+        """The loop (1..n_loops) at which each position of idx (B, T) halts: (B, T)."""
         n = self.loops(n_loops)
         ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)
         h, _ = self.prelude(idx, None, ids)
         mem, z = self.read(h, None, ids)
         _, halting = self.think(z, mem, n)
-        return torch.bincount(halting.depth.flatten().long() - 1, minlength=n).tolist()
+        return halting.depth.long()
+
+    def halting_histogram(self, idx: torch.Tensor, n_loops: int | None = None) -> list[int]:
+        """How many positions of idx (B, T) halt after 1, 2, ..., n_loops loops."""
+        n = self.loops(n_loops)
+        return torch.bincount(self.halting_depths(idx, n).flatten() - 1, minlength=n).tolist()

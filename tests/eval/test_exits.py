@@ -1,0 +1,59 @@
+"""Exit criteria at test time (eval.exits): the two rules on hand-made distributions, and the grid
+scored at each example's chosen count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from looplab.config import EvalConfig
+from looplab.data.tokenizer import ByteTokenizer
+from looplab.errors import LooplabError
+from looplab.eval import exits
+from looplab.eval.algorithmic import run_grid
+from tests.helpers import tiny_model
+
+
+def dists(*rows: list[list[float]]) -> torch.Tensor:
+    """(K, B, V) log-probabilities from per-loop rows of probabilities."""
+    return torch.tensor(rows).log()
+
+
+def test_convergence_stops_at_the_first_small_change_else_at_the_cap():
+    logp = dists([[0.5, 0.5], [0.9, 0.1]], [[0.9, 0.1], [0.5, 0.5]], [[0.9, 0.1], [0.1, 0.9]])
+    assert exits.converged(logp, 1e-3).tolist() == [3, 3]  # row 0 settles between loops 2 and 3; row 1 never
+    logp = dists([[0.5, 0.5]], [[0.5, 0.5]])
+    assert exits.converged(logp, 1e-3).tolist() == [2]
+    assert exits.converged(dists([[0.2, 0.8]]), 1e-3).tolist() == [1]
+
+
+def test_confidence_picks_the_most_certain_loop():
+    logp = dists([[0.6, 0.4]], [[0.05, 0.95]], [[0.3, 0.7]])
+    assert exits.most_confident(logp, 0.0).tolist() == [2]
+
+
+def test_exit_grid_scores_each_example_at_its_chosen_count(monkeypatch):
+    m = tiny_model("shared_loop")
+    tok = ByteTokenizer()
+    monkeypatch.setattr(exits, "choose_loops", lambda model, contexts, criterion, cap, threshold: [3] * len(contexts))
+    got = exits.exit_grid(m, tok, ["parity"], "confidence", threshold=1e-3, samples=4, seed=0, max_new_tokens=3)
+    want = run_grid(m, tok, ["parity"], samples=4, seed=0, max_new_tokens=3, n_loops=3)
+    for n, cell in want["tasks"]["parity"]["lengths"].items():
+        assert got["tasks"]["parity"]["lengths"][n]["acc"] == cell["acc"]
+        assert got["tasks"]["parity"]["lengths"][n]["mean_loops"] == 3.0
+        assert got["tasks"]["parity"]["lengths"][n]["max_loops"] == 2 * m.n_loops
+
+
+def test_real_choice_stays_within_the_cap():
+    m = tiny_model("shared_loop")
+    got = exits.exit_grid(m, ByteTokenizer(), ["parity"], "convergence", threshold=1e-3, samples=3, seed=0,
+                          max_new_tokens=3)
+    assert all(1 <= c["mean_loops"] <= c["max_loops"] for c in got["tasks"]["parity"]["lengths"].values())
+
+
+def test_exits_refuse_what_they_cannot_do():
+    with pytest.raises(LooplabError, match="has no loop count"):
+        exits.exit_grid(tiny_model("baseline"), ByteTokenizer(), ["parity"], "confidence", threshold=1e-3,
+                        samples=2, seed=0, max_new_tokens=3)
+    with pytest.raises(LooplabError, match="allowed: convergence, confidence"):
+        EvalConfig(checkpoint="x.pt", exits=("patience",))
