@@ -21,9 +21,9 @@ from looplab.errors import LooplabError
 from looplab.eval import algorithmic, longctx, ppl, selftest
 from looplab.eval.custom import suite_custom
 from looplab.eval.exits import exit_grid
-from looplab.models.base import LoopedModel
 from looplab.io import write_json
 from looplab.meta import file_sha256, provenance
+from looplab.models.base import LoopedModel
 from looplab.train.runtime import resolve_device, set_threads
 
 SCHEMA = "looplab-results-v1"
