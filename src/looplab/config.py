@@ -105,7 +105,7 @@ def model_config(size: str, vocab_size: int, variant: str = "baseline", **overri
 
 
 LOSS_ON = ("answer", "all")
-PACKING = ("packed", "single")  # how the algorithmic stream lays examples into rows (data.packing)
+PACKING = ("packed", "single", "isolated")  # how the algorithmic stream lays examples into rows (data.packing)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NONFINITE = ("stop", "skip")
@@ -151,7 +151,8 @@ class TrainConfig:
     grad_clip: float = setting(1.0, "global gradient norm clip; 0 disables")
     loss_on: str = setting("answer", "which tokens of an algorithmic example carry loss", choices=LOSS_ON)
     packing: str = setting("packed", "packed: examples back to back in a row (later ones see earlier ones); "
-                           "single: one example per row (isolated)", choices=PACKING)
+                           "single: one example per row; isolated: packed, but attention and positions confined "
+                           "to each example", choices=PACKING)
     seed: int = setting(0, "seeds model init, data stream and evaluation sampling")
     device: str = setting("auto", "auto picks cuda when available", choices=DEVICES)
     dtype: str = setting("auto", "auto: bf16 autocast on a GPU, fp32 on the CPU", choices=DTYPES)

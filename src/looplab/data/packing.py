@@ -25,6 +25,7 @@ import torch
 from looplab.config import LOSS_ON, PACKING
 from looplab.data.tasks import TASKS, Examples, Task, get_tasks
 from looplab.errors import LooplabError
+from looplab.models.positions import Segments
 
 IGNORE = -100
 Tokens = tuple[np.ndarray, np.ndarray, np.ndarray]  # flat ids (M,), lengths (N,), answer flags (M,)
@@ -203,9 +204,11 @@ class AlgoStream:
         tokens = tuple(np.concatenate(arrays) for arrays in zip(*parts))
         return tokens, self.rng.permutation(len(tokens[1]))
 
-    def _pack_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _pack_block(self) -> tuple[np.ndarray, ...]:
         """x and y for R = block_batches * B rows, filled next-fit with whole examples, and each row's
-        length: the task length of its example, the largest one in a packed row (0: an empty row)."""
+        length: the task length of its example, the largest one in a packed row (0: an empty row).
+        With packing "isolated", also each token's example and position within it (R, T) each, and no
+        target crosses from one example to the next."""
         R, W = self.block_batches * self.batch_size, self.seq_len + 1
         draws: list[tuple[Tokens, np.ndarray]] = []
         n_seen, rows_left = 0, R
@@ -235,7 +238,17 @@ class AlgoStream:
         rows, loss = rows.reshape(R, W), loss.reshape(R, W)
         row_length = np.zeros(R, dtype=np.int64)
         np.maximum.at(row_length, start[start >= 0] // W, knob[start >= 0])
-        return np.ascontiguousarray(rows[:, :-1]), np.where(loss[:, 1:], rows[:, 1:], IGNORE), row_length
+        y = np.where(loss[:, 1:], rows[:, 1:], IGNORE)
+        if self.packing != "isolated":
+            return np.ascontiguousarray(rows[:, :-1]), y, row_length
+        example = np.full(R * W, -1, dtype=np.int64)  # padding: an example of its own
+        example[dest[placed]] = np.repeat(np.arange(len(lens)), lens)[placed]
+        position = np.zeros(R * W, dtype=np.int64)
+        position[dest[placed]] = (np.arange(len(flat)) - np.repeat(src, lens))[placed]
+        example, position = example.reshape(R, W), position.reshape(R, W)
+        y = np.where(example[:, 1:] == example[:, :-1], y, IGNORE)  # no target across two examples
+        return (np.ascontiguousarray(rows[:, :-1]), y, row_length, np.ascontiguousarray(example[:, :-1]),
+                np.ascontiguousarray(position[:, :-1]))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T) and y (B, T) int64; y is x shifted by one with -100 where there is no loss."""
@@ -246,6 +259,17 @@ class AlgoStream:
         sl = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
         self._cursor += 1
         return torch.from_numpy(self._block[0][sl].copy()), torch.from_numpy(self._block[1][sl].copy())
+
+    @property
+    def last_segments(self) -> Segments | None:
+        """With packing "isolated": each token's example and position within it for the batch
+        `next_batch` returned last; None otherwise."""
+        if self.packing != "isolated":
+            return None
+        if self._block is None or not self._cursor:
+            raise LooplabError("no batch has been drawn yet")
+        sl = slice((self._cursor - 1) * self.batch_size, self._cursor * self.batch_size)
+        return Segments(torch.from_numpy(self._block[3][sl].copy()), torch.from_numpy(self._block[4][sl].copy()))
 
     @property
     def last_lengths(self) -> torch.Tensor:

@@ -59,6 +59,7 @@ class LanguageModel(nn.Module):
     """Common pieces: token embedding, final norm, tied output head, loss."""
 
     cfg: ModelConfig
+    isolates_examples = False  # forward takes `segments`: packed examples kept apart (--packing isolated)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -69,9 +70,9 @@ class LanguageModel(nn.Module):
             self.head.weight = self.embed.weight
         self.pos_embed = absolute_table(cfg)  # pos_encoding absolute only
 
-    def embed_at(self, idx: torch.Tensor, start: int) -> torch.Tensor:
-        """Token embeddings of idx (B, T) at positions start..start+T-1 (the table of `absolute`)."""
-        return add_absolute(self.embed(idx), self.pos_embed, start)
+    def embed_at(self, idx: torch.Tensor, start: int, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings of idx (B, T) at positions start..start+T-1, or `ids` (B, T) (the table of `absolute`)."""
+        return add_absolute(self.embed(idx), self.pos_embed, start, ids)
 
     def output(self, logits: torch.Tensor, targets: torch.Tensor | None, aux: dict[str, Any] | None = None,
                extra_loss: torch.Tensor | None = None) -> ModelOutput:
@@ -204,11 +205,21 @@ def check_loops(n_loops: int) -> int:
     return n_loops
 
 
-def length_kwargs(model: nn.Module, lengths: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """The `lengths=` argument of a forward for a model whose loops grow with the input; {} otherwise."""
-    if lengths is None or getattr(model, "length_policy", None) is None:
-        return {}
-    return {"lengths": lengths}
+def row_kwargs(model: nn.Module, lengths: torch.Tensor | None, segments: Any) -> dict[str, Any]:
+    """What a training forward reads about its rows besides the tokens: `lengths` (B,) for a model
+    whose loops grow with the input, `segments` when the stream packs examples kept apart. Both are
+    row-indexed, so a micro-batch takes its rows of each."""
+    out: dict[str, Any] = {}
+    if lengths is not None and getattr(model, "length_policy", None) is not None:
+        out["lengths"] = lengths
+    if segments is not None:
+        out["segments"] = segments
+    return out
+
+
+def row_inputs(model: nn.Module, data: Any) -> dict[str, Any]:
+    """`row_kwargs` for the batch an algorithmic stream `data` gave last."""
+    return row_kwargs(model, getattr(data, "last_lengths", None), getattr(data, "last_segments", None))
 
 
 def masked_update(x: torch.Tensor, new: torch.Tensor, loop: int, counts: torch.Tensor | None) -> torch.Tensor:

@@ -55,7 +55,7 @@ from looplab.config import ModelConfig
 from looplab.errors import LooplabError
 from looplab.models.base import LengthLoopOptions, LoopedModel, ModelOutput, count_params, masked_update
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
-from looplab.models.positions import Positions, Rope
+from looplab.models.positions import Positions, Rope, Segments
 
 INJECT_MODES = ("concat_linear", "add")
 STATE_INITS = ("zeros", "random")
@@ -133,6 +133,8 @@ class PRCState:
 class PRC(LoopedModel):
     """Prelude, recurrent core and coda; `n_loops` is the number of core recurrences r."""
 
+    isolates_examples = True  # forward takes `segments` (--packing isolated)
+
     def __init__(self, cfg: ModelConfig, opts: PRCOptions) -> None:
         super().__init__(cfg, opts.eval_loops)
         self.opts, self.length_policy = opts, opts.length_policy
@@ -183,17 +185,20 @@ class PRC(LoopedModel):
 
     # --- forward ----------------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: PRCState | None = None,
-                n_loops: int | None = None, lengths: torch.Tensor | None = None) -> ModelOutput:
+                n_loops: int | None = None, lengths: torch.Tensor | None = None,
+                segments: Segments | None = None) -> ModelOutput:
         """`lengths` (B,): each row's task length; with a length policy each row runs its own count of
-        recurrences instead of a sampled one, with gradients through all of them (no truncation)."""
+        recurrences instead of a sampled one, with gradients through all of them (no truncation).
+        `segments`: packed examples kept apart (attention and positions per example)."""
         counts = self.row_loops(lengths, n_loops)
         n = int(counts.max()) if counts is not None else self.recurrences(n_loops, state)
         start = state.pos if state is not None else 0
-        rope = self.positions(start, idx.shape[1], idx.shape[0])
+        ids, mask = (segments.positions, segments.mask) if segments is not None else (None, None)
+        rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
         cache = state.cache if state is not None else None
-        e = self.prelude(self.embed_at(idx, start), rope, cache)  # (B, T, C)
-        s = self.recur(e, rope, state, n, counts)  # (B, T, C)
-        h = self.coda(s, rope, cache)
+        e = self.prelude(self.embed_at(idx, start, ids), rope, cache, mask)  # (B, T, C)
+        s = self.recur(e, rope, state, n, counts, mask)  # (B, T, C)
+        h = self.coda(s, rope, cache, mask)
         if state is not None:
             state.cache.pos += idx.shape[1]
         logits = self.head(self.norm(h))  # (B, T, V)
@@ -209,23 +214,23 @@ class PRC(LoopedModel):
                                "create the state inside the same with_loops block")
         return n
 
-    def prelude(self, x: torch.Tensor, rope: Rope, cache: KVCache | None
+    def prelude(self, x: torch.Tensor, rope: Rope, cache: KVCache | None, mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
         for i, block in enumerate(self.prelude_blocks):
-            x = block(x, rope, cache, slot=i)
+            x = block(x, rope, cache, slot=i, mask=mask)
         return x
 
     def recur(self, e: torch.Tensor, rope: Rope, state: PRCState | None,
-              n_loops: int, counts: torch.Tensor | None = None) -> torch.Tensor:
+              n_loops: int, counts: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """r recurrences of the core: a no_grad loop, then a gradient loop over the last bptt_k; with
         per-row counts (B,), every recurrence keeps its gradient and a row stops after its own count."""
         s = self.init_state(e, state)
         n_free = max(n_loops - self.opts.bptt_k, 0) if counts is None else 0
         with torch.no_grad():
             for loop in range(n_free):
-                s = self.core(s, e, rope, state, loop)
+                s = self.core(s, e, rope, state, loop, mask)
         for loop in range(n_free, n_loops):
-            s = masked_update(s, self.core(s, e, rope, state, loop), loop, counts)
+            s = masked_update(s, self.core(s, e, rope, state, loop, mask), loop, counts)
         if state is not None:
             state.warm = s[:, -1:].detach()  # (B, 1, C)
         return s
@@ -243,19 +248,19 @@ class PRC(LoopedModel):
         return self.adapter(torch.cat((s, e), dim=-1))  # (B, T, 2C) -> (B, T, C)
 
     def core(self, s: torch.Tensor, e: torch.Tensor, rope: Rope,
-             state: PRCState | None, loop: int) -> torch.Tensor:
+             state: PRCState | None, loop: int, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One recurrence: inject the prelude output, then the R core blocks."""
         x = self.inject(s, e)
         cache = state.cache if state is not None else None
         for i, block in enumerate(self.core_blocks):
-            x = block(x, rope, cache, slot=0 if state is None else self.core_slot(loop, i, state))
+            x = block(x, rope, cache, slot=0 if state is None else self.core_slot(loop, i, state), mask=mask)
         return x
 
-    def coda(self, x: torch.Tensor, rope: Rope, cache: KVCache | None
+    def coda(self, x: torch.Tensor, rope: Rope, cache: KVCache | None, mask: torch.Tensor | None = None
              ) -> torch.Tensor:
         first = len(self.prelude_blocks)
         for i, block in enumerate(self.coda_blocks):
-            x = block(x, rope, cache, slot=first + i)
+            x = block(x, rope, cache, slot=first + i, mask=mask)
         return x
 
     # --- cost -------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from looplab.errors import LooplabError
 from looplab.models import layers
 from looplab.models.base import LoopedModel, ModelOutput, count_params
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, rotate
-from looplab.models.positions import Positions, Rope
+from looplab.models.positions import Positions, Rope, Segments
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,10 +104,12 @@ class ActOptions(LatentOptions):
 
 
 # --- thought attention: fast path and reference ---------------------------------------------------
-def thought_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+def thought_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
     """q (B, H*Z, T, D) at positions start..start+T-1; k, v (B, H, S, D). Query head h*Z + z reads
-    key head h, and the causal mask lets the thoughts of position t read only keys s <= t."""
-    return layers.attend(q, k, v, start)
+    key head h, and the causal mask (or `mask`, examples kept apart) lets the thoughts of position t
+    read only keys s <= t."""
+    return layers.attend(q, k, v, start, mask)
 
 
 def thought_attend_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
@@ -131,6 +133,7 @@ class Memory:
     v: torch.Tensor  # (B, H, S, D)
     rope: Rope  # cos, sin of the query positions, (T, D/2) or (B, T, D/2) each; None unrotated
     start: int  # position of the first query
+    mask: torch.Tensor | None = None  # (B, 1, T, S) packed examples kept apart; None: causal
 
 
 class ThoughtCore(nn.Module):
@@ -150,7 +153,8 @@ class ThoughtCore(nn.Module):
         self.norm_mlp = RMSNorm(width, cfg.norm_eps)
         self.mlp = MLP(dataclasses.replace(cfg, d_model=width, d_ff=0, options={}))
 
-    def read(self, h: torch.Tensor, rope: Rope, cache: KVCache | None) -> Memory:
+    def read(self, h: torch.Tensor, rope: Rope, cache: KVCache | None, mask: torch.Tensor | None = None
+             ) -> Memory:
         """Keys and values of the (normed) token states h (B, T, C), once per forward."""
         B, T, _ = h.shape
         H, D = self.n_head, self.head_dim
@@ -160,7 +164,7 @@ class ThoughtCore(nn.Module):
         if cache is not None:
             start = cache.pos
             k, v = cache.write(0, k, v)  # (B, H, S, D)
-        return Memory(k, v, rope, start)
+        return Memory(k, v, rope, start, mask)
 
     def forward(self, z: torch.Tensor, mem: Memory) -> torch.Tensor:
         z = z + self.cross(self.norm_cross(z), mem)
@@ -172,7 +176,7 @@ class ThoughtCore(nn.Module):
         H, D = self.n_head, self.head_dim
         q = self.cross_q(z).view(B, T, Z, H, D).permute(0, 3, 2, 1, 4)  # (B, H, Z, T, D)
         q = rotate(q, mem.rope).reshape(B, H * Z, T, D)
-        y = thought_attend(q, mem.k, mem.v, mem.start)  # (B, H*Z, T, D)
+        y = thought_attend(q, mem.k, mem.v, mem.start, mem.mask)  # (B, H*Z, T, D)
         y = y.view(B, H, Z, T, D).permute(0, 3, 2, 1, 4).reshape(B, T, Z, E)
         return self.cross_proj(y)
 
@@ -252,6 +256,8 @@ class LatentState:
 class Latent(LoopedModel):
     """Token stream plus per-position thought tokens refined by a looped thought core."""
 
+    isolates_examples = True  # forward takes `segments` (--packing isolated)
+
     halting = False
 
     def __init__(self, cfg: ModelConfig, opts: LatentOptions) -> None:
@@ -296,34 +302,38 @@ class Latent(LoopedModel):
             KVCache.empty(1, batch, cfg.n_head, max_len, self.core.head_dim, p.device, p.dtype))
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: LatentState | None = None,
-                n_loops: int | None = None) -> ModelOutput:
+                n_loops: int | None = None, segments: Segments | None = None) -> ModelOutput:
+        """`segments`: packed examples kept apart (attention and positions per example)."""
         n = self.loops(n_loops)
-        ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)  # random positions, shared by both widths
-        h, rope = self.prelude(idx, state, ids)
-        mem, z = self.read(h, state, ids)
+        if segments is not None:
+            ids, mask = segments.positions, segments.mask
+        else:  # random positions (else None), shared by both widths
+            ids, mask = self.positions.draw(idx.shape[0], idx.shape[1], idx.device), None
+        h, rope = self.prelude(idx, state, ids, mask)
+        mem, z = self.read(h, state, ids, mask)
         z, halting = self.think(z, mem, n)
         h = h + self.inject(self.inject_norm(z).flatten(2))  # (B, T, C)
-        h = self.coda(h, rope, state)
+        h = self.coda(h, rope, state, mask)
         logits = self.head(self.norm(h))  # (B, T, V)
         aux, extra = self.figures(halting, n)
         return self.output(logits, targets, aux, extra)
 
-    def prelude(self, idx: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, Rope]:
+    def prelude(self, idx: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Rope]:
         start = state.pos if state is not None else 0
         rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
-        h = self.embed_at(idx, start)  # (B, T, C)
+        h = self.embed_at(idx, start, ids)  # (B, T, C)
         for i in range(self.n_prelude):
-            h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i)
+            h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i, mask=mask)
         return h, rope
 
-    def read(self, h: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None
-             ) -> tuple[Memory, torch.Tensor]:
+    def read(self, h: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None) -> tuple[Memory, torch.Tensor]:
         """The keys/values the thoughts read, and each position's seeded Z thoughts: shared
         thought embeddings plus a projection of that position's own token state."""
         x = self.read_norm(h)  # (B, T, C)
         rope = self.thought_positions(state.pos if state is not None else 0, h.shape[1], h.shape[0], ids)
-        mem = self.core.read(x, rope, state.thoughts if state is not None else None)
+        mem = self.core.read(x, rope, state.thoughts if state is not None else None, mask)
         z = self.thought_embed + self.thought_in(x)[:, :, None]  # (B, T, Z, E)
         return mem, z
 
@@ -332,10 +342,10 @@ class Latent(LoopedModel):
             z = self.core(z, mem)
         return z, None
 
-    def coda(self, h: torch.Tensor, rope: Rope, state: LatentState | None
+    def coda(self, h: torch.Tensor, rope: Rope, state: LatentState | None, mask: torch.Tensor | None = None
              ) -> torch.Tensor:
         for i in range(self.n_prelude, self.cfg.n_layer):
-            h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i)
+            h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i, mask=mask)
         if state is not None:
             state.advance(h.shape[1])
         return h

@@ -109,7 +109,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-                cache: KVCache | None = None, slot: int = 0) -> torch.Tensor:
+                cache: KVCache | None = None, slot: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         H, G, D = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self.qkv(x).split((H * D, G * D, G * D), dim=-1)
@@ -121,14 +121,19 @@ class Attention(nn.Module):
         if cache is not None:
             start = cache.pos
             k, v = cache.write(slot, k, v)  # (B, G, S, D), S = start + T
-        y = attend(q, k, v, start)
+        y = attend(q, k, v, start, mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
-    """Causal attention of queries at positions start..start+T-1 over keys 0..S-1 (SDPA kernels)."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int,
+           mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal attention of queries at positions start..start+T-1 over keys 0..S-1 (SDPA kernels);
+    `mask` (B, 1, T, S), True where a query may read a key, replaces the causal mask (packed
+    examples kept apart, see positions.Segments)."""
     T, S = q.shape[2], k.shape[2]
     gqa = q.shape[1] != k.shape[1]
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
     if start == 0 and T == S:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     if T == 1:
@@ -160,8 +165,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-                cache: KVCache | None = None, slot: int = 0) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), rope, cache, slot))
+                cache: KVCache | None = None, slot: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), rope, cache, slot, mask))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 

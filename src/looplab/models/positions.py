@@ -19,6 +19,8 @@ Letters: B batch, T tokens, D head dim.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -60,15 +62,39 @@ class Positions(nn.Module):
 
     def forward(self, start: int, length: int, batch: int = 1, ids: torch.Tensor | None = None,
                 device: torch.device | None = None) -> Rope:
+        """The rotary tables of positions start..start+T-1, or of explicit positions `ids` (B, T) (drawn
+        here for `random` when not given); None when unrotated."""
         if self.rotary is None:
             return None
-        if self.kind == "random":
+        if self.kind == "random" and ids is None:
             if start:
                 raise LooplabError("random positions are drawn per sequence and cannot continue a cache")
-            if ids is None:
-                ids = self.draw(batch, length, device or self.rotary.inv_freq.device)
-            return self.rotary.at(ids)
-        return self.rotary(start, length)
+            ids = self.draw(batch, length, device or self.rotary.inv_freq.device)
+        return self.rotary.at(ids) if ids is not None else self.rotary(start, length)
+
+
+@dataclass
+class Segments:
+    """Examples packed back to back in one row and kept apart (`--packing isolated`): each token's
+    example (B, T), and its position within that example (B, T). Attention reads only earlier tokens
+    of the same example and positions restart at 0 with every example, so a packed row computes what
+    its examples would compute one by one."""
+
+    ids: torch.Tensor  # (B, T) example index within the row (padding is an example of its own)
+    positions: torch.Tensor  # (B, T) 0, 1, ... within each example
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B, 1, T, T): query t may read key s <= t of its own example."""
+        T = self.ids.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=self.ids.device).tril()
+        return (self.ids[:, None, :, None] == self.ids[:, None, None, :]) & causal
+
+    def to(self, device: torch.device) -> Segments:
+        return Segments(self.ids.to(device), self.positions.to(device))
+
+    def rows(self, sl: slice) -> Segments:
+        return Segments(self.ids[sl], self.positions[sl])
 
 
 def absolute_table(cfg: ModelConfig) -> nn.Embedding | None:
@@ -80,12 +106,15 @@ def absolute_table(cfg: ModelConfig) -> nn.Embedding | None:
     return table
 
 
-def add_absolute(x: torch.Tensor, table: nn.Embedding | None, start: int) -> torch.Tensor:
-    """x (B, T, C) plus the table's rows start..start+T-1; a position past the table is an error."""
+def add_absolute(x: torch.Tensor, table: nn.Embedding | None, start: int,
+                 ids: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, T, C) plus the table's rows start..start+T-1 (or rows `ids` (B, T)); a position past the
+    table is an error."""
     if table is None:
         return x
     T, rows = x.shape[1], table.weight.shape[0]
-    if start + T > rows:
-        raise LooplabError(f"position {start + T - 1} is past the absolute-position table (max_seq_len {rows}); "
+    top = int(ids.max()) + 1 if ids is not None else start + T
+    if top > rows:
+        raise LooplabError(f"position {top - 1} is past the absolute-position table (max_seq_len {rows}); "
                            "build the model with a larger max_seq_len")
-    return x + table(torch.arange(start, start + T, device=x.device))
+    return x + table(ids if ids is not None else torch.arange(start, start + T, device=x.device))

@@ -28,7 +28,7 @@ from looplab.models.base import (
     masked_update,
 )
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
-from looplab.models.positions import Positions, Rope
+from looplab.models.positions import Positions, Rope, Segments
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +37,8 @@ class BaselineOptions:
 
 
 class Transformer(LanguageModel):
+    isolates_examples = True  # forward takes `segments` (--packing isolated)
+
     def __init__(self, cfg: ModelConfig, opts: BaselineOptions | None = None) -> None:
         super().__init__(cfg)
         self.blocks = torch.nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -57,12 +59,14 @@ class Transformer(LanguageModel):
                              p.device, p.dtype)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                state: KVCache | None = None) -> ModelOutput:
+                state: KVCache | None = None, segments: Segments | None = None) -> ModelOutput:
+        """`segments`: packed examples kept apart (attention and positions per example)."""
         start = state.pos if state is not None else 0
-        rope = self.positions(start, idx.shape[1], idx.shape[0])
-        x = self.embed_at(idx, start)  # (B, T, C)
+        ids, mask = (segments.positions, segments.mask) if segments is not None else (None, None)
+        rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
+        x = self.embed_at(idx, start, ids)  # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, state, slot=i)
+            x = block(x, rope, state, slot=i, mask=mask)
         if state is not None:
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)
@@ -108,6 +112,8 @@ class SharedLoop(LoopedModel):
     """n_unique blocks applied n_loops times. One loop without re-injection is the plain stack, and
     the module names match `Transformer`, so a baseline's weights load into an iso_param model."""
 
+    isolates_examples = True  # forward takes `segments` (--packing isolated)
+
     def __init__(self, cfg: ModelConfig, opts: SharedLoopOptions) -> None:
         super().__init__(cfg, opts.n_loops)
         self.opts, self.length_policy = opts, opts.length_policy
@@ -130,29 +136,32 @@ class SharedLoop(LoopedModel):
         return KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: KVCache | None = None,
-                n_loops: int | None = None, lengths: torch.Tensor | None = None) -> ModelOutput:
+                n_loops: int | None = None, lengths: torch.Tensor | None = None,
+                segments: Segments | None = None) -> ModelOutput:
         """`lengths` (B,): each row's task length; with a length policy each row runs its own count
-        (the batch runs the largest, a row's stream stops changing after its own last loop)."""
+        (the batch runs the largest, a row's stream stops changing after its own last loop).
+        `segments`: packed examples kept apart (attention and positions per example)."""
         counts = self.row_loops(lengths, n_loops)
         n = int(counts.max()) if counts is not None else self.loops(n_loops)
         start = state.pos if state is not None else 0
-        rope = self.positions(start, idx.shape[1], idx.shape[0])
-        e = self.embed_at(idx, start)  # (B, T, C)
+        ids, mask = (segments.positions, segments.mask) if segments is not None else (None, None)
+        rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
+        e = self.embed_at(idx, start, ids)  # (B, T, C)
         x = e
         for loop in range(n):
             y = x + e if loop and self.opts.reinject else x
-            x = masked_update(x, self.loop(y, rope, state, loop), loop, counts)
+            x = masked_update(x, self.loop(y, rope, state, loop, mask), loop, counts)
         if state is not None:
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)
         return self.output(logits, targets)
 
     def loop(self, x: torch.Tensor, rope: Rope, state: KVCache | None,
-             loop: int) -> torch.Tensor:
+             loop: int, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One pass through the shared stack; cache slots are numbered by (loop, block)."""
         first = loop * len(self.blocks)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, state, slot=first + i)
+            x = block(x, rope, state, slot=first + i, mask=mask)
         return x
 
     def cost(self, seq_len: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TrainData(Protocol):
-    val_batches: list[Batch]  # held-out batches from the training distribution (may be empty)
+    val_batches: list[tuple[Any, ...]]  # held-out batches (x, y[, lengths, segments]) of the training distribution
 
     def next_batch(self) -> Batch: ...
     def state_dict(self) -> dict[str, Any]: ...
@@ -43,7 +43,7 @@ class TaskData:
         kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing)
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
         val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
-        self.val_batches = [(*val.next_batch(), val.last_lengths) for _ in range(ALG_VAL_BATCHES)]
+        self.val_batches = [(*val.next_batch(), val.last_lengths, val.last_segments) for _ in range(ALG_VAL_BATCHES)]
 
     def next_batch(self) -> Batch:
         return self.stream.next_batch()
@@ -52,6 +52,11 @@ class TaskData:
     def last_lengths(self) -> torch.Tensor:
         """Each row's task length in the last batch (for loops that grow with the input)."""
         return self.stream.last_lengths
+
+    @property
+    def last_segments(self) -> Any:
+        """The last batch's examples and positions within them with packing "isolated" (else None)."""
+        return self.stream.last_segments
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict()

@@ -19,7 +19,7 @@ from looplab.checkpoint import save_checkpoint
 from looplab.io import write_json
 from looplab.meta import provenance
 from looplab.models import build_model
-from looplab.models.base import length_kwargs
+from looplab.models.base import row_kwargs
 from looplab.train import parallel as par
 from looplab.train.artefacts import PLOT_EVERY_S
 from looplab.train.data import probe_accuracy
@@ -105,8 +105,8 @@ class Evaluation:
         algorithmic batches."""
         model.eval()
         losses = []
-        for x, y, *lengths in self.lang_val if batches is None else batches:
-            kw = length_kwargs(model, lengths[0].to(self.device) if lengths else None)
+        for x, y, *rows in self.lang_val if batches is None else batches:  # rows: lengths, segments (algorithmic)
+            kw = {k: v.to(self.device) for k, v in row_kwargs(model, *rows).items()} if rows else {}
             with autocast(self.device, self.amp):
                 losses.append(float(model(x.to(self.device), y.to(self.device), **kw).loss))
         return sum(losses) / len(losses)

@@ -82,9 +82,15 @@ def check_batch(batch_size: int, world: World, accum: int) -> None:
 
 def micro_batches(x: torch.Tensor, y: torch.Tensor, world: World, accum: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's rows of the global batch, cut into `accum` micro-batches."""
-    per_rank = x.shape[0] // world.size
-    xs, ys = (t[world.rank * per_rank : (world.rank + 1) * per_rank] for t in (x, y))
-    return list(zip(xs.chunk(accum), ys.chunk(accum), strict=True))
+    return [(x[rows], y[rows]) for rows in micro_rows(x.shape[0], world, accum)]
+
+
+def micro_rows(n_rows: int, world: World, accum: int) -> list[slice]:
+    """The rows of each of this rank's micro-batches in a global batch of n_rows (as Tensor.chunk cuts)."""
+    per_rank = n_rows // world.size
+    first = world.rank * per_rank
+    size = -(-per_rank // accum)
+    return [slice(first + i, min(first + i + size, first + per_rank)) for i in range(0, per_rank, size)]
 
 
 def wrap(model: nn.Module, mode: str, world: World) -> nn.Module:

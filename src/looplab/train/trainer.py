@@ -31,7 +31,7 @@ from looplab.errors import LooplabError
 from looplab.io import write_json
 from looplab.meta import provenance
 from looplab.models import build_model
-from looplab.models.base import IGNORE_INDEX, length_kwargs
+from looplab.models.base import IGNORE_INDEX, row_inputs
 from looplab.train import parallel as par
 from looplab.train.artefacts import RUN_MARKER, Artefacts, prepare_output_dir
 from looplab.train.data import make_train_data
@@ -45,6 +45,19 @@ from looplab.train.runtime import autocast, autocast_dtype, resolve_device, seed
 
 VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
+
+
+def check_isolation(model: torch.nn.Module, packing: str) -> None:
+    """`--packing isolated` needs a model that confines attention and positions to each example."""
+    if packing != "isolated":
+        return
+    if not getattr(model, "isolates_examples", False):
+        raise LooplabError(f"--packing isolated keeps packed examples apart inside attention, which variant "
+                           f"'{model.cfg.variant}' cannot (allowed: baseline, shared_loop, latent, act, absolute, prc); "
+                           "use --packing single")
+    if model.cfg.pos_encoding == "random":
+        raise LooplabError("--packing isolated restarts positions per example, which random positions do not; "
+                           "use --packing single")
 
 
 class Trainer(Resumable, Evaluation):
@@ -83,6 +96,7 @@ class Trainer(Resumable, Evaluation):
         seed_everything(cfg.seed)
         self.model = build_model(model_cfg).to(self.device)
         self.model_cfg = self.model.cfg  # a builder may resolve options (rlf records its base's architecture)
+        check_isolation(self.model, cfg.packing)
         self.data = make_train_data(self.model, tokenizer, self.task_objs, cfg)
         self.curriculum = None
         if cfg.use_task_curriculum:
@@ -123,22 +137,21 @@ class Trainer(Resumable, Evaluation):
         return math.floor((j + 1) * r) > math.floor(j * r)
 
     # --- one optimiser step -------------------------------------------------------------------
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The global batch of this step (every rank draws the same one and keeps its slice), and each
-        row's task length when the model's loop count grows with it (else None)."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """The global batch of this step (every rank draws the same one and keeps its slice), and what
+        the model reads about its rows besides the tokens (`row_inputs`)."""
         if self.phase(self.step) == "algorithmic" or self.replays(self.step):
             self.replay_steps += self.phase(self.step) == "language"
             x, y = self.data.next_batch()
-            return x, y, self.data.last_lengths if getattr(self.model, "length_policy", None) else None
-        return (*self.lang.next_batch(), None)
+            return x, y, row_inputs(self.model, self.data)
+        return (*self.lang.next_batch(), {})
 
     def train_step(self) -> dict[str, Any]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        x, y, lengths = self.next_batch()
-        parts = par.micro_batches(x, y, self.world, self.cfg.grad_accum)
-        row_lengths = [None] * len(parts) if lengths is None else \
-            [m for m, _ in par.micro_batches(lengths, lengths, self.world, self.cfg.grad_accum)]
+        x, y, rows = self.next_batch()
+        slices = par.micro_rows(x.shape[0], self.world, self.cfg.grad_accum)
+        parts = [(x[sl], y[sl]) for sl in slices]
         whole = len(parts) == 1 and not self.world.distributed
         shares = [1.0]  # each micro-batch's share of the global batch's supervised tokens, counted on the host
         if not whole:
@@ -146,9 +159,9 @@ class Trainer(Resumable, Evaluation):
             shares = [int((ym != IGNORE_INDEX).sum()) / n_all for _, ym in parts]
         self.model.train()
         loss = torch.zeros((), device=self.device)  # this rank's share of the global token-mean loss
-        for i, ((xm, ym), share, lm) in enumerate(zip(parts, shares, row_lengths, strict=True)):
+        for i, ((xm, ym), share, sl) in enumerate(zip(parts, shares, slices, strict=True)):
             xm, ym = xm.to(self.device, non_blocking=True), ym.to(self.device, non_blocking=True)
-            kw = length_kwargs(self.model, lm.to(self.device) if lm is not None else None)
+            kw = {k: v[sl].to(self.device) if torch.is_tensor(v) else v.rows(sl).to(self.device) for k, v in rows.items()}
             with par.grad_sync(self.step_model, self.mode, i == len(parts) - 1):
                 with autocast(self.device, self.amp):
                     out = self.step_model(xm, ym, **kw)
