@@ -57,3 +57,13 @@ def test_exits_refuse_what_they_cannot_do():
                         samples=2, seed=0, max_new_tokens=3)
     with pytest.raises(LooplabError, match="allowed: convergence, confidence"):
         EvalConfig(checkpoint="x.pt", exits=("patience",))
+
+
+@pytest.mark.parametrize("variant", ["shared_loop", "prc", "latent"])
+@torch.no_grad()
+def test_logits_per_loop_equal_one_run_per_count(variant):
+    """shared_loop reads every count off one pass; the others rerun: both equal forward(n_loops=n)."""
+    m = tiny_model(variant)
+    x = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(0))
+    for n, logits in enumerate(m.logits_per_loop(x, 4), start=1):
+        torch.testing.assert_close(logits, m(x, n_loops=n).logits, rtol=1e-5, atol=1e-5)

@@ -136,3 +136,29 @@ def test_time_capped_runs_are_flagged(tmp_path):
     assert "| `act` seed 0 | 95% | **no** | n/a | 1,000,000 | time cap |" in md
     assert "3 of 3 runs stopped at the time cap after 1.00M-1.00M tokens" in section(md, "Verdicts")
     assert "| `baseline` seed 0 | 95% | yes | 500,000 | 1,000,000 | competence |" in md
+
+
+def test_a_position_encoding_names_its_own_group(tmp_path):
+    """The same variant under another position encoding is another row, not a fourth seed of it."""
+    from looplab.eval.report_data import group_runs, load_run
+
+    plain = fake_run(tmp_path, "baseline", 0, 0.9, 0.1)
+    nope = fake_run(tmp_path / "nope", "baseline", 0, 0.9, 0.1)
+    cfg = json.loads((nope / "config.json").read_text())
+    cfg["model"]["pos_encoding"] = "nope"
+    (nope / "config.json").write_text(json.dumps(cfg))
+    assert list(group_runs([load_run(plain), load_run(nope)])) == ["baseline", "baseline(pos_encoding=nope)"]
+
+
+def test_length_and_compute_plots(tmp_path, runs):
+    from looplab.eval.report_data import group_runs, load_run
+    from looplab.eval.report_plots import plot_compute_by_length, plot_length_curves
+
+    groups = group_runs([load_run(r) for r in runs])
+    assert plot_length_curves(groups, tmp_path).name == "length.png"
+    assert plot_compute_by_length(groups, tmp_path) is None  # no run ran a length policy or halting
+    res = json.loads((runs[0] / "eval_results" / "results_all.json").read_text())
+    res["results"]["algorithmic"]["tasks"]["parity"]["lengths"]["32"]["loops"] = 32
+    (runs[0] / "eval_results" / "results_all.json").write_text(json.dumps(res))
+    groups = group_runs([load_run(r) for r in runs])
+    assert (tmp_path / plot_compute_by_length(groups, tmp_path).name).stat().st_size > 1000

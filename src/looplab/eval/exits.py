@@ -60,8 +60,8 @@ def loop_logprobs(model: LoopedModel, contexts: Sequence[list[int]], max_loops: 
     for size in sorted({len(c) for c in contexts}):
         rows = [i for i, c in enumerate(contexts) if len(c) == size]
         idx = torch.tensor([contexts[i] for i in rows], device=device)
-        for k in range(1, max_loops + 1):
-            out[k - 1, rows] = model(idx, n_loops=k).logits[:, -1].float().log_softmax(-1).cpu()
+        for k, logits in enumerate(model.logits_per_loop(idx, max_loops)):
+            out[k, rows] = logits[:, -1].float().log_softmax(-1).cpu()
     return out
 
 

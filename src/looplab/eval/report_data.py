@@ -61,6 +61,9 @@ def load_results(eval_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+LABEL_FIELDS = {"pos_encoding": "rope", "pos_range": 0}  # shared model fields that name a group when not default
+
+
 def load_run(path: str | Path) -> Run:
     p = Path(path)
     if not p.is_dir():
@@ -72,7 +75,8 @@ def load_run(path: str | Path) -> Run:
     metrics = _read_json(p / "metrics.json") if (p / "metrics.json").exists() else []
     model = config.get("model", {})
     variant = summary.get("variant") or model.get("variant") or "unknown"
-    opts = model.get("options") or {}
+    opts = dict(model.get("options") or {})
+    opts.update({k: model[k] for k, default in LABEL_FIELDS.items() if model.get(k, default) != default})
     if opts:
         variant += "(" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")"
     seed = config.get("train", {}).get("seed")

@@ -135,6 +135,79 @@ def plot_loops(groups: dict[str, list[Run]], out: Path) -> Path | None:
     return path
 
 
+def _by_task_length(runs: list[Run], read: Any) -> dict[str, dict[int, float]]:
+    """task -> length -> mean over runs of read(run, task, length) (None values skipped)."""
+    vals: dict[str, dict[int, list[float]]] = {}
+    for r in runs:
+        grid = algorithmic_grid(r) or {}
+        for task, entry in grid.get("tasks", {}).items():
+            for n in entry["lengths"]:
+                v = read(r, task, n)
+                if v is not None:
+                    vals.setdefault(task, {}).setdefault(int(n), []).append(float(v))
+    return {t: {n: float(np.mean(v)) for n, v in sorted(by.items())} for t, by in vals.items()}
+
+
+def _task_panels(curves: dict[str, dict[str, dict[int, float]]], ylabel: str, title: str, path: Path,
+                 floors: dict[str, dict[int, float]] | None = None, ylim: tuple[float, float] | None = None) -> Path:
+    """One panel per task, one line per group: x the task length (log 2), y the figure."""
+    plt = _plt()
+    tasks = sorted({t for c in curves.values() for t in c})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for i, (name, by_task) in enumerate(curves.items()):
+            if task in by_task:
+                xs, ys = zip(*by_task[task].items())
+                ax.plot(xs, ys, marker="o", color=f"C{i % 10}", linestyle="-" if i < 10 else "--", label=name)
+        if floors and task in floors:
+            xs, ys = zip(*floors[task].items())
+            ax.plot(xs, ys, color="grey", linestyle=":", label="chance floor")
+        ax.set_xscale("log", base=2)
+        ax.set_title(task)
+        ax.set_xlabel("task length")
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_length_curves(groups: dict[str, list[Run]], out: Path) -> Path | None:
+    """Exact match against task length, every group in one panel per task, chance floor dotted."""
+    def acc(r: Run, task: str, n: str) -> float:
+        return algorithmic_grid(r)["tasks"][task]["lengths"][n]["acc"]
+
+    def floor(r: Run, task: str, n: str) -> float | None:
+        return algorithmic_grid(r)["tasks"][task]["lengths"][n].get("floor")
+
+    curves = {name: _by_task_length(runs, acc) for name, runs in groups.items()}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    floors = _by_task_length([r for runs in groups.values() for r in runs], floor)
+    return _task_panels(curves, "exact match", "Accuracy against input length (mean over seeds)",
+                        out / "length.png", floors, (-0.02, 1.02))
+
+
+def plot_compute_by_length(groups: dict[str, list[Run]], out: Path) -> Path | None:
+    """Loops used against task length: a length policy's count per cell, and act's mean halting loop
+    at the answer's first position (`halting_by_length`). Does compute grow with the problem?"""
+    def used(r: Run, task: str, n: str) -> float | None:
+        alg = r.results.get("algorithmic") or {}
+        halting = alg.get("halting_by_length", {}).get(task, {}).get(n)
+        return halting if halting is not None else algorithmic_grid(r)["tasks"][task]["lengths"][n].get("loops")
+
+    curves = {name: _by_task_length(runs, used) for name, runs in groups.items()}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    return _task_panels(curves, "loops used", "Compute against input length (mean over seeds)",
+                        out / "loops_by_length.png")
+
+
 def plot_losses(groups: dict[str, list[Run]], out: Path) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -170,6 +243,9 @@ def write_plots(groups: dict[str, list[Run]], out: Path) -> tuple[list[Path], li
     p = plot_loops(groups, out)
     plots += [p] if p else []
     notes += [] if p else ["no loop-count plot: no run has an `--n_loops` sweep in eval_results/results_algorithmic.json"]
+    for plot in (plot_length_curves, plot_compute_by_length):
+        p = plot(groups, out)
+        plots += [p] if p else []
     p = plot_losses(groups, out)
     plots += [p] if p else []
     notes += [] if p else ["no loss plot: no run has a metrics.json with losses"]

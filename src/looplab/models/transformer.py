@@ -156,6 +156,16 @@ class SharedLoop(LoopedModel):
         logits = self.head(self.norm(x))  # (B, T, V)
         return self.output(logits, targets)
 
+    def logits_per_loop(self, idx: torch.Tensor, max_loops: int) -> list[torch.Tensor]:
+        """One pass of max_loops loops, read out after each: loop n's stream is the n-loop model's."""
+        rope = self.positions(0, idx.shape[1], idx.shape[0])
+        e = self.embed_at(idx, 0)
+        x, out = e, []
+        for loop in range(max_loops):
+            x = self.loop(x + e if loop and self.opts.reinject else x, rope, None, loop)
+            out.append(self.head(self.norm(x)))
+        return out
+
     def loop(self, x: torch.Tensor, rope: Rope, state: KVCache | None,
              loop: int, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One pass through the shared stack; cache slots are numbered by (loop, block)."""
