@@ -142,7 +142,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "needle"), [
-    ({"preset": "huge"}, "allowed: smoke, cpu, nano"),
+    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, nano"),
     ({"jobs": 0}, "--jobs"),
     ({"variants": ["nope"]}, "allowed: baseline"),
     ({"match": "area"}, "allowed: config, params, flops"),
@@ -159,7 +159,7 @@ def test_cli_bad_preset_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "looplab.cli", "ladder", "--preset", "huge", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "allowed: smoke, cpu, nano" in proc.stderr
+    assert "allowed: smoke, cpu, axes, halting, nano" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", ["params", "flops"])
@@ -236,3 +236,21 @@ def test_each_lane_sees_one_gpu(monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     claim_gpu(ids)  # the queue is empty: left as it was
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+
+
+def test_arms_run_a_variant_under_other_settings(tmp_path):
+    """An arm is a named (variant, options): its own run directories, its variant's learning rate and
+    options underneath its own; a name that is a variant, or a variant that is not, is refused."""
+    from looplab.ladder.runner import plan
+
+    preset = dataclasses.replace(MICRO, arms={"baseline_nope": ("baseline", {"pos_encoding": "nope"})},
+                                 lrs={"baseline": 4e-4}, options={"baseline": {"rope_base": 500.0}})
+    runs = {r.label: r for r in plan(preset, ["baseline", "baseline_nope"], 1, "flops", tmp_path)}
+    arm = runs["baseline_nope s0"]
+    assert arm.dir.name == "baseline_nope_s0" and arm.launch.variant == "baseline" and arm.lr == 4e-4
+    assert dict(arm.launch.options) == {"rope_base": 500.0, "pos_encoding": "nope"}
+    assert dict(runs["baseline s0"].launch.options) == {"rope_base": 500.0}
+    with pytest.raises(LooplabError, match="must not be a variant's name"):
+        dataclasses.replace(MICRO, arms={"baseline": ("shared_loop", {})})
+    with pytest.raises(LooplabError, match="allowed: baseline"):
+        plan(preset, ["baseline_rope"], 1, "flops", tmp_path)

@@ -116,6 +116,15 @@ AXES_ARMS = {
     "ssm_neg": ("ssm", {"negative_eigenvalues": True}),
 }
 
+STRONG_PONDER = {"n_loops": 8, "lambda_ponder": 0.01}  # the ponder weight that collapsed halting to loop 1 (VARIANTS.md)
+HALTING_ARMS = {
+    "act_light": ("act", {"n_loops": 8}),  # the default ponder weight 0.001
+    "act_strong": ("act", STRONG_PONDER),
+    "act_strong_bias3": ("act", {**STRONG_PONDER, "halt_init": 0.047}),  # initial halting logit about -3
+    "act_strong_warmup": ("act", {**STRONG_PONDER, "ponder_warmup": 1000}),
+    "act_strong_explore": ("act", {**STRONG_PONDER, "min_steps_explore": 0.1}),
+}
+
 PRESETS: dict[str, LadderPreset] = {
     # `make demo`: every generic variant, one seed, on successor written both ways (the answer-format
     # axis), each run stopping once it reaches 95% IID exact match. Learning rates: those the `cpu`
@@ -161,6 +170,19 @@ PRESETS: dict[str, LadderPreset] = {
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=3, arms=AXES_ARMS,
         variants=("baseline", "baseline_nope", "baseline_random", "loop_fixed_nope", "loop_len_nope",
                   "loop_len_rope", "ssm", "ssm_neg"),
+    ),
+    # act's guards against halting collapse, one seed each, and whether its compute grows with the input:
+    # a cap of 8 loops, trained on parity up to 8 bits and reversed addition up to 4 digits.
+    "halting": LadderPreset(
+        name="halting", size="tiny",
+        note="act halting: the default ponder weight, a strong one (0.01) alone and with a deep start (logit -3), "
+             "a ponder warm-up or 10% minimum-step exploration; parity and reversed addition; one seed; 3 minutes each",
+        train=dict(alg_tasks=("parity", "addition_rev"), alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24,
+                   batch_size=16, packing="single", warmup_tokens=20_000, eval_every_tokens=200_000,
+                   competence=0.95, eval_samples=50, max_minutes=3.0),
+        evaluation=dict(suite="algorithmic", samples=100), n_loops=(),
+        lrs={"act": CPU_SWEPT_LRS["act"]}, threads=1, jobs=2, seeds=1, arms=HALTING_ARMS,
+        variants=tuple(HALTING_ARMS),
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
     "nano": LadderPreset(
