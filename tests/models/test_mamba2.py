@@ -45,17 +45,21 @@ def test_chunked_equals_sequential_float32_long_sequence():
     torch.testing.assert_close(h, h_ref, rtol=1e-4, atol=1e-4)
 
 
+def scan_grads(scan, inputs) -> list[torch.Tensor]:
+    """Gradients of y^2 + h summed, with respect to every input of a scan."""
+    leaves = [v.clone().requires_grad_(True) for v in inputs]
+    y, h = scan(*leaves)
+    (y.square().sum() + h.sum()).backward()
+    return [v.grad for v in leaves]
+
+
 def test_chunked_gradients_equal_sequential():
     inputs = _inputs(t=23)
-    grads = []
-    for scan in (lambda *a: ssd_sequential(*a), lambda x, dt, A, B, C, h0: ssd_chunked(x, dt, A, B, C, 8, h0)):
-        leaves = [v.clone().requires_grad_(True) for v in inputs]
-        y, h = scan(*leaves)
-        (y.square().sum() + h.sum()).backward()
-        grads.append([v.grad for v in leaves])
-    for got, ref in zip(*grads):
-        assert torch.isfinite(got).all()
-        torch.testing.assert_close(got, ref, rtol=1e-8, atol=1e-8)
+    ref = scan_grads(ssd_sequential, inputs)
+    got = scan_grads(lambda x, dt, A, B, C, h0: ssd_chunked(x, dt, A, B, C, 8, h0), inputs)
+    for g, r in zip(got, ref):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-8)
 
 
 def _mixer(impl="chunked", chunk=8, groups=1):

@@ -9,7 +9,7 @@ import torch
 
 from looplab.models.mamba2 import Mamba2, Mamba2Options, SSMCache, log_transition, ssd_chunked, ssd_sequential
 from tests.helpers import tiny_model
-from tests.models.test_mamba2 import _inputs
+from tests.models.test_mamba2 import _inputs, scan_grads
 
 
 @pytest.mark.parametrize("t", [1, 7, 37, 100])
@@ -41,16 +41,11 @@ def test_signed_reference_follows_the_formula():
 
 def test_signed_gradients_equal_sequential():
     inputs = _inputs(t=21)
-    grads = []
-    for scan in (lambda *a: ssd_sequential(*a, signed=True),
-                 lambda x, dt, A, B, C, h0: ssd_chunked(x, dt, A, B, C, 8, h0, signed=True)):
-        leaves = [v.clone().requires_grad_(True) for v in inputs]
-        y, h = scan(*leaves)
-        (y.square().sum() + h.sum()).backward()
-        grads.append([v.grad for v in leaves])
-    for got, ref in zip(*grads):
-        assert torch.isfinite(got).all()
-        torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-7)
+    ref = scan_grads(lambda *a: ssd_sequential(*a, signed=True), inputs)
+    got = scan_grads(lambda x, dt, A, B, C, h0: ssd_chunked(x, dt, A, B, C, 8, h0, signed=True), inputs)
+    for g, r in zip(got, ref):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-7)
 
 
 def test_parity_is_representable_only_with_negative_eigenvalues():
