@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from looplab.data.tasks import ANSWER_FORMATS
 from looplab.errors import LooplabError
 from looplab.flags import setting
 
@@ -32,6 +31,7 @@ SIZES: dict[str, dict[str, int]] = {
 
 
 POS_ENCODINGS = ("rope", "nope", "absolute", "random")
+ANSWER_FORMATS = ("msd", "reversed")  # numbers most-significant digit first (as written), or reversed (data.tasks)
 EXIT_CRITERIA = ("convergence", "confidence")  # test-time exits of looped variants (eval.exits)  # how positions reach a model (models.positions)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from looplab.config import ANSWER_FORMATS
 from looplab.errors import LooplabError
 
 LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -426,7 +427,6 @@ OPT_IN = ("passkey", *(f"{name}_rev" for name in REVERSIBLE))  # prompts of hund
 
 
 NO_TASKS = "none"  # --alg_tasks none: train on --task_file tasks only
-ANSWER_FORMATS = ("msd", "reversed")  # numbers most-significant digit first (as written), or reversed
 
 
 def in_format(names: Sequence[str], answer_format: str) -> list[str]:
