@@ -56,6 +56,37 @@ def table(scores: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def plot(scores: dict[str, list[dict]], path: Path) -> None:
+    """Top row: exact match against task length; bottom row: loops used; a panel per task, a line per
+    (arm, exit), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(next(iter(scores.values()))[0]["fixed"]["tasks"])
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.4), squeeze=False)
+    for i, (arm, runs) in enumerate(scores.items()):
+        for crit, style in zip(("fixed", *EXITS), ("-", "--", ":")):
+            for k, task in enumerate(tasks):
+                cells = runs[0][crit]["tasks"][task]["lengths"]
+                xs = [int(n) for n in cells]
+                acc = [np.mean([r[crit]["tasks"][task]["lengths"][n]["acc"] for r in runs]) for n in cells]
+                loops = [np.mean([r[crit]["tasks"][task]["lengths"][n].get("mean_loops",
+                         r[crit]["tasks"][task]["lengths"][n].get("loops", np.nan)) for r in runs]) for n in cells]
+                axes[0, k].plot(xs, acc, style, marker="o", color=f"C{i}", label=f"{arm} {crit}")
+                axes[1, k].plot(xs, loops, style, marker="o", color=f"C{i}")
+                axes[0, k].set_title(task)
+    for ax in axes.ravel():
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("task length")
+    axes[0, 0].set_ylabel("exact match")
+    axes[1, 0].set_ylabel("loops used")
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ladder")
@@ -87,6 +118,8 @@ def main() -> int:
           f"than KL {args.threshold} from the previous loop's; `confidence` takes the loop with the most "
           "confident next token. Both decide on the answer's first token, from loops 1 to twice the fixed "
           "count, and decode the whole answer at that count.", "", *table(scores), ""]
+    plot(scores, out / "exits.png")
+    md += ["![exact match and loops used against task length, by exit criterion](exits.png)", ""]
     (out / "EXITS.md").write_text("\n".join(md))
     print("\n".join(md))
     return 0
