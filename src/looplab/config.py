@@ -105,7 +105,7 @@ def model_config(size: str, vocab_size: int, variant: str = "baseline", **overri
 
 
 LOSS_ON = ("answer", "all")
-PACKING = ("packed", "single", "isolated")  # how the algorithmic stream lays examples into rows (data.packing)
+PACKING = ("auto", "packed", "single", "isolated")  # how the algorithmic stream lays examples into rows (data.packing)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NONFINITE = ("stop", "skip")
@@ -150,9 +150,9 @@ class TrainConfig:
     beta2: float = setting(0.95, "AdamW beta2")
     grad_clip: float = setting(1.0, "global gradient norm clip; 0 disables")
     loss_on: str = setting("answer", "which tokens of an algorithmic example carry loss", choices=LOSS_ON)
-    packing: str = setting("packed", "packed: examples back to back in a row (later ones see earlier ones); "
-                           "single: one example per row; isolated: packed, but attention and positions confined "
-                           "to each example", choices=PACKING)
+    packing: str = setting("auto", "auto: isolated where the variant can, else single; packed: examples back to "
+                           "back in a row (later ones see earlier ones); single: one example per row; isolated: "
+                           "packed, but attention and positions confined to each example", choices=PACKING)
     seed: int = setting(0, "seeds model init, data stream and evaluation sampling")
     device: str = setting("auto", "auto picks cuda when available", choices=DEVICES)
     dtype: str = setting("auto", "auto: bf16 autocast on a GPU, fp32 on the CPU", choices=DTYPES)

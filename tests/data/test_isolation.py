@@ -90,3 +90,13 @@ def test_training_feeds_segments_to_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr(type(t.model), "forward", spy)
     t.run()
     assert seen.count((2, 64)) >= 6  # 3 steps x 2 micro-batches of 2 rows, plus the validation batches
+
+
+@pytest.mark.parametrize("variant,opts,want", [("baseline", {}, "isolated"), ("ssm", {}, "single"),
+                                                ("shared_loop", {"pos_encoding": "random"}, "single")])
+def test_auto_packing_isolates_where_the_variant_can(tmp_path, variant, opts, want):
+    cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,
+                      alg_tasks=("copy",), progress=False)
+    assert cfg.packing == "auto"
+    t = Trainer(model_config("tiny", 260, variant, **opts), cfg, ByteTokenizer())
+    assert t.cfg.packing == want and t.data.stream.packing == want

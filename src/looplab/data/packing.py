@@ -28,6 +28,7 @@ from looplab.errors import LooplabError
 from looplab.models.positions import Segments
 
 IGNORE = -100
+LAYOUTS = tuple(p for p in PACKING if p != "auto")  # what a stream lays out (the trainer resolves `auto`)
 Tokens = tuple[np.ndarray, np.ndarray, np.ndarray]  # flat ids (M,), lengths (N,), answer flags (M,)
 
 
@@ -100,8 +101,8 @@ class AlgoStream:
                  block_batches: int = 32, packing: str = "packed") -> None:
         if loss_on not in LOSS_ON:
             raise LooplabError(f"unknown loss_on '{loss_on}'; allowed: {', '.join(LOSS_ON)}")
-        if packing not in PACKING:
-            raise LooplabError(f"unknown packing '{packing}'; allowed: {', '.join(PACKING)}")
+        if packing not in LAYOUTS:
+            raise LooplabError(f"unknown packing '{packing}'; allowed: {', '.join(LAYOUTS)}")
         for name, value in (("seq_len", seq_len), ("batch_size", batch_size), ("block_batches", block_batches)):
             if value < 1:
                 raise LooplabError(f"{name} must be positive, got {value}")

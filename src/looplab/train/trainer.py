@@ -47,17 +47,22 @@ VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
 
 
-def check_isolation(model: torch.nn.Module, packing: str) -> None:
-    """`--packing isolated` needs a model that confines attention and positions to each example."""
-    if packing != "isolated":
-        return
-    if not getattr(model, "isolates_examples", False):
+def resolve_packing(model: torch.nn.Module, packing: str) -> str:
+    """The packing a run trains with. `auto`: `isolated` where the model keeps packed examples apart
+    (attention variants without random positions), else `single`; measured on the baseline, packing
+    without isolation cost 47 points of IID exact match (docs/RESULTS.md). `isolated` on a model that
+    cannot isolate is an error."""
+    can = getattr(model, "isolates_examples", False) and model.cfg.pos_encoding != "random"
+    if packing == "auto":
+        return "isolated" if can else "single"
+    if packing == "isolated" and not getattr(model, "isolates_examples", False):
         raise LooplabError(f"--packing isolated keeps packed examples apart inside attention, which variant "
                            f"'{model.cfg.variant}' cannot (allowed: baseline, shared_loop, latent, act, absolute, prc); "
                            "use --packing single")
-    if model.cfg.pos_encoding == "random":
+    if packing == "isolated" and not can:
         raise LooplabError("--packing isolated restarts positions per example, which random positions do not; "
                            "use --packing single")
+    return packing
 
 
 class Trainer(Resumable, Evaluation):
@@ -96,7 +101,7 @@ class Trainer(Resumable, Evaluation):
         seed_everything(cfg.seed)
         self.model = build_model(model_cfg).to(self.device)
         self.model_cfg = self.model.cfg  # a builder may resolve options (rlf records its base's architecture)
-        check_isolation(self.model, cfg.packing)
+        self.cfg = cfg = dataclasses.replace(cfg, packing=resolve_packing(self.model, cfg.packing))
         self.data = make_train_data(self.model, tokenizer, self.task_objs, cfg)
         self.curriculum = None
         if cfg.use_task_curriculum:
