@@ -47,7 +47,7 @@ def test_causality_test_catches_a_leak(monkeypatch):
 
     from looplab.models import layers
 
-    def leaky(q, k, v, start):
+    def leaky(q, k, v, start, mask=None):
         return F.scaled_dot_product_attention(q, k, v, enable_gqa=q.shape[1] != k.shape[1])
 
     monkeypatch.setattr(layers, "attend", leaky)
