@@ -142,7 +142,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "needle"), [
-    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, nano"),
+    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, parity_ssm, nano"),
     ({"jobs": 0}, "--jobs"),
     ({"variants": ["nope"]}, "allowed: baseline"),
     ({"match": "area"}, "allowed: config, params, flops"),
@@ -159,7 +159,7 @@ def test_cli_bad_preset_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "looplab.cli", "ladder", "--preset", "huge", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "allowed: smoke, cpu, axes, halting, nano" in proc.stderr
+    assert "allowed: smoke, cpu, axes, halting, parity_ssm, nano" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", ["params", "flops"])

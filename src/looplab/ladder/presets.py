@@ -184,6 +184,18 @@ PRESETS: dict[str, LadderPreset] = {
         lrs={"act": CPU_SWEPT_LRS["act"]}, threads=1, jobs=2, seeds=1, arms=HALTING_ARMS,
         variants=tuple(HALTING_ARMS),
     ),
+    # Parity alone for the SSM with and without negative eigenvalues (Grazzi et al.): 3 seeds, 1M tokens each,
+    # trained on 1-8 bits and scored up to 64.
+    "parity_ssm": LadderPreset(
+        name="parity_ssm", size="tiny",
+        note="parity alone, ssm with and without negative eigenvalues; one example per row; 3 seeds; 1M tokens each",
+        train=dict(alg_tasks=("parity",), alg_tokens=1_000_000, total_tokens=1_000_000, seq_len=24, batch_size=16,
+                   packing="single", warmup_tokens=20_000, eval_every_tokens=250_000, eval_samples=50,
+                   max_minutes=6.0),
+        evaluation=dict(suite="algorithmic", samples=100), n_loops=(),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=3, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
+        variants=("ssm", "ssm_neg"),
+    ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
     "nano": LadderPreset(
         name="nano", size="nano", note="seed nano ladder: 10M algorithmic + 10M TinyStories tokens, full eval",
