@@ -134,7 +134,7 @@ def test_latent_leak_is_detected(variant, monkeypatch):
     m = _model(variant)
     assert not _leaks(m, x, 6)
 
-    def whole_sequence(q, k, v, start):
+    def whole_sequence(q, k, v, start, mask=None):
         k, v = (t.repeat_interleave(q.shape[1] // k.shape[1], dim=1) for t in (k, v))
         return F.scaled_dot_product_attention(q, k, v)
 
