@@ -69,11 +69,16 @@ def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task,
         if counts[i] is not None and n_loops is None:
             cell["loops"] = counts[i]
         entry["lengths"][str(length)] = cell
+    return {"tasks": split_means(tasks), **_means(tasks)}
+
+
+def split_means(tasks: dict[str, Any]) -> dict[str, Any]:
+    """Each task's `iid_acc` and `ood_acc`: the mean of its cells of that split (None without any)."""
     for entry in tasks.values():
         for split in ("iid", "ood"):
             accs = [c["acc"] for c in entry["lengths"].values() if c["split"] == split]
             entry[f"{split}_acc"] = float(np.mean(accs)) if accs else None
-    return {"tasks": tasks, **_means(tasks)}
+    return tasks
 
 
 def cell_pairs(cell: tuple[Task, int, str], samples: int, seed: int) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from torch import nn
 from looplab.data.floors import chance_floor
 from looplab.data.packing import encode_example
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import cell_loops, cell_pairs, grid_cells, score_examples
+from looplab.eval.algorithmic import cell_loops, cell_pairs, grid_cells, score_examples, split_means
 from looplab.models.base import LoopedModel
 
 
@@ -96,8 +96,4 @@ def exit_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None
         entry["lengths"][str(length)] = {"acc": float(np.mean(correct)), "n": len(pairs), "split": split,
                                          "floor": chance_floor(task, length), "mean_loops": float(np.mean(chosen)),
                                          "max_loops": cap}
-    for entry in tasks.values():
-        for split in ("iid", "ood"):
-            accs = [c["acc"] for c in entry["lengths"].values() if c["split"] == split]
-            entry[f"{split}_acc"] = float(np.mean(accs)) if accs else None
-    return {"criterion": criterion, "threshold": threshold, "tasks": tasks}
+    return {"criterion": criterion, "threshold": threshold, "tasks": split_means(tasks)}
