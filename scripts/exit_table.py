@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from looplab.checkpoint import load_checkpoint
+from looplab.checkpoint import Checkpoint, load_checkpoint
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.eval.algorithmic import run_grid
 from looplab.eval.exits import EXITS, exit_grid
@@ -28,8 +28,7 @@ from looplab.models.base import LoopedModel
 from looplab.train.runtime import set_threads
 
 
-def score_run(run: Path, samples: int, threshold: float) -> dict:
-    ckpt = load_checkpoint(run / "best_model.pt")
+def score_run(ckpt: Checkpoint, samples: int, threshold: float) -> dict:
     model, tasks = ckpt.model.eval(), ckpt.meta.get("tasks")
     grid = dict(samples=samples, seed=0, max_new_tokens=32)
     out = {"fixed": run_grid(model, ByteTokenizer(), tasks, **grid)}
@@ -100,10 +99,11 @@ def main() -> int:
     for run in sorted(Path(args.ladder, "runs").glob("*_s*")):
         if not (run / "best_model.pt").exists():
             continue
-        if not isinstance(load_checkpoint(run / "best_model.pt").model, LoopedModel):
+        ckpt = load_checkpoint(run / "best_model.pt")
+        if not isinstance(ckpt.model, LoopedModel):
             continue
         print(f"scoring {run.name}", flush=True)
-        scores[re.sub(r"_s\d+$", "", run.name)].append(score_run(run, args.samples, args.threshold))
+        scores[re.sub(r"_s\d+$", "", run.name)].append(score_run(ckpt, args.samples, args.threshold))
     if not scores:
         print(f"no looped run with a best_model.pt under {args.ladder}/runs", file=sys.stderr)
         return 1

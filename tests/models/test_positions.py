@@ -79,10 +79,12 @@ def test_rotary_tables_at_positions_equal_the_contiguous_tables():
     cfg = model_config("tiny", V)
     pos = Positions(cfg, cfg.head_dim)
     cos, sin = pos(3, 10)
-    cos_at, sin_at = pos.rotary.at(torch.arange(3, 13)[None].expand(2, -1))
+    cos_at, sin_at = pos.rotary.at(torch.arange(3, 13)[None].expand(2, -1), 13)
     assert cos_at.shape == (2, 10, cfg.head_dim // 2)
     torch.testing.assert_close(cos_at[1], cos)
     torch.testing.assert_close(sin_at[0], sin)
+    far = torch.tensor([[0, 1500, 2999]])  # past the table built for max_seq_len: it grows to the bound given
+    torch.testing.assert_close(pos.rotary.at(far, 3000)[0][0, 2], pos(2999, 1)[0][0])
 
 
 def test_absolute_variant_is_the_baseline_with_absolute_positions():

@@ -267,19 +267,20 @@ class AlgoStream:
         `next_batch` returned last; None otherwise."""
         if self.packing != "isolated":
             return None
-        if self._block is None or not self._cursor:
-            raise LooplabError("no batch has been drawn yet")
-        sl = slice((self._cursor - 1) * self.batch_size, self._cursor * self.batch_size)
-        return Segments(torch.from_numpy(self._block[3][sl].copy()), torch.from_numpy(self._block[4][sl].copy()))
+        return Segments(self._last_rows(3), self._last_rows(4))
 
     @property
     def last_lengths(self) -> torch.Tensor:
         """The task length of each row of the batch `next_batch` returned last (B,): what a model whose
         loop count grows with the input length runs each row with (models.base.LengthLoops)."""
+        return self._last_rows(2)
+
+    def _last_rows(self, part: int) -> torch.Tensor:
+        """Array `part` of the current block, at the rows of the batch `next_batch` returned last."""
         if self._block is None or not self._cursor:
             raise LooplabError("no batch has been drawn yet")
         sl = slice((self._cursor - 1) * self.batch_size, self._cursor * self.batch_size)
-        return torch.from_numpy(self._block[2][sl].copy())
+        return torch.from_numpy(self._block[part][sl].copy())
 
     def _lengths_state(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in self.lengths.items()}

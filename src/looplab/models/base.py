@@ -131,7 +131,7 @@ class LengthLoops:
     cap: int
 
     def count(self, length: int) -> int:
-        return max(1, min(self.cap, round(self.per_length * length + self.offset)))
+        return int(self.counts(torch.tensor([length]))[0])
 
     def counts(self, lengths: torch.Tensor) -> torch.Tensor:
         """Per-row counts (B,) for per-row lengths (B,)."""

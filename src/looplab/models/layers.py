@@ -49,11 +49,11 @@ class Rotary(nn.Module):
             self._build(2 * (start + length))
         return self.cos[start : start + length], self.sin[start : start + length]
 
-    def at(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin of arbitrary positions ids (B, T): (B, T, D/2) each."""
-        top = int(ids.max()) + 1 if ids.numel() else 0
-        if top > self.cos.shape[0]:
-            self._build(2 * top)
+    def at(self, ids: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin of arbitrary positions ids (B, T), every one below `bound` (a host-side figure, so
+        the table grows without reading ids back from the device): (B, T, D/2) each."""
+        if bound > self.cos.shape[0]:
+            self._build(2 * bound)
         return self.cos[ids], self.sin[ids]
 
 

@@ -60,17 +60,19 @@ class Positions(nn.Module):
             keys = torch.rand(1, self.range, generator=torch.Generator().manual_seed(length)).to(device)
         return keys.topk(length, dim=1).indices.sort(dim=1).values  # (B, T)
 
-    def forward(self, start: int, length: int, batch: int = 1, ids: torch.Tensor | None = None,
-                device: torch.device | None = None) -> Rope:
-        """The rotary tables of positions start..start+T-1, or of explicit positions `ids` (B, T) (drawn
-        here for `random` when not given); None when unrotated."""
+    def forward(self, start: int, length: int, batch: int = 1, ids: torch.Tensor | None = None) -> Rope:
+        """The rotary tables of positions start..start+T-1, or of explicit positions `ids` (B, T): random
+        ones (drawn here when not given), below `range`, or positions within packed examples, below
+        T; None when unrotated."""
         if self.rotary is None:
             return None
         if self.kind == "random" and ids is None:
             if start:
                 raise LooplabError("random positions are drawn per sequence and cannot continue a cache")
-            ids = self.draw(batch, length, device or self.rotary.inv_freq.device)
-        return self.rotary.at(ids) if ids is not None else self.rotary(start, length)
+            ids = self.draw(batch, length, self.rotary.inv_freq.device)
+        if ids is None:
+            return self.rotary(start, length)
+        return self.rotary.at(ids, self.range if self.kind == "random" else length)
 
 
 @dataclass
@@ -108,13 +110,12 @@ def absolute_table(cfg: ModelConfig) -> nn.Embedding | None:
 
 def add_absolute(x: torch.Tensor, table: nn.Embedding | None, start: int,
                  ids: torch.Tensor | None = None) -> torch.Tensor:
-    """x (B, T, C) plus the table's rows start..start+T-1 (or rows `ids` (B, T)); a position past the
-    table is an error."""
+    """x (B, T, C) plus the table's rows start..start+T-1 (or rows `ids` (B, T), positions within packed
+    examples, so below T); a position past the table is an error."""
     if table is None:
         return x
     T, rows = x.shape[1], table.weight.shape[0]
-    top = int(ids.max()) + 1 if ids is not None else start + T
-    if top > rows:
-        raise LooplabError(f"position {top - 1} is past the absolute-position table (max_seq_len {rows}); "
+    if start + T > rows:
+        raise LooplabError(f"position {start + T - 1} is past the absolute-position table (max_seq_len {rows}); "
                            "build the model with a larger max_seq_len")
     return x + table(ids if ids is not None else torch.arange(start, start + T, device=x.device))

@@ -80,11 +80,6 @@ def check_batch(batch_size: int, world: World, accum: int) -> None:
                            f"({world.size} x {accum}); allowed: --grad_accum >= 1 dividing batch_size / processes")
 
 
-def micro_batches(x: torch.Tensor, y: torch.Tensor, world: World, accum: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """This rank's rows of the global batch, cut into `accum` micro-batches."""
-    return [(x[rows], y[rows]) for rows in micro_rows(x.shape[0], world, accum)]
-
-
 def micro_rows(n_rows: int, world: World, accum: int) -> list[slice]:
     """The rows of each of this rank's micro-batches in a global batch of n_rows (as Tensor.chunk cuts)."""
     per_rank = n_rows // world.size
