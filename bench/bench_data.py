@@ -46,7 +46,7 @@ def main() -> None:
     stream = AlgoStream(ByteTokenizer(), list(TASKS), seq_len=256, batch_size=32, seed=0)
     for _ in range(2 * stream.block_batches):  # warm up: two whole blocks
         stream.next_batch()
-    tps = rate(lambda: stream.next_batch()[0].numel(), seconds=3.0)
+    tps = rate(lambda: stream.next_batch().tokens.numel(), seconds=3.0)
     print(f"data_tokens_per_s: {tps:.0f} (target >= {TARGET}) {'PASS' if tps >= TARGET else 'FAIL'}")
 
 

@@ -85,8 +85,7 @@ def data_lead() -> float:
     stream.next_batch()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < 2.0:
-        x, _ = stream.next_batch()
-        n += x.numel()
+        n += stream.next_batch().tokens.numel()
     data_rate = n / (time.perf_counter() - t0)
     torch.manual_seed(0)
     step = step_fn(create_model("baseline", "micro", V), BATCH["micro"], hf=False)

@@ -25,7 +25,7 @@ from looplab.eval.algorithmic import run_grid
 from looplab.eval.exits import EXITS, exit_grid
 from looplab.io import write_json
 from looplab.models.base import LoopedModel
-from looplab.train.runtime import set_threads
+from looplab.runtime import set_threads
 
 
 def score_run(ckpt: Checkpoint, samples: int, threshold: float) -> dict:

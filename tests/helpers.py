@@ -12,6 +12,11 @@ GENERIC = [name for name, spec in MODELS.items() if spec.generic]
 LOOPED = [name for name, spec in MODELS.items() if spec.generic and spec.looped]  # take a loop count at evaluation
 
 
+def isolating() -> list[str]:
+    """Generic variants that keep packed examples apart (`isolates_examples`), read off built models."""
+    return [name for name in GENERIC if tiny_model(name).isolates_examples]
+
+
 def tiny_model(variant: str, **kw):
     """A `tiny` model of `variant`, seeded, in eval mode."""
     torch.manual_seed(0)

@@ -1,9 +1,12 @@
-"""The package's import graph has no cycle, function-local imports included.
+"""The package's imports point down the declared layers and form no cycle, function-local imports included.
 
 Every `import looplab...` / `from looplab... import` statement anywhere in a module (top level, in a
 function, under TYPE_CHECKING) is an edge from that module to the module it names (for
 `from a.b import c`, to `a.b.c` when that is a module, else to `a.b`). A cycle is a strongly
 connected component of more than one module; the failure message lists each with its edges.
+
+The layers, bottom to top (../shared/STYLE.md): an edge may stay within a layer or point to a lower
+one, never up. `LAYERS` places every module by its first name under `looplab`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,34 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "looplab"
+
+# bottom to top; a module's layer is that of its first name under looplab (looplab.data.batch -> data)
+LAYERS: list[set[str]] = [
+    {"errors", "io", "runtime", "flags", "meta"},
+    {"config"},
+    {"data"},
+    {"models"},
+    {"checkpoint"},
+    {"eval"},
+    {"train", "interop"},
+    {"ladder"},
+    {"cli", "commands", "demo", "looplab"},  # the command line, and the package's own __init__
+]
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else parts[0]
+    for i, names in enumerate(LAYERS):
+        if name in names:
+            return i
+    raise AssertionError(f"module {module} has no declared layer; add '{name}' to LAYERS")
+
+
+def upward_edges(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points to a higher layer than its module's, as 'a (layer) -> b (layer)'."""
+    return sorted(f"{a} ({layer_of(a)}) -> {b} ({layer_of(b)})" for a, edges in graph.items() for b in edges
+                  if layer_of(b) > layer_of(a))
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -127,3 +158,21 @@ def test_config_and_the_bottom_layer_import_nothing_above_them():
     for name in bottom:
         assert graph[name] <= bottom, (name, graph[name] - bottom)
     assert graph["looplab.config"] <= bottom, graph["looplab.config"] - bottom
+
+
+def test_every_import_points_down_the_layers():
+    graph = import_graph(PACKAGE)
+    found = upward_edges(graph)
+    assert not found, "imports that point up the layers: " + "; ".join(found)
+
+
+def test_the_layer_check_catches_a_planted_upward_import(tmp_path):
+    """A copy of the package with one function-local import from data up to train fails the check."""
+    import shutil
+
+    copy = tmp_path / "looplab"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not upward_edges(import_graph(copy))
+    batch = copy / "data" / "batch.py"
+    batch.write_text(batch.read_text() + "\n\ndef _planted():\n    from looplab.train import trainer\n")
+    assert upward_edges(import_graph(copy)) == ["looplab.data.batch (2) -> looplab.train.trainer (6)"]

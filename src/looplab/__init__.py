@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from looplab.meta import VERSION as __version__  # noqa: F401 (the package version)
 
 
 def load_model(path: str, device: str = "cpu") -> tuple[Any, Any]:

@@ -92,7 +92,7 @@ def add_probe_args(p: argparse.ArgumentParser) -> None:
 
 def run_probe(args: argparse.Namespace) -> dict[str, Any]:
     from looplab.eval.probe import probe
-    from looplab.train.runtime import set_threads
+    from looplab.runtime import set_threads
 
     set_threads(args.threads)
     r = probe(args.checkpoint, args.out, samples=args.samples, seed=args.seed, device=args.device)

@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-import looplab
-
+VERSION = "0.1.0"  # the package's version (looplab.__version__)
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,7 +30,7 @@ def provenance() -> dict[str, Any]:
     return {
         "commit": commit or "unknown",
         "dirty": bool(status) if status is not None else None,
-        "looplab": looplab.__version__,
+        "looplab": VERSION,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),

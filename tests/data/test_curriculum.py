@@ -62,10 +62,10 @@ def test_jitter_mix_and_stream_follow_the_difficulty():
     tok = ByteTokenizer()
     stream = AlgoStream(tok, tasks, seq_len=128, batch_size=8, seed=0, block_batches=2)
     cur.apply(stream)
-    lens = [len(m) for _ in range(2) for row in stream.next_batch()[0].tolist()
+    lens = [len(m) for _ in range(2) for row in stream.next_batch().tokens.tolist()
             for m in re.findall(r"CPY:([a-z]+)=", tok.decode(row))]
     assert max(lens) == 4 and 0.6 < lens.count(4) / len(lens) < 0.95
-    assert {len(m) for row in stream.next_batch()[0].tolist() for m in re.findall(r"PAR:([01]+)=", tok.decode(row))} == {1}
+    assert {len(m) for row in stream.next_batch().tokens.tolist() for m in re.findall(r"PAR:([01]+)=", tok.decode(row))} == {1}
 
 
 def test_dag_unlocks_along_prerequisites():

@@ -114,11 +114,12 @@ def test_validation_never_overlaps_training(tmp_path):
     stream = LangStream(corpus, train, seq_len=32, batch_size=4, seed=0)
     seen = set()
     for _ in range(3 * stream.epoch_tokens // stream.tokens_per_batch):  # three epochs
-        x, _ = stream.next_batch()
+        batch = stream.next_batch()
+        x, _ = batch.tokens, batch.targets
         seen |= {int(m) for row in x.tolist() for m in re.findall(r"story (\d{3})", tok.decode(row))}
     assert seen and seen <= set(train.tolist())
-    held = {int(m) for x, _ in validation_batches(corpus, val, seq_len=32, batch_size=4, max_batches=50)
-            for row in x.tolist() for m in re.findall(r"story (\d{3})", tok.decode(row))}
+    held = {int(m) for b in validation_batches(corpus, val, seq_len=32, batch_size=4, max_batches=50)
+            for row in b.tokens.tolist() for m in re.findall(r"story (\d{3})", tok.decode(row))}
     assert held and held <= set(val.tolist())
 
 
@@ -130,17 +131,18 @@ def test_stream_batches_are_shifted_seeded_and_resumable(tmp_path):
         return LangStream(corpus, docs, seq_len=48, batch_size=3, seed=seed)
 
     a = make(0)
-    x, y = a.next_batch()
+    batch = a.next_batch()
+    x, y = batch.tokens, batch.targets
     assert x.shape == y.shape == (3, 48) and x.dtype == torch.int64
     assert torch.equal(x[:, 1:], y[:, :-1]) and x[1, 0] == y[0, -1]
-    assert not torch.equal(make(0).next_batch()[0], make(1).next_batch()[0])
+    assert not torch.equal(make(0).next_batch().tokens, make(1).next_batch().tokens)
     for _ in range(40):  # past an epoch boundary
         a.next_batch()
     state = json.loads(json.dumps(a.state_dict()))
     expect = [a.next_batch() for _ in range(5)]
     b = make(0)
     b.load_state_dict(state)
-    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(expect, [b.next_batch() for _ in range(5)]))
+    assert all(torch.equal(p.tokens, q.tokens) and torch.equal(p.targets, q.targets) for p, q in zip(expect, [b.next_batch() for _ in range(5)]))
     assert state["epoch"] >= 1
     with pytest.raises(LooplabError, match="differs"):
         make(5).load_state_dict(state)

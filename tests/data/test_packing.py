@@ -44,7 +44,7 @@ def full_rows(tok, tasks, *, seq_len, batch_size, seed, n_batches=1, **kw):
     b = AlgoStream(tok, tasks, seq_len=seq_len, batch_size=batch_size, seed=seed, loss_on="answer", **kw)
     out = []
     for _ in range(n_batches):
-        (xa, ya), (xb, yb) = a.next_batch(), b.next_batch()
+        (xa, ya), (xb, yb) = ((s.tokens, s.targets) for s in (a.next_batch(), b.next_batch()))
         assert torch.equal(xa, xb)
         last = torch.where(ya[:, -1:] == IGNORE, tok.pad_id, ya[:, -1:])
         out.append((torch.cat([xa, last], dim=1), ya, yb))
@@ -103,7 +103,8 @@ def test_shapes_shift_and_fill():
     tok = ByteTokenizer()
     s = AlgoStream(tok, ALL, seq_len=256, batch_size=8, seed=0, loss_on="all")
     assert s.tokens_per_batch == 8 * 256
-    x, y = s.next_batch()
+    batch = s.next_batch()
+    x, y = batch.tokens, batch.targets
     assert x.shape == y.shape == (8, 256) and x.dtype == y.dtype == torch.int64
     on = y[:, :-1] != IGNORE
     assert torch.equal(y[:, :-1][on], x[:, 1:][on])
@@ -117,7 +118,7 @@ def test_fast_path_equals_generic_path():
         a = AlgoStream(ByteTokenizer(), ALL, seq_len=96, batch_size=4, seed=5, loss_on=loss_on, block_batches=2)
         b = AlgoStream(SlowBytes(), ALL, seq_len=96, batch_size=4, seed=5, loss_on=loss_on, block_batches=2)
         for _ in range(5):
-            (xa, ya), (xb, yb) = a.next_batch(), b.next_batch()
+            (xa, ya), (xb, yb) = ((s.tokens, s.targets) for s in (a.next_batch(), b.next_batch()))
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
@@ -154,15 +155,15 @@ def test_seeded_and_resumable():
         return AlgoStream(tok, ALL, seq_len=64, batch_size=4, seed=seed, block_batches=3)
 
     a, b = make(3), make(3)
-    assert all(torch.equal(a.next_batch()[0], b.next_batch()[0]) for _ in range(4))
-    assert not torch.equal(make(3).next_batch()[0], make(4).next_batch()[0])
+    assert all(torch.equal(a.next_batch().tokens, b.next_batch().tokens) for _ in range(4))
+    assert not torch.equal(make(3).next_batch().tokens, make(4).next_batch().tokens)
     for fresh in (make(3), a):  # before the first batch, and in the middle of a block
         state = json.loads(json.dumps(fresh.state_dict()))  # plain Python, JSON-safe
         expect = [fresh.next_batch() for _ in range(7)]
         c = make(99)
         c.load_state_dict(state)
         got = [c.next_batch() for _ in range(7)]
-        assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(expect, got))
+        assert all(torch.equal(p.tokens, q.tokens) and torch.equal(p.targets, q.targets) for p, q in zip(expect, got))
     with pytest.raises(LooplabError, match="cannot resume exactly"):
         AlgoStream(tok, ["copy"], seq_len=64, batch_size=4, seed=0).load_state_dict(state)
 
@@ -176,13 +177,13 @@ def test_resume_keeps_changed_lengths():
     expect = [a.next_batch() for _ in range(3)]
     b = AlgoStream(tok, ["copy", "parity"], seq_len=64, batch_size=4, seed=1, block_batches=2)
     b.load_state_dict(state)
-    assert all(torch.equal(p[0], q[0]) for p, q in zip(expect, [b.next_batch() for _ in range(3)]))
+    assert all(torch.equal(p.tokens, q.tokens) for p, q in zip(expect, [b.next_batch() for _ in range(3)]))
     assert b.lengths["copy"] == (3, 3)
 
     def copy_lengths(x):
         return {len(m) for row in x.tolist() for m in re.findall(r"CPY:([a-z]+)=", tok.decode(row))}
 
-    assert copy_lengths(expect[-1][0]) == {3} and copy_lengths(expect[0][0]) != {3}
+    assert copy_lengths(expect[-1].tokens) == {3} and copy_lengths(expect[0].tokens) != {3}
 
 
 def test_task_and_length_mix():
@@ -228,7 +229,8 @@ def test_blocks_that_need_several_draws():
     tok = ByteTokenizer()
     s = AlgoStream(tok, ALL, seq_len=128, batch_size=4, seed=0, loss_on="all", block_batches=2)
     s._mean = 1000.0  # sizes every draw at 16 examples
-    x, y = s.next_batch()
+    batch = s.next_batch()
+    x, y = batch.tokens, batch.targets
     rows = torch.cat([x, torch.where(y[:, -1:] == IGNORE, tok.pad_id, y[:, -1:])], dim=1)
     for row in rows.tolist():
         for bos, sep, _ in parse_row(tok, row):
@@ -244,7 +246,8 @@ def test_single_packing_puts_one_example_at_the_start_of_each_row():
     tok = ByteTokenizer()
     stream = AlgoStream(tok, ["parity", "addition_rev", "copy"], seq_len=24, batch_size=8, seed=3, packing="single")
     for _ in range(3):
-        x, y = stream.next_batch()
+        batch = stream.next_batch()
+        x, y = batch.tokens, batch.targets
         for row, yr in zip(x.tolist(), y.tolist()):
             assert row[0] == tok.bos_id and row.count(tok.bos_id) == 1
             (bos, sep, eos), = parse_row(tok, row + [tok.pad_id])
@@ -255,7 +258,7 @@ def test_single_packing_puts_one_example_at_the_start_of_each_row():
     state = stream.state_dict()
     again = AlgoStream(tok, ["parity", "addition_rev", "copy"], seq_len=24, batch_size=8, seed=0, packing="single")
     again.load_state_dict(state)
-    assert torch.equal(again.next_batch()[0], stream.next_batch()[0])
+    assert torch.equal(again.next_batch().tokens, stream.next_batch().tokens)
     packed = AlgoStream(tok, ["parity"], seq_len=24, batch_size=8, seed=3)
     with pytest.raises(LooplabError, match="cannot resume exactly"):
         packed.load_state_dict(state)

@@ -57,7 +57,8 @@ def test_per_loop_targets(byte_tok):
 def test_stream_batches_mix_hops_and_resume(byte_tok):
     codec = ChainCodec(byte_tok, HALT, specials=False)
     s = ChainStream(codec, batch_size=64, seed=3)
-    x, y = s.next_batch()
+    batch = s.next_batch()
+    x, y = batch.tokens, batch.targets
     hops = (y == HALT).int().argmax(1)
     assert set(hops.tolist()) == {1, 2, 3, 4, 5} and y.shape[1] == 6 and x.shape[0] == 64
     for row, target in zip(x.tolist(), y.tolist()):
@@ -69,7 +70,7 @@ def test_stream_batches_mix_hops_and_resume(byte_tok):
     s2 = ChainStream(codec, batch_size=64, seed=99)
     s2.load_state_dict(state)
     b = s2.next_batch()
-    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+    assert (a.tokens == b.tokens).all() and (a.targets == b.targets).all()
     with pytest.raises(LooplabError, match="batch size"):
         ChainStream(codec, batch_size=8, seed=0).load_state_dict(state)
 

@@ -31,7 +31,7 @@ def test_stream_samples_file_tasks_beside_built_in_ones(tmp_path):
     path = write_task_file(tmp_path / "t.jsonl", [2, 3], per_length=10)
     tok = ByteTokenizer()
     stream = AlgoStream(tok, ["copy", *load_task_files([str(path)])], seq_len=64, batch_size=8, seed=0)
-    text = " ".join(tok.decode(row) for row in stream.next_batch()[0].tolist())
+    text = " ".join(tok.decode(row) for row in stream.next_batch().tokens.tolist())
     assert re.search(r"SRT:[a-z]{2,3}=", text) and re.search(r"ROL:[a-z]{2,3}=", text) and "CPY:" in text
 
 

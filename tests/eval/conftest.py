@@ -26,7 +26,8 @@ def tiny_ckpt(tmp_path_factory):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(3):
-        x, y = stream.next_batch()
+        batch = stream.next_batch()
+        x, y = batch.tokens, batch.targets
         model(x, y).loss.backward()
         opt.step()
         opt.zero_grad()

@@ -58,8 +58,8 @@ def test_broken_cache(tiny_ckpt, monkeypatch):
     ckpt = load_checkpoint(tiny_ckpt)
     original = ckpt.model.forward
 
-    def drifting(idx, targets=None, state=None):
-        out = original(idx, targets, state)
+    def drifting(idx, targets=None, state=None, n_loops=None):
+        out = original(idx, targets, state, n_loops)
         if state is not None:  # only the cached path drifts: it now always says "A"
             out.logits[..., ord("A")] += 1e4
         return out

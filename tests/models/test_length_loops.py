@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from looplab.config import TrainConfig, model_config
+from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import TASKS
 from looplab.data.tokenizer import ByteTokenizer
@@ -37,26 +38,26 @@ def test_each_row_runs_its_own_count(variant, opts):
     m = tiny_model(variant, **opts, **POLICY).train()  # training mode: prc would sample without lengths
     x = torch.randint(0, 256, (4, 12), generator=torch.Generator().manual_seed(0))
     lengths = torch.tensor([1, 4, 8, 2])
-    out = m(x, lengths=lengths).logits
+    out = m(Batch(x, lengths=lengths)).logits
     m.eval()
     for i, n in enumerate(lengths.tolist()):
         alone = m(x[i : i + 1], n_loops=m.loops_for_length(n)).logits
         torch.testing.assert_close(out[i : i + 1], alone, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out[0], out[2], atol=1e-4) or not torch.equal(x[0], x[2])
-    torch.testing.assert_close(m(x, lengths=lengths, n_loops=3).logits, m(x, n_loops=3).logits)  # explicit wins
+    torch.testing.assert_close(m(Batch(x, lengths=lengths), n_loops=3).logits, m(x, n_loops=3).logits)  # explicit wins
 
 
 def test_stream_reports_each_rows_task_length():
     tok = ByteTokenizer()
     s = AlgoStream(tok, ["parity"], seq_len=24, batch_size=16, seed=0, packing="single")
-    x, _ = s.next_batch()
-    lengths = s.last_lengths
+    batch = s.next_batch()
+    x, lengths = batch.tokens, batch.lengths
     for row, n in zip(x.tolist(), lengths.tolist()):
         text = bytes(t for t in row if t < 256).decode()
         assert text.startswith(TASKS["parity"].tag) and text.count("0") + text.count("1") == n + 1  # bits + answer
     packed = AlgoStream(tok, ["parity"], seq_len=64, batch_size=4, seed=0)
-    packed.next_batch()
-    assert bool((packed.last_lengths >= 1).all()) and int(packed.last_lengths.max()) <= 8
+    lengths = packed.next_batch().lengths
+    assert bool((lengths >= 1).all()) and int(lengths.max()) <= 8
 
 
 def test_evaluation_runs_each_cell_at_its_count(monkeypatch):
@@ -87,9 +88,9 @@ def test_training_passes_row_lengths(tmp_path, monkeypatch):
     calls = []
     real = type(t.model).forward
 
-    def spy(self, idx, targets=None, state=None, n_loops=None, lengths=None):
-        calls.append(None if lengths is None else lengths.tolist())
-        return real(self, idx, targets, state, n_loops, lengths)
+    def spy(self, batch, *args, **kw):
+        calls.append(batch.lengths.tolist() if isinstance(batch, Batch) and batch.lengths is not None else None)
+        return real(self, batch, *args, **kw)
 
     monkeypatch.setattr(type(t.model), "forward", spy)
     t.run()

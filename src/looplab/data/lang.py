@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 
 EOT = "<|endoftext|>"
@@ -304,14 +305,14 @@ class LangStream:
                 pos, n, d = pos + take, n - take, d + 1
         return np.concatenate(out)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T) and y (B, T) int64, y the next token of x everywhere."""
+    def next_batch(self) -> Batch:
+        """Tokens (B, T) and targets (B, T) int64, the next token everywhere; no per-row facts."""
         B, T = self.batch_size, self.seq_len
         flat = self._read(self.epoch, self.pos, B * T + 1)
         rows = np.lib.stride_tricks.sliding_window_view(flat, T + 1)[::T]  # (B, T + 1)
         self.pos += B * T
         self.epoch, self.pos = self.epoch + self.pos // self.epoch_tokens, self.pos % self.epoch_tokens
-        return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
+        return Batch(torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy()))
 
     def state_dict(self) -> dict[str, Any]:
         return {"key": self.corpus.key, "seed": self.seed, "epoch": self.epoch, "pos": self.pos,
@@ -326,7 +327,7 @@ class LangStream:
 
 
 def validation_batches(corpus: Corpus, docs: np.ndarray, *, seq_len: int, batch_size: int,
-                       max_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                       max_batches: int) -> list[Batch]:
     """A fixed set of held-out batches (documents in source order, no shuffling), at most one pass."""
     stream = LangStream(corpus, docs, seq_len=seq_len, batch_size=batch_size, seed=0, shuffle=False)
     n = max(1, min(max_batches, (stream.epoch_tokens - 1) // stream.tokens_per_batch))

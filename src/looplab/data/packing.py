@@ -23,11 +23,10 @@ import numpy as np
 import torch
 
 from looplab.config import LOSS_ON, PACKING
+from looplab.data.batch import IGNORE, Batch, Segments
 from looplab.data.tasks import TASKS, Examples, Task, get_tasks
 from looplab.errors import LooplabError
-from looplab.models.positions import Segments
 
-IGNORE = -100
 LAYOUTS = tuple(p for p in PACKING if p != "auto")  # what a stream lays out (the trainer resolves `auto`)
 Tokens = tuple[np.ndarray, np.ndarray, np.ndarray]  # flat ids (M,), lengths (N,), answer flags (M,)
 
@@ -251,36 +250,17 @@ class AlgoStream:
         return (np.ascontiguousarray(rows[:, :-1]), y, row_length, np.ascontiguousarray(example[:, :-1]),
                 np.ascontiguousarray(position[:, :-1]))
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T) and y (B, T) int64; y is x shifted by one with -100 where there is no loss."""
+    def next_batch(self) -> Batch:
+        """The next B rows: tokens (B, T), targets (B, T) (the tokens shifted by one, IGNORE where there
+        is no loss), each row's task length, and with packing "isolated" its examples' segments."""
         if self._block is None or self._cursor == self.block_batches:
             self._block_state = {"rng": self.rng.bit_generator.state, "lengths": self._lengths_state(),
                                  "mix": self._mix_state()}
             self._block, self._cursor = self._pack_block(), 0
         sl = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
         self._cursor += 1
-        return torch.from_numpy(self._block[0][sl].copy()), torch.from_numpy(self._block[1][sl].copy())
-
-    @property
-    def last_segments(self) -> Segments | None:
-        """With packing "isolated": each token's example and position within it for the batch
-        `next_batch` returned last; None otherwise."""
-        if self.packing != "isolated":
-            return None
-        return Segments(self._last_rows(3), self._last_rows(4))
-
-    @property
-    def last_lengths(self) -> torch.Tensor:
-        """The task length of each row of the batch `next_batch` returned last (B,): what a model whose
-        loop count grows with the input length runs each row with (models.base.LengthLoops)."""
-        return self._last_rows(2)
-
-    def _last_rows(self, part: int) -> torch.Tensor:
-        """Array `part` of the current block, at the rows of the batch `next_batch` returned last."""
-        if self._block is None or not self._cursor:
-            raise LooplabError("no batch has been drawn yet")
-        sl = slice((self._cursor - 1) * self.batch_size, self._cursor * self.batch_size)
-        return torch.from_numpy(self._block[part][sl].copy())
+        x, y, lengths, *seg = (torch.from_numpy(part[sl].copy()) for part in self._block)
+        return Batch(x, y, lengths, Segments(*seg) if seg else None)
 
     def _lengths_state(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in self.lengths.items()}

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 
 NAMES = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -196,7 +197,8 @@ class ChainStream:
     def tokens_per_batch(self) -> int:
         return self.batch_size * self.codec.inputs(generate(np.random.default_rng(0), 1, self.hops[0])).shape[1]
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> Batch:
+        """Chains (B, T) and one target per loop (B, L): the pointer at each hop, then HALT."""
         lo, hi = self.hops
         counts = np.bincount(self.rng.integers(lo, hi + 1, size=self.batch_size), minlength=hi + 1)
         groups = [(h, draw(self.rng, int(c), h, "train")) for h, c in enumerate(counts) if c]
@@ -204,7 +206,7 @@ class ChainStream:
         x = pad_cat([self.codec.inputs(ch) for _, ch in groups], self.codec.tok.pad_id)  # (B, T)
         y = torch.cat([self.codec.targets(ch, width) for _, ch in groups])  # (B, L)
         perm = torch.from_numpy(self.rng.permutation(self.batch_size))
-        return x[perm], y[perm]
+        return Batch(x[perm], y[perm])
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "hops": list(self.hops), "batch_size": self.batch_size}

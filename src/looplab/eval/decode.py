@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from looplab.data.batch import Batch
+
 
 def _buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
     by_len: dict[int, list[int]] = defaultdict(list)
@@ -55,9 +57,9 @@ def _decode_batch(model: nn.Module, idx: torch.Tensor, state: object, max_new_to
     seq, feed = idx, idx
     for _ in range(max_new_tokens):
         if state is None:
-            logits = model(seq).logits[:, -1]  # (B, V)
+            logits = model(Batch(seq)).logits[:, -1]  # (B, V)
         else:
-            logits = model(feed, state=state).logits[:, -1]
+            logits = model(Batch(feed), state=state).logits[:, -1]
         nxt = logits.argmax(dim=-1)  # (B,)
         gen.append(nxt)
         done |= nxt == eos_id

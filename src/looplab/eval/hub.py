@@ -24,7 +24,7 @@ from looplab.eval.exits import exit_grid
 from looplab.io import write_json
 from looplab.meta import file_sha256, provenance
 from looplab.models.base import LoopedModel
-from looplab.train.runtime import resolve_device, set_threads
+from looplab.runtime import resolve_device, set_threads
 
 SCHEMA = "looplab-results-v1"
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")

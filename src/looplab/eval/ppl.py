@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from looplab.data.batch import IGNORE
 from looplab.errors import LooplabError
-from looplab.models.base import IGNORE_INDEX
 
 GRID_VERSION = "ppl-v2"  # v2: windows of the training seq_len (v1: max_seq_len)
 REPO = Path(__file__).resolve().parents[3]
@@ -75,16 +75,16 @@ def stream_nll(model: nn.Module, stream: list[int], *, window: int, ignore_id: i
         chunk = [ids[s : s + window + 1] for s in starts[i : i + batch_size]]
         width = max(len(c) for c in chunk)
         rows = torch.full((len(chunk), width), ignore_id, dtype=torch.long, device=device)  # (B, T + 1)
-        y = torch.full_like(rows, IGNORE_INDEX)
+        y = torch.full_like(rows, IGNORE)
         for r, c in enumerate(chunk):
             rows[r, : len(c)] = c
             y[r, : len(c)] = c
         x, y = rows[:, :-1], y[:, 1:]  # (B, T)
-        y = y.masked_fill(y == ignore_id, IGNORE_INDEX)
+        y = y.masked_fill(y == ignore_id, IGNORE)
         logits = model(x).logits.float()  # (B, T, V)
-        nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
         total += float(nll)
-        count += int((y != IGNORE_INDEX).sum())
+        count += int((y != IGNORE).sum())
     return total, count
 
 

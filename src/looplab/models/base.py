@@ -1,7 +1,10 @@
 """The interface every variant shares: `ModelOutput`, the loss, and cost accounting.
 
 A model is an `nn.Module` with
-- `forward(idx, targets=None, state=None) -> ModelOutput`: logits (B, T, V) always, loss only with
+- `forward(batch, state=None, n_loops=None) -> ModelOutput`, the same for every variant: `batch` is a
+  `looplab.data.batch.Batch` (tokens, targets, and per-row facts: task lengths, packed segments) or
+  token ids (B, T) with optional targets as the second argument; the variant's `run(batch, state,
+  n_loops)` reads the facts it needs. The output holds logits (B, T, V) always, a loss only with
   targets, and `aux`, a dict of auxiliary scalars (ponder cost, halting depth, ...);
 - `new_state(batch, max_len, exact=True)`: a decoding state (KV cache, recurrent state), or None
   when the variant only decodes by recomputation; decoding with it gives the logits of full
@@ -26,10 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from looplab.config import ModelConfig
+from looplab.data.batch import IGNORE, Batch, as_batch
 from looplab.errors import LooplabError
 from looplab.models.positions import absolute_table, add_absolute
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -40,8 +42,8 @@ class ModelOutput:
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross entropy over positions whose target is not IGNORE_INDEX."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+    """Mean next-token cross entropy over positions whose target is not IGNORE."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
 
 
 def count_params(module: nn.Module) -> int:
@@ -59,7 +61,7 @@ class LanguageModel(nn.Module):
     """Common pieces: token embedding, final norm, tied output head, loss."""
 
     cfg: ModelConfig
-    isolates_examples = False  # forward takes `segments`: packed examples kept apart (--packing isolated)
+    isolates_examples = False  # run() reads `batch.segments`: packed examples kept apart (--packing isolated)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -69,6 +71,20 @@ class LanguageModel(nn.Module):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
         self.pos_embed = absolute_table(cfg)  # pos_encoding absolute only
+
+    def forward(self, batch: Batch | torch.Tensor, targets: torch.Tensor | None = None, state: Any = None,
+                n_loops: int | None = None) -> ModelOutput:
+        """One signature for every variant: a Batch (or token ids and targets), an optional decoding
+        state, an optional loop count (looped variants only)."""
+        batch = as_batch(batch, targets)
+        if n_loops is not None and not isinstance(self, LoopedModel):
+            raise LooplabError(f"variant '{self.cfg.variant}' has no loop count; n_loops applies to looped variants")
+        if batch.segments is not None and not self.isolates_examples:
+            raise LooplabError(f"variant '{self.cfg.variant}' cannot keep packed examples apart; use --packing single")
+        return self.run(batch, state, n_loops)
+
+    def run(self, batch: Batch, state: Any, n_loops: int | None) -> ModelOutput:
+        raise NotImplementedError
 
     def embed_at(self, idx: torch.Tensor, start: int, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings of idx (B, T) at positions start..start+T-1, or `ids` (B, T) (the table of `absolute`)."""
@@ -164,7 +180,7 @@ class LoopedModel(LanguageModel):
     `n_loops` is the count it is trained with; `with_loops(n)` sets another count for every call
     inside the block (test-time compute), and an explicit `forward(..., n_loops=n)` wins over both.
     A model with a `length_policy` (LengthLoops) runs a count that grows with the input's length
-    instead: per row in training (`forward(..., lengths=...)`), per cell at evaluation.
+    instead: per row in training (`batch.lengths`), per cell at evaluation.
     """
 
     length_policy: LengthLoops | None = None
@@ -185,7 +201,7 @@ class LoopedModel(LanguageModel):
         return self.length_policy.count(length) if self.length_policy is not None else None
 
     def row_loops(self, lengths: torch.Tensor | None, n_loops: int | None) -> torch.Tensor | None:
-        """Per-row counts (B,) for a forward given row lengths, unless a count was set explicitly."""
+        """Per-row counts (B,) for a batch with row lengths, unless a count was set explicitly."""
         if lengths is None or self.length_policy is None or n_loops is not None or self._loops_override:
             return None
         return self.length_policy.counts(lengths.to(self.embed.weight.device))
@@ -209,23 +225,6 @@ def check_loops(n_loops: int) -> int:
     if not isinstance(n_loops, int) or isinstance(n_loops, bool) or n_loops < 1:
         raise LooplabError(f"n_loops must be a positive integer, got {n_loops!r}")
     return n_loops
-
-
-def row_kwargs(model: nn.Module, lengths: torch.Tensor | None, segments: Any) -> dict[str, Any]:
-    """What a training forward reads about its rows besides the tokens: `lengths` (B,) for a model
-    whose loops grow with the input, `segments` when the stream packs examples kept apart. Both are
-    row-indexed, so a micro-batch takes its rows of each."""
-    out: dict[str, Any] = {}
-    if lengths is not None and getattr(model, "length_policy", None) is not None:
-        out["lengths"] = lengths
-    if segments is not None:
-        out["segments"] = segments
-    return out
-
-
-def row_inputs(model: nn.Module, data: Any) -> dict[str, Any]:
-    """`row_kwargs` for the batch an algorithmic stream `data` gave last."""
-    return row_kwargs(model, getattr(data, "last_lengths", None), getattr(data, "last_segments", None))
 
 
 def masked_update(x: torch.Tensor, new: torch.Tensor, loop: int, counts: torch.Tensor | None) -> torch.Tensor:

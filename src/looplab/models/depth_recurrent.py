@@ -52,10 +52,11 @@ import torch
 from torch import nn
 
 from looplab.config import ModelConfig
+from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 from looplab.models.base import LengthLoopOptions, LoopedModel, ModelOutput, count_params, masked_update
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
-from looplab.models.positions import Positions, Rope, Segments
+from looplab.models.positions import Positions, Rope
 
 INJECT_MODES = ("concat_linear", "add")
 STATE_INITS = ("zeros", "random")
@@ -133,7 +134,7 @@ class PRCState:
 class PRC(LoopedModel):
     """Prelude, recurrent core and coda; `n_loops` is the number of core recurrences r."""
 
-    isolates_examples = True  # forward takes `segments` (--packing isolated)
+    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     def __init__(self, cfg: ModelConfig, opts: PRCOptions) -> None:
         super().__init__(cfg, opts.eval_loops)
@@ -184,16 +185,14 @@ class PRC(LoopedModel):
         return len(self.prelude_blocks) + len(self.coda_blocks) + kept * len(self.core_blocks) + block
 
     # --- forward ----------------------------------------------------------------------------------
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: PRCState | None = None,
-                n_loops: int | None = None, lengths: torch.Tensor | None = None,
-                segments: Segments | None = None) -> ModelOutput:
-        """`lengths` (B,): each row's task length; with a length policy each row runs its own count of
-        recurrences instead of a sampled one, with gradients through all of them (no truncation).
-        `segments`: packed examples kept apart (attention and positions per example)."""
-        counts = self.row_loops(lengths, n_loops)
+    def run(self, batch: Batch, state: PRCState | None, n_loops: int | None) -> ModelOutput:
+        """With a length policy each row runs the count of its task length (`batch.lengths`) instead of
+        a sampled one, with gradients through all of them (no truncation). Packed examples kept apart
+        (`batch.segments`) attend and take positions per example."""
+        idx, ids, mask = batch.tokens, batch.positions, batch.mask
+        counts = self.row_loops(batch.lengths, n_loops)
         n = int(counts.max()) if counts is not None else self.recurrences(n_loops, state)
         start = state.pos if state is not None else 0
-        ids, mask = (segments.positions, segments.mask) if segments is not None else (None, None)
         rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
         cache = state.cache if state is not None else None
         e = self.prelude(self.embed_at(idx, start, ids), rope, cache, mask)  # (B, T, C)
@@ -202,7 +201,7 @@ class PRC(LoopedModel):
         if state is not None:
             state.cache.pos += idx.shape[1]
         logits = self.head(self.norm(h))  # (B, T, V)
-        return self.output(logits, targets, {"n_loops": float(counts.float().mean()) if counts is not None else float(n)})
+        return self.output(logits, batch.targets, {"n_loops": float(counts.float().mean()) if counts is not None else float(n)})
 
     def recurrences(self, n_loops: int | None, state: PRCState | None) -> int:
         """A sampled r for a training forward without an explicit count, else the evaluation count."""

@@ -39,11 +39,12 @@ import torch
 from torch import nn
 
 from looplab.config import ModelConfig
+from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 from looplab.models import layers
 from looplab.models.base import LoopedModel, ModelOutput, count_params
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, rotate
-from looplab.models.positions import Positions, Rope, Segments
+from looplab.models.positions import Positions, Rope
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,7 +257,7 @@ class LatentState:
 class Latent(LoopedModel):
     """Token stream plus per-position thought tokens refined by a looped thought core."""
 
-    isolates_examples = True  # forward takes `segments` (--packing isolated)
+    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     halting = False
 
@@ -301,14 +302,12 @@ class Latent(LoopedModel):
             KVCache.empty(cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim, p.device, p.dtype),
             KVCache.empty(1, batch, cfg.n_head, max_len, self.core.head_dim, p.device, p.dtype))
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: LatentState | None = None,
-                n_loops: int | None = None, segments: Segments | None = None) -> ModelOutput:
-        """`segments`: packed examples kept apart (attention and positions per example)."""
+    def run(self, batch: Batch, state: LatentState | None, n_loops: int | None) -> ModelOutput:
+        """Packed examples kept apart (`batch.segments`) attend and take positions per example."""
+        idx, ids, mask = batch.tokens, batch.positions, batch.mask
         n = self.loops(n_loops)
-        if segments is not None:
-            ids, mask = segments.positions, segments.mask
-        else:  # random positions (else None), shared by both widths
-            ids, mask = self.positions.draw(idx.shape[0], idx.shape[1], idx.device), None
+        if ids is None:  # random positions (else None), shared by both widths
+            ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)
         h, rope = self.prelude(idx, state, ids, mask)
         mem, z = self.read(h, state, ids, mask)
         z, halting = self.think(z, mem, n)
@@ -316,7 +315,7 @@ class Latent(LoopedModel):
         h = self.coda(h, rope, state, mask)
         logits = self.head(self.norm(h))  # (B, T, V)
         aux, extra = self.figures(halting, n)
-        return self.output(logits, targets, aux, extra)
+        return self.output(logits, batch.targets, aux, extra)
 
     def prelude(self, idx: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Rope]:

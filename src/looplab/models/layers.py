@@ -129,7 +129,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int,
            mask: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention of queries at positions start..start+T-1 over keys 0..S-1 (SDPA kernels);
     `mask` (B, 1, T, S), True where a query may read a key, replaces the causal mask (packed
-    examples kept apart, see positions.Segments)."""
+    examples kept apart, see data.batch.Segments)."""
     T, S = q.shape[2], k.shape[2]
     gqa = q.shape[1] != k.shape[1]
     if mask is not None:

@@ -19,8 +19,6 @@ Letters: B batch, T tokens, D head dim.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -73,30 +71,6 @@ class Positions(nn.Module):
         if ids is None:
             return self.rotary(start, length)
         return self.rotary.at(ids, self.range if self.kind == "random" else length)
-
-
-@dataclass
-class Segments:
-    """Examples packed back to back in one row and kept apart (`--packing isolated`): each token's
-    example (B, T), and its position within that example (B, T). Attention reads only earlier tokens
-    of the same example and positions restart at 0 with every example, so a packed row computes what
-    its examples would compute one by one."""
-
-    ids: torch.Tensor  # (B, T) example index within the row (padding is an example of its own)
-    positions: torch.Tensor  # (B, T) 0, 1, ... within each example
-
-    @property
-    def mask(self) -> torch.Tensor:
-        """(B, 1, T, T): query t may read key s <= t of its own example."""
-        T = self.ids.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=self.ids.device).tril()
-        return (self.ids[:, None, :, None] == self.ids[:, None, None, :]) & causal
-
-    def to(self, device: torch.device) -> Segments:
-        return Segments(self.ids.to(device), self.positions.to(device))
-
-    def rows(self, sl: slice) -> Segments:
-        return Segments(self.ids[sl], self.positions[sl])
 
 
 def absolute_table(cfg: ModelConfig) -> nn.Embedding | None:

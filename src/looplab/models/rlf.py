@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from looplab.config import ModelConfig
+from looplab.data.batch import IGNORE, Batch, as_batch
 from looplab.errors import LooplabError
-from looplab.models.base import IGNORE_INDEX, ModelOutput, count_params
+from looplab.models.base import ModelOutput, count_params
 from looplab.models.layers import Block, RMSNorm, Rotary, apply_rotary, init_linear_weights
 from looplab.models.rlf_base import load_base_if_unchanged, make_base, read_base
 from looplab.models.ssm import MixerBlock, SSMOptions
@@ -338,10 +339,12 @@ class RLF(nn.Module):
         first = torch.where(is_halt.any(1), is_halt.long().argmax(1) + 1, torch.zeros_like(preds[:, 0]))
         return Trace(logits=logits, preds=preds.masked_fill(after, self.halt_id), halted_at=first, states=states)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: Any = None,
+    def forward(self, batch: Batch | torch.Tensor, targets: torch.Tensor | None = None, state: Any = None,
                 n_loops: int | None = None) -> ModelOutput:
         """Per-loop logits (B, L, V+1) at the query. Targets (B, L), one per loop with IGNORE after
         HALT, fix L to their width; without targets L is n_loops or max_loops. No early stop here."""
+        batch = as_batch(batch, targets)
+        idx, targets = batch.tokens, batch.targets
         if targets is not None and n_loops is not None and n_loops != targets.shape[1]:
             raise LooplabError(f"rlf targets cover {targets.shape[1]} loops but n_loops is {n_loops}")
         n = targets.shape[1] if targets is not None else (n_loops or self.opts.max_loops)
@@ -371,9 +374,9 @@ def per_loop_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross entropy averaged within each loop over its supervised rows, then over loops: every
     reasoning step weighs the same however many chains reach it."""
     B, L = targets.shape
-    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
                          reduction="none").view(B, L)
-    mask = targets != IGNORE_INDEX
+    mask = targets != IGNORE
     per_loop = (ce * mask).sum(0) / mask.sum(0).clamp(min=1)  # (L,)
     return per_loop[mask.any(0)].mean()
 

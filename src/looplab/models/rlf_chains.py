@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from looplab.data.batch import Batch
 from looplab.data.pointer_chains import (
     IID_HOPS,
     OOD_HOPS,
@@ -35,7 +36,7 @@ class ChainTraining(ChainStream):
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int, seed: int) -> None:
         super().__init__(ChainCodec(tokenizer, model.halt_id, model.uses_specials), batch_size=batch_size, seed=seed)
-        self.val_batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # no held-out loss: hop accuracy is the figure
+        self.val_batches: list[Batch] = []  # no held-out loss: hop accuracy is the figure
 
     def accuracy(self, model: Any, *, samples: int, seed: int) -> dict[str, float]:
         res = hop_accuracy(model, self.codec, IID_HOPS, samples, seed)

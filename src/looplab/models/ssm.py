@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from looplab.config import ModelConfig
+from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, init_linear_weights
@@ -124,8 +125,8 @@ class SSM(LanguageModel):
                                p.device, p.dtype)
         return SSMState(ssm, kv)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                state: SSMState | None = None) -> ModelOutput:
+    def run(self, batch: Batch, state: SSMState | None, n_loops: None) -> ModelOutput:
+        idx = batch.tokens
         start = state.pos if state is not None else 0
         x = self.embed_at(idx, max(start - self.n_mem, 0))  # (B, T, C); state.pos counts the memory tokens
         if self.memory_embed is not None and start == 0:
@@ -136,7 +137,7 @@ class SSM(LanguageModel):
             if state.kv is not None:
                 state.kv.pos = state.pos
         logits = self.head(self.norm(x[:, -idx.shape[1]:]))  # (B, T, V), memory positions dropped
-        return self.output(logits, targets)
+        return self.output(logits, batch.targets)
 
     def backbone(self, x: torch.Tensor, start: int, state: SSMState | None) -> torch.Tensor:
         rope = self.positions(start, x.shape[1], x.shape[0]) if self.positions is not None else None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from looplab.config import ModelConfig
+from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 from looplab.models.base import (
     LanguageModel,
@@ -28,7 +29,7 @@ from looplab.models.base import (
     masked_update,
 )
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
-from looplab.models.positions import Positions, Rope, Segments
+from looplab.models.positions import Positions, Rope
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +38,7 @@ class BaselineOptions:
 
 
 class Transformer(LanguageModel):
-    isolates_examples = True  # forward takes `segments` (--packing isolated)
+    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     def __init__(self, cfg: ModelConfig, opts: BaselineOptions | None = None) -> None:
         super().__init__(cfg)
@@ -58,11 +59,10 @@ class Transformer(LanguageModel):
         return KVCache.empty(self.cfg.n_layer, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim,
                              p.device, p.dtype)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                state: KVCache | None = None, segments: Segments | None = None) -> ModelOutput:
-        """`segments`: packed examples kept apart (attention and positions per example)."""
+    def run(self, batch: Batch, state: KVCache | None, n_loops: None) -> ModelOutput:
+        """Packed examples kept apart (`batch.segments`) attend and take positions per example."""
+        idx, ids, mask = batch.tokens, batch.positions, batch.mask
         start = state.pos if state is not None else 0
-        ids, mask = (segments.positions, segments.mask) if segments is not None else (None, None)
         rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
         x = self.embed_at(idx, start, ids)  # (B, T, C)
         for i, block in enumerate(self.blocks):
@@ -70,7 +70,7 @@ class Transformer(LanguageModel):
         if state is not None:
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)
-        return self.output(logits, targets)
+        return self.output(logits, batch.targets)
 
 
 # --- shared_loop ----------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class SharedLoop(LoopedModel):
     """n_unique blocks applied n_loops times. One loop without re-injection is the plain stack, and
     the module names match `Transformer`, so a baseline's weights load into an iso_param model."""
 
-    isolates_examples = True  # forward takes `segments` (--packing isolated)
+    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     def __init__(self, cfg: ModelConfig, opts: SharedLoopOptions) -> None:
         super().__init__(cfg, opts.n_loops)
@@ -135,16 +135,14 @@ class SharedLoop(LoopedModel):
         slots = len(self.blocks) * self.loops()  # one slot per block application
         return KVCache.empty(slots, batch, self.cfg.n_kv_head, max_len, self.cfg.head_dim, p.device, p.dtype)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: KVCache | None = None,
-                n_loops: int | None = None, lengths: torch.Tensor | None = None,
-                segments: Segments | None = None) -> ModelOutput:
-        """`lengths` (B,): each row's task length; with a length policy each row runs its own count
-        (the batch runs the largest, a row's stream stops changing after its own last loop).
-        `segments`: packed examples kept apart (attention and positions per example)."""
-        counts = self.row_loops(lengths, n_loops)
+    def run(self, batch: Batch, state: KVCache | None, n_loops: int | None) -> ModelOutput:
+        """With a length policy each row runs the count of its task length (`batch.lengths`): the batch
+        runs the largest, a row's stream stops changing after its own last loop. Packed examples kept
+        apart (`batch.segments`) attend and take positions per example."""
+        idx, ids, mask = batch.tokens, batch.positions, batch.mask
+        counts = self.row_loops(batch.lengths, n_loops)
         n = int(counts.max()) if counts is not None else self.loops(n_loops)
         start = state.pos if state is not None else 0
-        ids, mask = (segments.positions, segments.mask) if segments is not None else (None, None)
         rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
         e = self.embed_at(idx, start, ids)  # (B, T, C)
         x = e
@@ -154,7 +152,7 @@ class SharedLoop(LoopedModel):
         if state is not None:
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)
-        return self.output(logits, targets)
+        return self.output(logits, batch.targets)
 
     def logits_per_loop(self, idx: torch.Tensor, max_loops: int) -> list[torch.Tensor]:
         """One pass of max_loops loops, read out after each: loop n's stream is the n-loop model's."""

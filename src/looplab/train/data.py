@@ -3,7 +3,8 @@ its evaluations report.
 
 `TaskData` is the default: the algorithmic tasks (and task files) packed by `AlgoStream`, scored
 by exact match on in-distribution cells, plus `val_batches`, fresh batches from the training
-distribution (a fixed seed, the same for every run) whose loss the trainer reports. A variant with
+distribution (a fixed seed, the same for every run) whose loss the trainer reports. Every batch is a
+`looplab.data.batch.Batch`, per-row facts included. A variant with
 its own stream (`ModelSpec.train_data`: rlf's pointer chains) provides the same methods.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from looplab.config import TrainConfig
+from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
 from looplab.eval.algorithmic import cell_rng, iid_accuracy, run_grid, score_examples
@@ -22,11 +24,9 @@ from looplab.models import get_spec
 ALG_VAL_BATCHES = 8  # fresh algorithmic batches (training distribution) scored at every evaluation
 ALG_VAL_SEED = 1_000_003  # their stream's seed: the same batches for every run, apart from any training seed
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-
 
 class TrainData(Protocol):
-    val_batches: list[tuple[Any, ...]]  # held-out batches (x, y[, lengths, segments]) of the training distribution
+    val_batches: list[Batch]  # held-out batches of the training distribution
 
     def next_batch(self) -> Batch: ...
     def state_dict(self) -> dict[str, Any]: ...
@@ -43,20 +43,10 @@ class TaskData:
         kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing)
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
         val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
-        self.val_batches = [(*val.next_batch(), val.last_lengths, val.last_segments) for _ in range(ALG_VAL_BATCHES)]
+        self.val_batches = [val.next_batch() for _ in range(ALG_VAL_BATCHES)]
 
     def next_batch(self) -> Batch:
         return self.stream.next_batch()
-
-    @property
-    def last_lengths(self) -> torch.Tensor:
-        """Each row's task length in the last batch (for loops that grow with the input)."""
-        return self.stream.last_lengths
-
-    @property
-    def last_segments(self) -> Any:
-        """The last batch's examples and positions within them with packing "isolated" (else None)."""
-        return self.stream.last_segments
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict()

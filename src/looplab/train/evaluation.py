@@ -16,15 +16,15 @@ from typing import Any
 import torch
 
 from looplab.checkpoint import save_checkpoint
+from looplab.data.batch import Batch
 from looplab.io import write_json
 from looplab.meta import provenance
 from looplab.models import build_model
-from looplab.models.base import row_kwargs
+from looplab.runtime import autocast
 from looplab.train import parallel as par
 from looplab.train.artefacts import PLOT_EVERY_S
 from looplab.train.data import probe_accuracy
 from looplab.train.rng import rng_state
-from looplab.train.runtime import autocast
 
 
 class Evaluation:
@@ -99,16 +99,14 @@ class Evaluation:
         self.art.write_metrics()
 
     @torch.no_grad()
-    def val_loss(self, model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-                 ) -> float:
+    def val_loss(self, model: torch.nn.Module, batches: list[Batch] | None = None) -> float:
         """Mean loss on held-out batches: the language documents never trained on (default), or fresh
         algorithmic batches."""
         model.eval()
         losses = []
-        for x, y, *rows in self.lang_val if batches is None else batches:  # rows: lengths, segments (algorithmic)
-            kw = {k: v.to(self.device) for k, v in row_kwargs(model, *rows).items()} if rows else {}
+        for batch in self.lang_val if batches is None else batches:
             with autocast(self.device, self.amp):
-                losses.append(float(model(x.to(self.device), y.to(self.device), **kw).loss))
+                losses.append(float(model(batch.to(self.device)).loss))
         return sum(losses) / len(losses)
 
     def curriculum_step(self) -> None:

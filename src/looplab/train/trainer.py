@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from looplab.config import ModelConfig, TrainConfig
+from looplab.data.batch import IGNORE, Batch
 from looplab.data.curriculum import build_curriculum
 from looplab.data.lang import LangStream, default_cache_dir, load_corpus, validation_batches
 from looplab.data.task_file import describe, load_task_files
@@ -31,7 +32,7 @@ from looplab.errors import LooplabError
 from looplab.io import write_json
 from looplab.meta import provenance
 from looplab.models import build_model
-from looplab.models.base import IGNORE_INDEX, row_inputs
+from looplab.runtime import autocast, autocast_dtype, resolve_device, seed_everything, set_threads
 from looplab.train import parallel as par
 from looplab.train.artefacts import RUN_MARKER, Artefacts, prepare_output_dir
 from looplab.train.data import make_train_data
@@ -41,7 +42,6 @@ from looplab.train.optim import lr_at, make_optimizer
 from looplab.train.parallel import World
 from looplab.train.progress import Progress
 from looplab.train.resume import Resumable
-from looplab.train.runtime import autocast, autocast_dtype, resolve_device, seed_everything, set_threads
 
 VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
@@ -81,7 +81,7 @@ class Trainer(Resumable, Evaluation):
         par.check_batch(cfg.batch_size, world, cfg.grad_accum)
         self.cfg, self.model_cfg, self.tokenizer, self.world = cfg, model_cfg, tokenizer, world
         self.lang: LangStream | None = None
-        self.lang_val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.lang_val: list[Batch] = []
         if cfg.total_steps > cfg.alg_steps:
             corpus = load_corpus(cfg.lang_data, tokenizer, cfg.lang_cache_dir or default_cache_dir(),
                                  text_field=cfg.text_field, allow_network=cfg.allow_network)
@@ -142,34 +142,29 @@ class Trainer(Resumable, Evaluation):
         return math.floor((j + 1) * r) > math.floor(j * r)
 
     # --- one optimiser step -------------------------------------------------------------------
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """The global batch of this step (every rank draws the same one and keeps its slice), and what
-        the model reads about its rows besides the tokens (`row_inputs`)."""
+    def next_batch(self) -> Batch:
+        """The global batch of this step (every rank draws the same one and keeps its rows)."""
         if self.phase(self.step) == "algorithmic" or self.replays(self.step):
             self.replay_steps += self.phase(self.step) == "language"
-            x, y = self.data.next_batch()
-            return x, y, row_inputs(self.model, self.data)
-        return (*self.lang.next_batch(), {})
+            return self.data.next_batch()
+        return self.lang.next_batch()
 
     def train_step(self) -> dict[str, Any]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        x, y, rows = self.next_batch()
-        slices = par.micro_rows(x.shape[0], self.world, self.cfg.grad_accum)
-        parts = [(x[sl], y[sl]) for sl in slices]
+        batch = self.next_batch()
+        parts = [batch.rows(sl) for sl in par.micro_rows(batch.tokens.shape[0], self.world, self.cfg.grad_accum)]
         whole = len(parts) == 1 and not self.world.distributed
         shares = [1.0]  # each micro-batch's share of the global batch's supervised tokens, counted on the host
         if not whole:
-            n_all = max(1, int((y != IGNORE_INDEX).sum()))
-            shares = [int((ym != IGNORE_INDEX).sum()) / n_all for _, ym in parts]
+            n_all = max(1, int((batch.targets != IGNORE).sum()))
+            shares = [int((part.targets != IGNORE).sum()) / n_all for part in parts]
         self.model.train()
         loss = torch.zeros((), device=self.device)  # this rank's share of the global token-mean loss
-        for i, ((xm, ym), share, sl) in enumerate(zip(parts, shares, slices, strict=True)):
-            xm, ym = xm.to(self.device, non_blocking=True), ym.to(self.device, non_blocking=True)
-            kw = {k: v[sl].to(self.device) if torch.is_tensor(v) else v.rows(sl).to(self.device) for k, v in rows.items()}
+        for i, (part, share) in enumerate(zip(parts, shares, strict=True)):
             with par.grad_sync(self.step_model, self.mode, i == len(parts) - 1):
                 with autocast(self.device, self.amp):
-                    out = self.step_model(xm, ym, **kw)
+                    out = self.step_model(part.to(self.device))
                 (out.loss if whole else out.loss * (share * self.world.size)).backward()  # DDP averages ranks
             loss += out.loss.detach() * share
         grad_norm = None
@@ -184,7 +179,7 @@ class Trainer(Resumable, Evaluation):
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens += x.numel()
+        self.tokens += batch.tokens.numel()
         return {"loss": loss, "grad_norm": grad_norm, "aux": out.aux}
 
     def last_good(self) -> str:
