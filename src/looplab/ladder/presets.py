@@ -196,11 +196,13 @@ PRESETS: dict[str, LadderPreset] = {
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=3, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
         variants=("ssm", "ssm_neg"),
     ),
-    # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
+    # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant, one
+    # algorithmic example per row for every variant (`auto` would give the SSMs single rows and the others
+    # isolated packed rows: two data streams in one comparison; at seq_len 512 most of a row is padding).
     "nano": LadderPreset(
         name="nano", size="nano", note="seed nano ladder: 10M algorithmic + 10M TinyStories tokens, full eval",
         train=dict(alg_tokens=10_000_000, total_tokens=20_000_000, lang_data=str(TINYSTORIES / "train_sample.txt"),
-                   seq_len=512, batch_size=32, warmup_tokens=500_000, eval_every_tokens=2_000_000),
+                   seq_len=512, batch_size=32, packing="single", warmup_tokens=500_000, eval_every_tokens=2_000_000),
         evaluation=dict(suite="all"),
     ),
 }
