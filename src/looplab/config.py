@@ -134,6 +134,8 @@ class TrainConfig:
     """Every training setting; each field is also the `train.py` flag of the same name."""
 
     output_dir: str = setting("runs/default", "where every artefact of the run goes")
+    arm: str = setting("", "the run's name in reports, tables and plots (a ladder's arm: a named variant "
+                       "configuration); empty: the variant's name")
     alg_tokens: int = setting(200_000, "algorithmic tokens (phase 1)")
     total_tokens: int = setting(200_000, "all training tokens; beyond alg_tokens is language (phase 2) "
                                 "(default: alg_tokens)", same_as="alg_tokens")

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from looplab.config import EvalConfig
+from looplab.data.packing import encode_example
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.eval import exits
-from looplab.eval.algorithmic import run_grid
+from looplab.eval.algorithmic import cell_pairs, grid_cells, run_grid
 from tests.helpers import tiny_model
 
 
@@ -44,11 +45,22 @@ def test_exit_grid_scores_each_example_at_its_chosen_count(monkeypatch):
         assert got["tasks"]["parity"]["lengths"][n]["max_loops"] == 2 * m.n_loops
 
 
-def test_real_choice_stays_within_the_cap():
-    m = tiny_model("shared_loop")
-    got = exits.exit_grid(m, ByteTokenizer(), ["parity"], "convergence", threshold=1e-3, samples=3, seed=0,
-                          max_new_tokens=3)
-    assert all(1 <= c["mean_loops"] <= c["max_loops"] for c in got["tasks"]["parity"]["lengths"].values())
+@torch.no_grad()
+def test_real_choice_is_the_rule_on_separate_forwards_at_each_count():
+    """Unpatched: each cell's mean loop count is the convergence rule applied to the answer's first-token
+    distributions of forward(n_loops=k), k = 1..cap, run one count at a time (and the counts differ)."""
+    m, tok = tiny_model("shared_loop"), ByteTokenizer()
+    task, length, split = grid_cells(["parity"])[0]
+    contexts = torch.tensor([encode_example(tok, p, t)[0] for p, t in cell_pairs((task, length, split), 8, 0)])
+    cap = 2 * m.n_loops
+    logp = torch.stack([m(contexts, n_loops=k).logits[:, -1].log_softmax(-1) for k in range(1, cap + 1)])
+    kl = (logp[1:].exp() * (logp[1:] - logp[:-1])).sum(-1)  # (K-1, B)
+    threshold = float(kl[0].median())  # half of the examples settle at loop 2
+    want = exits.converged(logp, threshold)
+    assert len(set(want.tolist())) > 1
+    got = exits.exit_grid(m, tok, ["parity"], "convergence", threshold=threshold, samples=8, seed=0, max_new_tokens=3)
+    cell = got["tasks"]["parity"]["lengths"][str(length)]
+    assert cell["mean_loops"] == pytest.approx(want.float().mean().item()) and cell["max_loops"] == cap
 
 
 def test_exits_refuse_what_they_cannot_do():

@@ -62,16 +62,18 @@ def test_report_writes_table_floors_verdicts_and_plots(runs, tmp_path):
     out = tmp_path / "report"
     md = write_report([str(r) for r in runs], str(out)).read_text()
     table = section(md, "Comparison")
-    assert "| `baseline` | 3 (0,1,2) | 3/3 |" in table and "| `shared_loop(n_loops=2)` | 3 (0,1,2) | 3/3 |" in table
+    # runs without a recorded arm (older ones) are named by their variant
+    assert "| `baseline` | 3 (0,1,2) | 3/3 |" in table and "| `shared_loop` | 3 (0,1,2) | 3/3 |" in table
+    assert "| `shared_loop` | `shared_loop` | n_loops=2 | n/a | 3 |" in md.split("## Comparison")[0]
     # parity 8 bits at 0.95 is (0.95 - 0.5) / 0.5 = 0.9 normalised; copy 0.95 stays 0.95: mean 92.5%
     assert "| 92.5% [" in table.split("| `baseline` |")[1].splitlines()[0]
     assert "1.82x" in table  # train time per token relative to the baseline: 111 / 61
     verdicts = section(md, "Verdicts")
-    assert "`shared_loop(n_loops=2)`: IID: **no difference at this budget**" in verdicts
+    assert "`shared_loop`: IID: **no difference at this budget**" in verdicts
     assert "OOD: **helps**" in verdicts and "tokens to competence: **helps**" in verdicts
     parity = md.split("### parity", 1)[1].split("###", 1)[0]
     assert "| chance floor | 50.0% | 50.0% |" in parity  # the floor beside every length
-    for name in ("heatmap_baseline.png", "heatmap_shared_loop_n_loops_2_.png", "loops.png", "loss.png"):
+    for name in ("heatmap_baseline.png", "heatmap_shared_loop.png", "loops.png", "loss.png"):
         assert (out / name).stat().st_size > 1000, name
         assert f"({name})" in md
 
@@ -148,6 +150,26 @@ def test_a_position_encoding_names_its_own_group(tmp_path):
     cfg["model"]["pos_encoding"] = "nope"
     (nope / "config.json").write_text(json.dumps(cfg))
     assert list(group_runs([load_run(plain), load_run(nope)])) == ["baseline", "baseline(pos_encoding=nope)"]
+
+
+def test_runs_are_named_by_their_recorded_arm(tmp_path):
+    """config.json's train.arm names the group in every table and plot file; the report opens with each
+    arm's variant, settings and packing."""
+    runs = []
+    for arm, pos in (("base_nope", "nope"), ("base_rope", "rope")):
+        d = fake_run(tmp_path / arm, "baseline", 0, 0.9, 0.1)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["model"]["pos_encoding"] = pos
+        cfg["train"].update(arm=arm, packing="single")
+        (d / "config.json").write_text(json.dumps(cfg))
+        runs.append(d)
+    out = tmp_path / "r"
+    md = write_report([str(r) for r in runs], str(out), root=tmp_path).read_text()
+    assert md.split("## Comparison")[0].count("| `base_") == 2
+    assert "| `base_nope` | `baseline` | pos_encoding=nope | single | 1 |" in md
+    assert "| `base_rope` | `baseline` | defaults | single | 1 |" in md
+    assert "baseline(" not in md and (out / "heatmap_base_nope.png").exists()
+    assert "- `base_nope/baseline_s0`: base_nope, seed 0" in md and str(tmp_path) not in md
 
 
 def test_length_and_compute_plots(tmp_path, runs):

@@ -1,7 +1,10 @@
 """eval_hub: load a checkpoint, run a suite, write `results_<suite>.json` with full metadata.
 
 Suites are a plain registry from name to runner `(checkpoint, EvalConfig) -> results dict`; `all`
-runs every applicable suite into one `results_all.json`. Every file this module writes validates
+runs every applicable suite into one `results_all.json`. The algorithmic suite also scores the exit
+criteria asked for (`EvalConfig.exits`, looplab.eval.exits) on the grid's own examples; the report
+shows them (looplab.eval.report_exits). The checkpoint's path is recorded relative to the results
+file's directory. Every file this module writes validates
 against `results.schema.json` beside it (docs/EVAL.md describes the schema).
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,7 +173,7 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
             "model_config": ckpt.config.to_dict(),
             "tokenizer": {"name": ckpt.tokenizer.name, "vocab_size": ckpt.tokenizer.vocab_size,
                           "fingerprint": ckpt.tokenizer.fingerprint},
-            "checkpoint": {"path": str(path), "sha256": file_sha256(path), "weights_digest": ckpt.digest,
+            "checkpoint": {"path": os.path.relpath(path, out), "sha256": file_sha256(path), "weights_digest": ckpt.digest,
                            "trained_tokens": ckpt.meta.get("tokens")},
             "device": str(dev),
             "wall_seconds": time.perf_counter() - t0,

@@ -16,6 +16,7 @@ Verdicts, for each variant against `baseline`:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from looplab.eval.report_data import (
     shared_keys,
     stopped_by,
 )
+from looplab.eval.report_exits import exits_section
 from looplab.eval.report_plots import write_plots
 from looplab.eval.stats import Interval
 
@@ -146,9 +148,20 @@ def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats],
 
 
 # --- tables --------------------------------------------------------------------------------------
+def arm_table(groups: dict[str, list[Run]]) -> list[str]:
+    """Each name the report uses: its variant, its settings other than the defaults, and its packing."""
+    lines = ["| arm | variant | settings (non-default) | packing | runs |", "|---|---|---|---|---|"]
+    for name, runs in groups.items():
+        r = runs[0]
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(r.settings.items())) or "defaults"
+        packing = ", ".join(sorted({str(x.packing or "n/a") for x in runs}))
+        lines.append(f"| `{name}` | `{r.variant}` | {settings} | {packing} | {len(runs)} |")
+    return lines
+
+
 def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
     base = stats_by.get(BASELINE)
-    head = ["variant", "seeds", "competent", "tokens to competence", "params", "FLOPs/token (x baseline)",
+    head = ["arm", "seeds", "competent", "tokens to competence", "params", "FLOPs/token (x baseline)",
             "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID exact match", "train time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in groups.items():
@@ -179,7 +192,7 @@ def task_tables(groups: dict[str, list[Run]]) -> list[str]:
                     if t == task:
                         splits[n], floors[n] = c.split, c.floor
         cols = [f"{n} ({splits[n].upper()})" for n in lengths]
-        lines += [f"### {task}", "", "| variant | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
+        lines += [f"### {task}", "", "| arm | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
                   "| chance floor | " + " | ".join(pct(floors[n]) for n in lengths) + " |"]
         for name, runs in groups.items():
             cells = []
@@ -208,7 +221,7 @@ def competence_table(groups: dict[str, list[Run]]) -> list[str]:
 def other_suites_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
     if all(s.needle2k is None and s.ppl is None for s in stats_by.values()):
         return []
-    lines = ["## Other suites", "", "Means over seeds.", "", "| variant | needle @2k | perplexity |", "|---|---|---|"]
+    lines = ["## Other suites", "", "Means over seeds.", "", "| arm | needle @2k | perplexity |", "|---|---|---|"]
     for name in groups:
         s = stats_by[name]
         lines.append(f"| `{name}` | {pct(s.needle2k)} | {'n/a' if s.ppl is None else f'{s.ppl:.2f}'} |")
@@ -247,10 +260,10 @@ def hypothesis_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStat
 
 # --- the report ----------------------------------------------------------------------------------
 def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops", match_note: str = "",
-                 failed: dict[str, str] | None = None) -> Path:
+                 failed: dict[str, str] | None = None, root: str | Path | None = None) -> Path:
     """REPORT.md and plots. `match` names the figure the variants were matched on (flops, params or
     config, which is judged on FLOPs), `match_note` says how; `failed` maps a variant that failed (in
-    some seed) to its error."""
+    some seed) to its error; run paths are written relative to `root` (a ladder's directory) when given."""
     if match not in MATCH_FIGURES:
         raise LooplabError(f"unknown --match '{match}'; allowed: {', '.join(MATCH_FIGURES)}")
     if not run_dirs:
@@ -264,8 +277,9 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
     groups = group_runs(runs)
     stats_by = {name: group_stats(g) for name, g in groups.items()}
     plots, notes = write_plots(groups, out)
-    md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} variants: "
+    md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} arms: "
           + ", ".join(f"`{n}` x{len(r)}" for n, r in groups.items()) + ".", "",
+          *arm_table(groups), "",
           f"Matching: {match_note or match}.", "",
           *([f"Failed: {', '.join(f'`{n}` ({e})' for n, e in failed.items())}.", ""] if failed else []),
           "## Comparison", "",
@@ -288,10 +302,13 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           "## Competence per run", "", *competence_table(groups), "",
           *other_suites_table(groups, stats_by),
           "## Hypotheses (seed README) beside the measurements", "", *hypothesis_table(groups, stats_by), "",
+          *exits_section(groups, out),
           "## Plots", ""]
     md += [f"![{p.stem}]({p.name})" for p in plots] + [f"- {n}" for n in notes]
-    md += ["", "## Runs", ""] + [f"- `{r.path}`: {r.variant}, seed {r.seed}, suites: "
-                                  f"{', '.join(sorted(r.results)) or 'none (summary.json only)'}" for r in runs]
+    where = "" if root is None else " (paths relative to the ladder directory)"
+    md += ["", f"## Runs{where}", ""] + [
+        f"- `{r.path if root is None else os.path.relpath(r.path, root)}`: {name}, seed {r.seed}, suites: "
+        f"{', '.join(sorted(r.results)) or 'none (summary.json only)'}" for name, rs in groups.items() for r in rs]
     target = out / "REPORT.md"
     target.write_text("\n".join(md) + "\n")
     return target

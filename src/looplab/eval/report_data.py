@@ -1,8 +1,10 @@
 """What a report reads: run directories, their accuracy cells with chance floors, and group figures.
 
 A run directory is what train.py writes (`summary.json` required; `config.json`, `metrics.json` and
-`eval_results/results_*.json` read when present). Runs are grouped by variant plus options, so
-`shared_loop` iso_param and iso_flop stay apart. Accuracy figures are floor-normalised means over
+`eval_results/results_*.json` read when present). Runs are grouped by arm, the name the run's config
+records (`train.arm`: a ladder's arm, else the variant; older runs without it: the variant); runs that
+share a name but not a configuration (another variant, option or position encoding) are named by
+variant plus settings instead, so `shared_loop` iso_param and iso_flop stay apart. Accuracy figures are floor-normalised means over
 tasks (each task weighs the same, whatever its number of cells) with 95% intervals from the
 two-level bootstrap of `looplab.eval.stats`; out-of-distribution figures use the runs that reached
 competence (when the runs recorded it), so that generalisation is compared between models that
@@ -32,12 +34,29 @@ BASELINE = "baseline"
 @dataclass
 class Run:
     path: Path
-    variant: str  # group label: variant name, plus options when it has any
+    variant: str  # the registered variant
     seed: int | None
     summary: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite -> results payload
+    arm: str = ""  # the run's name in tables and plots (config.json's train.arm; empty: the variant)
+    settings: dict[str, Any] = field(default_factory=dict)  # model options and non-default shared fields
+
+    @property
+    def name(self) -> str:
+        return self.arm or self.variant
+
+    @property
+    def label(self) -> str:
+        """Variant plus settings: the name when two configurations share an arm name."""
+        return self.variant + ("(" + ",".join(f"{k}={v}" for k, v in sorted(self.settings.items())) + ")"
+                               if self.settings else "")
+
+    @property
+    def packing(self) -> str | None:
+        """How its algorithmic rows were laid out (config.json records the resolved packing)."""
+        return self.config.get("train", {}).get("packing")
 
 
 def _read_json(path: Path) -> Any:
@@ -77,17 +96,21 @@ def load_run(path: str | Path) -> Run:
     variant = summary.get("variant") or model.get("variant") or "unknown"
     opts = dict(model.get("options") or {})
     opts.update({k: model[k] for k, default in LABEL_FIELDS.items() if model.get(k, default) != default})
-    if opts:
-        variant += "(" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")"
     seed = config.get("train", {}).get("seed")
     results = load_results(p / "eval_results") if (p / "eval_results").is_dir() else {}
-    return Run(path=p, variant=variant, seed=seed, summary=summary, config=config, metrics=metrics, results=results)
+    return Run(path=p, variant=variant, seed=seed, summary=summary, config=config, metrics=metrics, results=results,
+               arm=config.get("train", {}).get("arm") or "", settings=opts)
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Name -> runs (baseline first): each run's arm, or its label where one arm name covers several
+    configurations (older runs named by their variant alone)."""
+    configs: dict[str, set[str]] = {}
+    for r in runs:
+        configs.setdefault(r.name, set()).add(r.label)
     groups: dict[str, list[Run]] = {}
     for r in runs:
-        groups.setdefault(r.variant, []).append(r)
+        groups.setdefault(r.name if len(configs[r.name]) == 1 else r.label, []).append(r)
     return dict(sorted(groups.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])))
 
 

@@ -157,7 +157,8 @@ PRESETS: dict[str, LadderPreset] = {
     # one shared block looped 3 times (nope) or once per unit of input length (nope, rope), and the SSM
     # with and without negative eigenvalues (random positions decode by recomputation, which at 64 loops
     # is too slow for this CPU, so the looped arms leave it out); trained on short inputs (parity <= 8 bits, reversed addition <= 4
-    # digits, copy <= 8 letters) and scored up to 8x longer. 3 seeds, learning rates of the `cpu` sweep.
+    # digits, copy <= 8 letters) and scored up to 8x longer, the looped arms also with each example's loop count
+    # chosen by an exit criterion (the report's exit table). 3 seeds, learning rates of the `cpu` sweep.
     "axes": LadderPreset(
         name="axes", size="tiny",
         note="length-generalisation axes: position encoding x loop policy (fixed 3, one per unit of length) for "
@@ -166,7 +167,7 @@ PRESETS: dict[str, LadderPreset] = {
         train=dict(alg_tasks=AXES_TASKS, alg_tokens=3_000_000, total_tokens=3_000_000, seq_len=24, batch_size=16,
                    packing="single", warmup_tokens=20_000, eval_every_tokens=200_000, competence=0.95,
                    eval_samples=50, max_minutes=5.0),
-        evaluation=dict(suite="algorithmic", samples=100), n_loops=(1, 4, 16),
+        evaluation=dict(suite="algorithmic", samples=100, exits=("convergence", "confidence")), n_loops=(1, 4, 16),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=3, arms=AXES_ARMS,
         variants=("baseline", "baseline_nope", "baseline_random", "loop_fixed_nope", "loop_len_nope",
                   "loop_len_rope", "ssm", "ssm_neg"),
@@ -196,11 +197,13 @@ PRESETS: dict[str, LadderPreset] = {
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=3, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
         variants=("ssm", "ssm_neg"),
     ),
-    # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant.
+    # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant, one
+    # algorithmic example per row for every variant (`auto` would give the SSMs single rows and the others
+    # isolated packed rows: two data streams in one comparison; at seq_len 512 most of a row is padding).
     "nano": LadderPreset(
         name="nano", size="nano", note="seed nano ladder: 10M algorithmic + 10M TinyStories tokens, full eval",
         train=dict(alg_tokens=10_000_000, total_tokens=20_000_000, lang_data=str(TINYSTORIES / "train_sample.txt"),
-                   seq_len=512, batch_size=32, warmup_tokens=500_000, eval_every_tokens=2_000_000),
+                   seq_len=512, batch_size=32, packing="single", warmup_tokens=500_000, eval_every_tokens=2_000_000),
         evaluation=dict(suite="all"),
     ),
 }

@@ -116,6 +116,8 @@ def make_run(pl: Plan, variant: str, seed: int, run_dir: Path, *, lr: float, tok
     """One run's configs; `tokens` makes it a sweep run (that budget, no competence stop)."""
     p = pl.preset
     per_run: dict[str, Any] = dict(output_dir=str(run_dir), seed=seed, lr=lr, threads=pl.threads, progress=False)
+    if variant != p.variant_of(variant):  # an arm: its name in the run's config (a variant's is its own)
+        per_run["arm"] = variant
     if tokens:
         per_run.update(alg_tokens=tokens, total_tokens=tokens, eval_every_tokens=tokens, competence=0.0)
     train = p.train_config(**per_run)
@@ -127,6 +129,26 @@ def make_run(pl: Plan, variant: str, seed: int, run_dir: Path, *, lr: float, tok
                sweep=bool(tokens))
 
 
+def check_packing(p: LadderPreset, names: Sequence[str]) -> str:
+    """The one packing every run of the ladder trains with; a ladder whose runs would train on different
+    rows (`--packing auto` resolves per variant) is refused before anything is built or written."""
+    from looplab.train.launch import packing_for
+
+    by: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            packing = packing_for(p.variant_of(name), p.size, p.options_of(name), p.base.packing)
+        except LooplabError as e:
+            raise LooplabError(f"preset {p.name}, {name}: {e}") from None
+        if packing is not None:  # a variant with its own stream (rlf) has no packing to share
+            by.setdefault(packing, []).append(name)
+    if len(by) > 1:
+        raise LooplabError(f"preset {p.name}: packing {p.base.packing} would train "
+                           + "; ".join(f"{', '.join(n)} on {k} rows" for k, n in by.items())
+                           + "; set one packing in the preset's train settings (single works for every variant)")
+    return next(iter(by), p.base.packing)
+
+
 def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match: str, out: Path,
               threads: int = 1) -> tuple[Plan, list[str]]:
     check_mode(match)
@@ -136,6 +158,7 @@ def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match
     if lang and not lang.startswith("hf:") and not Path(lang).exists():
         raise LooplabError(f"preset {p.name}: language data {lang} does not exist")
     names = select_variants(variants or p.variants or None, tuple(p.arms))
+    check_packing(p, names)
     base_opts = p.options.get("baseline", {})
     shapes, flops = {}, {}
     for variant in names:
@@ -205,7 +228,7 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
     process under --jobs, so it reads and writes only the run's own directory."""
     path = run.dir / RECORD
     record = json.loads(path.read_text()) if path.exists() else {}
-    record.update(argv=run.argv, settings=settings(run, p), shape=asdict(run.shape), lr=run.lr)
+    record.update(argv=run.flags, settings=settings(run, p), shape=asdict(run.shape), lr=run.lr)
     at = stage(run.dir, None if run.sweep else p.suite)
     if at == "finished":  # its record stays what the run that finished it wrote
         board.set(run.label, "skipped", "finished earlier")
@@ -251,7 +274,7 @@ def choose_lr(sweep: Sequence[Run]) -> float:
     losses = {r.lr: sweep_loss(r) for r in sweep}
     if all(math.isinf(v) for v in losses.values()):
         raise LooplabError(f"every learning-rate sweep run of {sweep[0].variant} failed or diverged; see "
-                           f"{sweep[0].dir.parent}/*/ladder.log")
+                           f"sweep/{sweep[0].variant}_lr*/ladder.log in the ladder directory")
     return min(losses, key=lambda lr: (losses[lr], lr))
 
 

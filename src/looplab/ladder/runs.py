@@ -45,6 +45,21 @@ class Run:
         return (["--variant", self.launch.variant, "--model_size", self.launch.model_size]
                 + to_argv(self.launch, skip=("variant", "model_size")) + to_argv(self.train))
 
+    @property
+    def root(self) -> Path:
+        """The ladder directory (above `runs/` or `sweep/`)."""
+        return self.dir.parent.parent
+
+    @property
+    def flags(self) -> list[str]:
+        """`argv` with paths relative to the ladder directory: what its records hold, run from there."""
+        return [relative(a, self.root) for a in self.argv]
+
+
+def relative(text: str, root: Path) -> str:
+    """`text` with the directory `root` (and anything under it) written relative to it."""
+    return "." if text == str(root) else text.replace(f"{root}/", "")
+
 
 def stage(run_dir: Path, suite: str | None = "all") -> str:
     """finished / trained (summary, no evaluation) / partial (resumable) / started / new. A run that

@@ -1,9 +1,10 @@
 """The ladder's report: `looplab report` over the finished runs, plus sections on the ladder itself.
 
-The report states the matching mode and lists failed variants (with their one-line errors); the
-appended sections give the learning-rate sweep (every value's IID validation loss and the chosen
-one) and each run's state, shape, matched figure, learning rate, tokens and wall times.
-`ladder.json` beside it holds the same in machine-readable form.
+The report names every run by its arm (a preset's arm, else its variant), states the matching mode
+and lists failed arms (with their one-line errors); the appended sections give the learning-rate
+sweep (every value's IID validation loss and the chosen one) and each run's state, shape, matched
+figure, learning rate, packing, tokens and wall times. `ladder.json` beside it holds the same in
+machine-readable form. Every path written is relative to the ladder directory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from looplab.errors import LooplabError
 from looplab.eval.report import write_report
 from looplab.ladder.match import KEYS, MATCH_MODES
 from looplab.ladder.presets import LadderPreset
-from looplab.ladder.runs import Run, stage
+from looplab.ladder.runs import Run, relative, stage
 
 
 def _shape_text(run: Run) -> str:
@@ -30,6 +31,12 @@ def _shape_text(run: Run) -> str:
 def _ratio(run: Run) -> str:
     r = run.shape.ratio
     return "n/a" if r is None else f"{r:.3f}"
+
+
+def _packing(run: Run) -> str:
+    """The packing the run trained with (its config.json records the resolved one)."""
+    path = run.dir / "config.json"
+    return json.loads(path.read_text()).get("train", {}).get("packing", "n/a") if path.exists() else "n/a"
 
 
 def _tokens(run: Run) -> str:
@@ -60,21 +67,22 @@ def sweep_section(p: LadderPreset, sweep: Mapping[str, Mapping[str, Any]]) -> li
 def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
                    seeds: int) -> list[str]:
     key, b = KEYS.get(match, ""), p.base
+    packings = sorted({_packing(r) for r in runs} - {"n/a"})
     lines = ["## Ladder runs", "",
              f"`looplab ladder --preset {p.name} --match {match} --seeds {seeds}`: {p.note}. Every run of a seed "
              f"saw the same data stream, byte tokenizer and budget ({b.total_tokens:,} tokens, seq_len {b.seq_len}, "
-             f"batch {b.batch_size}, packing {b.packing}; {b.alg_tokens:,} algorithmic)"
+             f"batch {b.batch_size}, packing {', '.join(packings) or b.packing}; {b.alg_tokens:,} algorithmic)"
              + (f", stopping at {b.competence:.0%} IID exact match on every task" if b.competence else "")
              + (f", training capped at {b.max_minutes:g} min per run (a capped run shows fewer tokens)"
                 if b.max_minutes else "") + ".", "",
-             f"| run | state | shape | {key or 'matched figure'} / baseline | lr | tokens | train s | eval s | error |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"| run | state | shape | {key or 'matched figure'} / baseline | lr | packing | tokens | train s | eval s | "
+             "error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         rec = records.get(run.label, {})
         times = [f"{rec[k]:.0f}" if k in rec else "n/a" for k in ("train_seconds", "eval_seconds")]
         lr = rec.get("lr")
         lines.append(f"| `{run.label}` | {rec.get('state', 'n/a')} | {_shape_text(run)} | {_ratio(run)} | "
-                     f"{'n/a' if lr is None else f'{lr:g}'} | {_tokens(run)} | {' | '.join(times)} | "
+                     f"{'n/a' if lr is None else f'{lr:g}'} | {_packing(run)} | {_tokens(run)} | {' | '.join(times)} | "
                      f"{rec.get('error', '')} |")
     return lines
 
@@ -90,15 +98,16 @@ def write_ladder_report(p: LadderPreset, runs: Sequence[Run], records: dict[str,
             failed[r.variant] = (prior + "; " if prior else "") + f"seed {r.seed}: {records[r.label]['error']}"
     seeds = len({r.seed for r in runs})
     doc = {"preset": p.name, "match": match, "seeds": seeds, "lr_sweep": dict(sweep or {}),
-           "sweep_runs": {r.label: {"dir": str(r.dir), **records.get(r.label, {})} for r in sweep_runs},
-           "runs": {r.label: {"dir": str(r.dir), **records.get(r.label, {})} for r in runs}}
+           "sweep_runs": {r.label: {"dir": relative(str(r.dir), root), **records.get(r.label, {})} for r in sweep_runs},
+           "runs": {r.label: {"arm": r.variant, "variant": r.launch.variant, "dir": relative(str(r.dir), root),
+                              **records.get(r.label, {})} for r in runs}}
     root.mkdir(parents=True, exist_ok=True)
     (root / "ladder.json").write_text(json.dumps(doc, indent=2) + "\n")
     if not finished:
         first = next(iter(failed.items()), ("", "no runs"))
         raise LooplabError(f"every ladder run failed ({first[0]}: {first[1]}); see {root}/runs/*/ladder.log")
     path = write_report(finished, str(root / "report"), match=match, match_note=f"`{match}`: {MATCH_MODES[match]}",
-                        failed=failed)
+                        failed=failed, root=root)
     with path.open("a") as f:
         f.write("\n" + "\n".join([*sweep_section(p, sweep or {}), *ladder_section(p, runs, records, match, seeds)])
                 + "\n")

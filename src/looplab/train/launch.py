@@ -1,14 +1,20 @@
 """One training run from its two configs: what `train.py` and every ladder run call.
 
 `launch` checks the names (variant, tasks, tracker, curriculum) before anything is written, builds
-the tokenizer (rlf: its base's) and the model config, and trains.
+the tokenizer (rlf: its base's) and the model config, and trains; the run's `arm` (its name in
+reports) is its variant's name unless the caller (a ladder) named it. `packing_for` says which
+packing a run would train with, from the registry alone, so a ladder can check its runs agree
+before it builds or writes anything.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any, get_type_hints
 
-from looplab.config import LaunchConfig, TrainConfig, model_config
+from looplab.config import SIZES, LaunchConfig, ModelConfig, TrainConfig, model_config
 from looplab.data.curriculum import CURRICULA
 from looplab.data.tasks import NO_TASKS, training_tasks
 from looplab.data.tokenizer import load_tokenizer
@@ -16,7 +22,7 @@ from looplab.errors import LooplabError
 from looplab.models import get_spec, variant_options
 from looplab.models.rlf_base import prepare_base
 from looplab.train.trackers import TRACKERS
-from looplab.train.trainer import train
+from looplab.train.trainer import resolve_packing, train
 
 
 def check_names(lc: LaunchConfig, cfg: TrainConfig) -> None:
@@ -36,6 +42,7 @@ def check_names(lc: LaunchConfig, cfg: TrainConfig) -> None:
 def launch(lc: LaunchConfig, cfg: TrainConfig) -> dict[str, Any]:
     """Train the run `lc` describes with `cfg`; returns its summary."""
     check_names(lc, cfg)
+    cfg = dataclasses.replace(cfg, arm=cfg.arm or lc.variant)
     options = dict(lc.options)
     if lc.variant == "rlf":
         tokenizer, base_options = prepare_base(lc.base, lc.tokenizer or None)
@@ -46,3 +53,21 @@ def launch(lc: LaunchConfig, cfg: TrainConfig) -> dict[str, Any]:
     variant_options(mcfg)
     return train(mcfg, cfg, tokenizer, overwrite=lc.overwrite, resume=lc.resume)
 
+
+
+def packing_for(variant: str, size: str, options: Mapping[str, Any], packing: str) -> str | None:
+    """The packing a run of `variant` with these model options would train with under `--packing packing`,
+    without building the model: the trainer's rule (`resolve_packing`) applied to what the registry says,
+    the `isolates_examples` of the class the variant's builder returns and the position encoding the
+    options give. A variant with its own stream (rlf) trains on its own rows: None."""
+    spec = get_spec(variant)
+    if spec.train_data is not None:
+        return None
+    try:
+        cls = spec.build if isinstance(spec.build, type) else get_type_hints(spec.build).get("return")
+    except (NameError, TypeError):  # a builder without a resolvable return type: assume it cannot isolate
+        cls = None
+    pos = {**SIZES[size], **options}.get("pos_encoding", ModelConfig().pos_encoding)
+    stand_in = SimpleNamespace(isolates_examples=getattr(cls, "isolates_examples", False),
+                               cfg=SimpleNamespace(variant=variant, pos_encoding=pos))
+    return resolve_packing(stand_in, packing)

@@ -194,7 +194,7 @@ class Trainer(Resumable, Evaluation):
                 "custom_tasks": describe(self.file_tasks), "task_files": list(self.cfg.task_files)}
 
     def resolved_config(self) -> dict[str, Any]:
-        return {"model": self.model_cfg.to_dict(), "train": dataclasses.asdict(self.cfg),
+        return {"model": self.model_cfg.to_dict(), "train": {**dataclasses.asdict(self.cfg), "output_dir": "."},
                 "tasks": self.tasks,
                 "tokenizer": {"name": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
                               "fingerprint": self.tokenizer.fingerprint},

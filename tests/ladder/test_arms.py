@@ -1,0 +1,140 @@
+"""Arms by name end to end, one packing per ladder, and a ladder directory free of absolute paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from looplab.errors import LooplabError
+from looplab.ladder import PRESETS, LadderPreset, run_ladder
+from looplab.ladder.runner import check_packing, select_variants
+from looplab.models import MODELS
+from looplab.train.launch import packing_for
+from looplab.train.trainer import resolve_packing
+from tests.helpers import tiny_model
+
+ONE_BLOCK = {"preset": "custom", "n_unique": 1, "n_loops": 3, "pos_encoding": "nope"}
+ARMS = {"loop_len_nope": ("shared_loop", {**ONE_BLOCK, "loops_per_length": 1.0, "loops_cap": 6}),
+        "loop3_nope": ("shared_loop", ONE_BLOCK)}
+TWO_ARMS = LadderPreset(
+    name="two_arms", note="test preset: two arms of one variant", size="tiny",
+    train=dict(alg_tasks=("successor",), alg_tokens=1024, total_tokens=1024, seq_len=24, batch_size=8,
+               warmup_tokens=256, eval_every_tokens=1024, eval_samples=4),
+    evaluation=dict(suite="algorithmic", samples=4, exits=("convergence", "confidence")),
+    n_loops=(1, 2), threads=1, arms=ARMS, variants=tuple(ARMS),
+)
+MACHINE = ("/tmp", "/root", "/work")  # what an absolute path written on this machine starts with
+
+
+def text_files(root: Path) -> dict[Path, str]:
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if b"\0" not in data:
+                try:
+                    out[path] = data.decode()
+                except UnicodeDecodeError:
+                    pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_arms(tmp_path_factory) -> tuple[Path, list[list[str]]]:
+    """The ladder, and every legend of the report's figures (savefig is watched)."""
+    from matplotlib.figure import Figure
+
+    out, legends, save = tmp_path_factory.mktemp("arms"), [], Figure.savefig
+
+    def watched(fig, path, *args, **kw):
+        if Path(path).parent.name == "report":
+            legends.extend([t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend())
+        return save(fig, path, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Figure, "savefig", watched)
+        run_ladder(TWO_ARMS, out=str(out), match="config", stream=io.StringIO())
+    return out, legends
+
+
+def test_report_plots_and_records_name_the_arms(two_arms):
+    out, legends = two_arms
+    md = (out / "report" / "REPORT.md").read_text()
+    arm_table = md.split("| arm | variant |", 1)[1].split("\n\n", 1)[0]
+    assert md.index("| arm | variant |") < md.index("## Comparison")  # the report opens with it
+    assert ("| `loop_len_nope` | `shared_loop` | loops_cap=6, loops_per_length=1.0, n_loops=3, n_unique=1, "
+            "pos_encoding=nope, preset=custom | isolated | 1 |") in arm_table
+    assert "| `loop3_nope` | `shared_loop` | n_loops=3, n_unique=1, pos_encoding=nope, preset=custom | isolated |" \
+        in arm_table
+    assert "shared_loop(" not in md  # nowhere the variant-plus-options label
+    for arm in ARMS:
+        assert f"| `{arm}` | " in md.split("## Comparison", 1)[1].split("## Verdicts")[0]
+        assert f"| `{arm}` | convergence | successor |" in md.split("## Exit criteria", 1)[1]
+        assert f"- `runs/{arm}_s0`: {arm}, seed 0" in md
+        assert (out / "report" / f"heatmap_{arm}.png").stat().st_size > 1000
+        config = json.loads((out / "runs" / f"{arm}_s0" / "config.json").read_text())
+        assert config["train"]["arm"] == arm and config["train"]["packing"] == "isolated"
+        assert config["train"]["output_dir"] == "."
+    assert {p.name for p in (out / "report").glob("*.png")} >= {"exits.png", "loops.png", "length.png", "loss.png"}
+    assert not [p for p in (out / "report").iterdir() if "shared_loop" in p.name]
+    names = {t.split(" ")[0] for legend in legends for t in legend if t != "chance floor"}
+    assert legends and names == set(ARMS), names
+    doc = json.loads((out / "ladder.json").read_text())
+    assert {k: (r["arm"], r["variant"], r["dir"]) for k, r in doc["runs"].items()} == {
+        f"{arm} s0": (arm, "shared_loop", f"runs/{arm}_s0") for arm in ARMS}
+    argv = doc["runs"]["loop3_nope s0"]["argv"]
+    assert argv[argv.index("--arm") + 1] == "loop3_nope" and argv[argv.index("--output_dir") + 1] == "runs/loop3_nope_s0"
+
+
+def test_no_file_under_the_ladder_holds_an_absolute_path(two_arms):
+    out, _ = two_arms
+    files = text_files(out)
+    assert any(p.name == "REPORT.md" for p in files) and any(p.name == "results_algorithmic.json" for p in files)
+    for path, text in files.items():
+        for needle in (str(out), str(out.resolve()), *MACHINE):
+            assert needle not in text, (path.relative_to(out), needle)
+
+
+def test_a_ladder_that_would_mix_packings_writes_nothing(tmp_path):
+    out = tmp_path / "mixed"
+    preset = dataclasses.replace(TWO_ARMS, variants=("baseline", "ssm"), arms={}, train={**TWO_ARMS.train})
+    with pytest.raises(LooplabError) as err:
+        run_ladder(preset, out=str(out), stream=io.StringIO())
+    assert str(err.value) == ("preset two_arms: packing auto would train baseline on isolated rows; ssm on single "
+                              "rows; set one packing in the preset's train settings (single works for every variant)")
+    assert not out.exists()
+    with pytest.raises(LooplabError, match="ssm: --packing isolated"):  # one that cannot be met: named, nothing written
+        run_ladder(dataclasses.replace(preset, train={**preset.train, "packing": "isolated"}), out=str(out),
+                   stream=io.StringIO())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_trains_on_one_packing(name):
+    p = PRESETS[name]
+    names = select_variants(p.variants or None, tuple(p.arms))
+    packing = check_packing(p, names)
+    assert packing in ("single", "isolated", "packed")
+    assert {packing_for(p.variant_of(n), p.size, p.options_of(n), p.base.packing) for n in names} == {packing}
+
+
+@pytest.mark.parametrize("variant", [v for v, spec in MODELS.items() if spec.generic])
+@pytest.mark.parametrize("pos_encoding", ["rope", "nope", "random"])
+@pytest.mark.parametrize("packing", ["auto", "single", "isolated"])
+def test_packing_from_the_registry_is_what_the_trainer_resolves(variant, pos_encoding, packing):
+    """packing_for reads the registry; resolve_packing reads the built model: they agree (or both refuse)."""
+    try:
+        model = tiny_model(variant, pos_encoding=pos_encoding)
+    except LooplabError:  # a combination the variant refuses to build (absolute with random positions)
+        return
+    try:
+        want = resolve_packing(model, packing)
+    except LooplabError as e:
+        with pytest.raises(LooplabError, match=str(e)[:30]):
+            packing_for(variant, "tiny", {"pos_encoding": pos_encoding}, packing)
+        return
+    assert packing_for(variant, "tiny", {"pos_encoding": pos_encoding}, packing) == want
