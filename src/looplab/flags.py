@@ -240,13 +240,15 @@ def _default_text(cls: type, f: dataclasses.Field) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _listed(cls: type, f: dataclasses.Field) -> bool:
+    """Whether the metavar lists every value the setting accepts (a bool or a choice)."""
+    return _kind(cls, f.name)[0] is bool or "choices" in f.metadata
+
+
 def _metavar(cls: type, f: dataclasses.Field) -> str:
-    kind = _kind(cls, f.name)[0]
-    if kind is bool:
-        return "{true,false}"
-    if "choices" in f.metadata:
-        return "{" + ",".join(map(str, f.metadata["choices"])) + "}"
-    return getattr(kind, "__name__", "VALUE").upper()
+    if _listed(cls, f):
+        return "{" + ",".join(map(str, f.metadata.get("choices", ("true", "false")))) + "}"
+    return getattr(_kind(cls, f.name)[0], "__name__", "VALUE").upper()
 
 
 def _pair_action(key: str) -> type[argparse.Action]:
@@ -278,7 +280,7 @@ def add_option_flags(p: argparse.ArgumentParser, owners: Mapping[str, type], *, 
             groups[names] = p.add_argument_group(title.format(", ".join(names)))
         _, cls, f = decls[0]
         default = (default_from or {}).get(name) or _per_owner(decls, _default_text)
-        allowed = _per_owner(decls, lambda c, f: "" if _metavar(c, f).startswith("{") else accepted(c, f.name))
+        allowed = _per_owner(decls, lambda c, f: "" if _listed(c, f) else accepted(c, f.name))
         help_text = f"{_per_owner(decls, lambda c, f: f.metadata['help'])} ({allowed}{'; ' if allowed else ''}" \
                     f"default: {default})"
         groups[names].add_argument(f"--{name}", dest=dest, action=_pair_action(name), default=argparse.SUPPRESS,
