@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from looplab.config import EvalConfig, LaunchConfig, TrainConfig
+from looplab.config import SIZES, EvalConfig, LaunchConfig, ModelConfig, TrainConfig
 from looplab.errors import LooplabError
-from looplab.flags import add_flags, read_flags
+from looplab.flags import add_flags, add_option_flags, read_flags
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,10 +37,16 @@ def registry_choices() -> dict[str, list[str]]:
 
 # --- train ----------------------------------------------------------------------------------------
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    """train.py's flags: LaunchConfig's and TrainConfig's fields."""
+    """train.py's flags: LaunchConfig's and TrainConfig's fields, then the model's: ModelConfig's and each
+    variant's options, each `--<option> VALUE` the same as `--model_opt <option>=VALUE`."""
+    from looplab.models import MODELS
+
     choices = registry_choices()
     add_flags(p, LaunchConfig, choices=choices)
     add_flags(p, TrainConfig, choices=choices)
+    add_option_flags(p, {"model": ModelConfig}, dest="options", title="model options (every variant)",
+                     default_from={name: "the --model_size preset's" for name in SIZES["tiny"]})
+    add_option_flags(p, {name: spec.options for name, spec in MODELS.items()}, dest="options")
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:

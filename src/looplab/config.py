@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looplab.errors import LooplabError
-from looplab.flags import setting
+from looplab.flags import check_settings, setting
 
 # name -> shape. The seed's table, plus two CPU presets. 300M and 350M share a shape in the seed.
 SIZES: dict[str, dict[str, int]] = {
@@ -44,34 +44,30 @@ def _choice(value: str, allowed: Mapping[str, Any] | tuple[str, ...], what: str)
 class ModelConfig:
     variant: str = "baseline"  # registered model name (see looplab.models.MODELS)
     size: str = "tiny"  # size preset the shape came from (informational once resolved)
-    vocab_size: int = 260  # embedding rows; must equal the tokenizer's vocab_size
-    d_model: int = 112  # residual stream width
-    n_layer: int = 3  # unique transformer blocks
-    n_head: int = 4  # query heads
-    n_kv_head: int = 4  # key/value heads (< n_head means grouped-query attention)
-    d_ff: int = 0  # SwiGLU hidden width; 0 means 8/3 * d_model rounded up to a multiple of 32
-    max_seq_len: int = 1024  # longest context the model is built for (RoPE tables, position tables)
-    rope_base: float = 10000.0  # rotary frequency base
-    pos_encoding: str = "rope"  # rope, nope, absolute or random (see models.positions)
-    pos_range: int = 0  # random: positions drawn from [0, pos_range); 0 means max_seq_len
-    norm_eps: float = 1e-5  # RMSNorm epsilon
-    tie_embeddings: bool = True  # share the token embedding with the output head
-    dropout: float = 0.0  # residual dropout (0 for the algorithmic tasks)
+    vocab_size: int = setting(260, "embedding rows; must equal the tokenizer's vocab_size", range=">= 1", cli=False)
+    d_model: int = setting(112, "residual stream width", range=">= 1")
+    n_layer: int = setting(3, "unique transformer blocks", range=">= 1")
+    n_head: int = setting(4, "query heads", range=">= 1")
+    n_kv_head: int = setting(4, "key/value heads (< n_head means grouped-query attention)", range=">= 1")
+    d_ff: int = setting(0, "SwiGLU hidden width; 0 means 8/3 * d_model rounded up to a multiple of 32", range=">= 0")
+    max_seq_len: int = setting(1024, "longest context the model is built for (RoPE tables, position tables)",
+                               range=">= 1")
+    rope_base: float = setting(10000.0, "rotary frequency base", range="> 1")
+    pos_encoding: str = setting("rope", "how positions reach the model (see models.positions)", choices=POS_ENCODINGS)
+    pos_range: int = setting(0, "random: positions drawn from [0, pos_range); 0 means max_seq_len", range=">= 0")
+    norm_eps: float = setting(1e-5, "RMSNorm epsilon", range="> 0")
+    tie_embeddings: bool = setting(True, "share the token embedding with the output head")
+    dropout: float = setting(0.0, "residual dropout (0 for the algorithmic tasks)", range="[0, 1)")
     options: Mapping[str, Any] = field(default_factory=dict)  # variant-specific settings
 
     def __post_init__(self) -> None:
+        check_settings(self)
         if self.d_model % self.n_head:
             raise LooplabError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
         if self.n_head % self.n_kv_head:
             raise LooplabError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
         if (self.d_model // self.n_head) % 2:
             raise LooplabError("head dimension d_model / n_head must be even for rotary embeddings")
-        _choice(self.pos_encoding, POS_ENCODINGS, "pos_encoding")
-        if self.pos_range < 0:
-            raise LooplabError(f"pos_range must be >= 0 (0 means max_seq_len), got {self.pos_range}")
-        for name in ("vocab_size", "d_model", "n_layer", "max_seq_len"):
-            if getattr(self, name) <= 0:
-                raise LooplabError(f"{name} must be positive, got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:
@@ -131,11 +127,13 @@ class LaunchConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Every training setting; each field is also the `train.py` flag of the same name."""
+    """Every training setting; each field is also the `train.py` flag of the same name. `per_run`: set by the
+    ladder for each run (a preset may not fix it); `resume_free`: --resume may change it without changing
+    the trajectory (evaluation draws from a copy of the generators, Trainer.no_draws, so its settings are free)."""
 
-    output_dir: str = setting("runs/default", "where every artefact of the run goes")
+    output_dir: str = setting("runs/default", "where every artefact of the run goes", per_run=True, resume_free=True)
     arm: str = setting("", "the run's name in reports, tables and plots (a ladder's arm: a named variant "
-                       "configuration); empty: the variant's name")
+                       "configuration); empty: the variant's name", per_run=True, resume_free=True)
     alg_tokens: int = setting(200_000, "algorithmic tokens (phase 1)")
     total_tokens: int = setting(200_000, "all training tokens; beyond alg_tokens is language (phase 2) "
                                 "(default: alg_tokens)", same_as="alg_tokens")
@@ -155,27 +153,31 @@ class TrainConfig:
     packing: str = setting("auto", "auto: isolated where the variant can, else single; packed: examples back to "
                            "back in a row (later ones see earlier ones); single: one example per row; isolated: "
                            "packed, but attention and positions confined to each example", choices=PACKING)
-    seed: int = setting(0, "seeds model init, data stream and evaluation sampling")
-    device: str = setting("auto", "auto picks cuda when available", choices=DEVICES)
+    seed: int = setting(0, "seeds model init, data stream and evaluation sampling", per_run=True)
+    device: str = setting("auto", "auto picks cuda when available", choices=DEVICES, resume_free=True)
     dtype: str = setting("auto", "auto: bf16 autocast on a GPU, fp32 on the CPU", choices=DTYPES)
     compile: bool = setting(False, "torch.compile the model (CPU: ~1.1x faster steps after a ~40 s compile; pays "
                             "off in runs over ~7 minutes)")
-    threads: int = setting(0, "CPU threads (0: all cores)")
-    eval_every_tokens: int = setting(50_000, "tokens between periodic evaluations (each writes last_model.pt)")
-    eval_samples: int = setting(100, "examples per in-distribution (task, length) cell at each periodic evaluation")
+    threads: int = setting(0, "CPU threads (0: all cores)", per_run=True, resume_free=True)
+    eval_every_tokens: int = setting(50_000, "tokens between periodic evaluations (each writes last_model.pt)",
+                                     resume_free=True)
+    eval_samples: int = setting(100, "examples per in-distribution (task, length) cell at each periodic evaluation",
+                                resume_free=True)
     competence: float = setting(0.0, "stop once every task's in-distribution exact match reaches this at a "
                                 "periodic evaluation, e.g. 0.95 (0: train the whole budget)")
-    eval_max_new_tokens: int = setting(32, "generation cap: evaluation can never hang")
-    log_every: int = setting(10, "optimiser steps between logged metrics rows")
-    log_to: str = setting("none", "also send the metrics to a tracker (wandb runs offline unless WANDB_MODE is set)")
-    max_minutes: float = setting(0.0, "stop training after this wall time, evaluation excluded (0: no limit)")
-    progress: bool = setting(True, "show the progress bar", negate="no_progress")
+    eval_max_new_tokens: int = setting(32, "generation cap: evaluation can never hang", resume_free=True)
+    log_every: int = setting(10, "optimiser steps between logged metrics rows", resume_free=True)
+    log_to: str = setting("none", "also send the metrics to a tracker (wandb runs offline unless WANDB_MODE is set)",
+                          resume_free=True)
+    max_minutes: float = setting(0.0, "stop training after this wall time, evaluation excluded (0: no limit)",
+                                 resume_free=True)
+    progress: bool = setting(True, "show the progress bar", negate="no_progress", per_run=True, resume_free=True)
     lang_data: str = setting("", "language data for phase 2: .txt/.jsonl/.parquet, a directory, or hf:NAME "
                              "(with --allow_network)")
     text_field: str = setting("text", "text field of .jsonl/.parquet/hf records")
     lang_val_fraction: float = setting(0.05, "share of documents held out for validation loss (never trained on)")
-    lang_cache_dir: str = setting("", "token cache (default: $LOOPLAB_CACHE or ~/.cache/looplab)")
-    allow_network: bool = setting(False, "allow downloading a hub tokenizer or hf: dataset")
+    lang_cache_dir: str = setting("", "token cache (default: $LOOPLAB_CACHE or ~/.cache/looplab)", resume_free=True)
+    allow_network: bool = setting(False, "allow downloading a hub tokenizer or hf: dataset", resume_free=True)
     alg_replay: float = setting(0.0, "share of language-phase steps replaying algorithmic data (measures "
                                 "forgetting)", metavar="FRACTION")
     task_files: tuple[str, ...] = setting((), "JSONL tasks {task, length, prompt, target} to train on as well "
@@ -187,13 +189,16 @@ class TrainConfig:
     curriculum_cooldown: int = setting(20, "steps between two difficulty changes of a task")
     curriculum_min_task_evals: int = setting(2, "probes at a difficulty before it may change")
     curriculum_jitter: float = setting(0.1, "probability of an easier sample than the current difficulty")
-    save_every_steps: int = setting(0, "also write last_model.pt every N steps (0: at evaluations only)")
+    save_every_steps: int = setting(0, "also write last_model.pt every N steps (0: at evaluations only)",
+                                    resume_free=True)
     on_nonfinite: str = setting("stop", "a NaN/inf loss stops the run (naming the step and the last good "
                                 "checkpoint) or skips that step's update", choices=NONFINITE)
-    max_skipped_steps: int = setting(10, "with --on_nonfinite skip: stop after this many consecutive skipped steps")
-    grad_accum: int = setting(1, "micro-batches per step and process; --batch_size stays the global batch")
+    max_skipped_steps: int = setting(10, "with --on_nonfinite skip: stop after this many consecutive skipped steps",
+                                     resume_free=True)
+    grad_accum: int = setting(1, "micro-batches per step and process; --batch_size stays the global batch",
+                              resume_free=True)
     parallel: str = setting("auto", "under torchrun: ddp, fsdp (FSDP2) or auto (fsdp from 250M parameters)",
-                            choices=PARALLEL)
+                            choices=PARALLEL, resume_free=True)
 
     def __post_init__(self) -> None:
         if self.alg_tokens < 0:

@@ -11,6 +11,11 @@ Kinds, from the annotation: bool (a switch, `negate` names its `--no_*` form whe
 True), int, float, str, tuple[str | int | float, ...] (`--flag a b` or `--flag a,b`; `append`
 makes it a repeatable flag taking one value each time), Mapping[str, Any] (a repeatable
 `--flag KEY=VALUE`, values read as Python literals).
+
+A setting may also say what it accepts (`choices`, `range` such as '>= 1' or '[0, 1)'): `check_settings`
+checks a dataclass instance against its declarations (type, choices, range) and `add_option_flags`
+lists the settings of several option dataclasses (the model variants') as flags that write into one
+`--flag KEY=VALUE` mapping.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import argparse
 import ast
 import dataclasses
 import functools
+import math
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from looplab.errors import LooplabError
@@ -28,7 +34,9 @@ from looplab.errors import LooplabError
 
 def setting(default: Any, help: str, **flag: Any) -> Any:
     """A config field with its help text and flag details (flag, aliases, negate, append, choices,
-    metavar, required, same_as: the default is another field's value)."""
+    metavar, required, same_as: the default is another field's value), what it accepts (choices; range:
+    '>= 1', '> 1' or an interval such as '[0, 1)'; see `check_settings`), cli=False for a setting that
+    is recorded but never given by hand (no flag); other keys are for the declaring config to read."""
     if isinstance(default, dict):
         return dataclasses.field(default_factory=lambda: dict(default), metadata={"help": help, **flag})
     return dataclasses.field(default=default, metadata={"help": help, **flag})
@@ -73,7 +81,13 @@ def _kind(cls: type, name: str) -> tuple[type, type | None]:
 
 
 def _fields(cls: type, skip: Iterable[str]) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.name not in set(skip)]
+    return [f for f in dataclasses.fields(cls)
+            if "help" in f.metadata and f.metadata.get("cli", True) and f.name not in set(skip)]
+
+
+def flag_names(cls: type) -> list[str]:
+    """The fields of `cls` given by flags."""
+    return [f.name for f in _fields(cls, ())]
 
 
 def flag_name(f: dataclasses.Field) -> str:
@@ -163,3 +177,121 @@ def to_argv(cfg: Any, *, skip: Iterable[str] = ()) -> list[str]:
         else:
             argv += [flag_name(f), f"{value:g}" if isinstance(value, float) else str(value)]
     return argv
+
+
+# --- what a setting accepts -------------------------------------------------------------------------
+KIND_NAMES = {bool: "a bool (true or false)", int: "an int", float: "a float", str: "a str", Mapping: "a mapping"}
+
+
+def bounds(text: str) -> tuple[float, bool, float, bool]:
+    """(low, low included, high, high included) of a declared range: '>= 1', '> 1', '[0, 1)', '(0, inf)'."""
+    if text[:1] in "[(" and text[-1:] in "])":
+        low, high = text[1:-1].split(",")
+        return float(low), text[0] == "[", float(high), text[-1] == "]"
+    op, number = text.split()
+    if op not in (">=", ">"):
+        raise ValueError(f"a range is '>= N', '> N' or an interval such as '[0, 1)', got {text!r}")
+    return float(number), op == ">=", math.inf, False
+
+
+def accepted(cls: type, name: str) -> str:
+    """What setting `name` of `cls` accepts, in words: 'an int >= 1', 'a float in [0, 1)', 'a str (allowed: a, b)'."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    kind = _kind(cls, name)[0]
+    if "choices" in meta:
+        return f"{KIND_NAMES.get(kind, kind)} (allowed: {', '.join(map(str, meta['choices']))})"
+    text = KIND_NAMES.get(kind, str(kind))
+    if "range" in meta:
+        text += f" in {meta['range']}" if meta["range"][0] in "[(" else f" {meta['range']}"
+    return text
+
+
+def _accepts(kind: Any, meta: Mapping[str, Any], value: Any) -> bool:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    typed = {bool: isinstance(value, bool), int: is_number and isinstance(value, int), float: is_number,
+             str: isinstance(value, str), Mapping: isinstance(value, Mapping)}.get(kind, True)
+    if not typed:
+        return False
+    if "choices" in meta and value not in meta["choices"]:
+        return False
+    if "range" in meta:
+        low, low_in, high, high_in = bounds(meta["range"])
+        return (low < value or (low_in and value == low)) and (value < high or (high_in and value == high))
+    return True
+
+
+def check_settings(obj: Any) -> None:
+    """Every setting of the dataclass instance `obj` against its declaration: its type (an int is also a
+    float, a bool is neither), choices and range. The first that fails is a one-line LooplabError
+    naming the field, what it accepts and the value given."""
+    cls = type(obj)
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata and not _accepts(_kind(cls, f.name)[0], f.metadata, getattr(obj, f.name)):
+            raise LooplabError(f"{f.name} must be {accepted(cls, f.name)}, got {getattr(obj, f.name)!r}")
+
+
+# --- settings of several option dataclasses as flags -------------------------------------------------
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _default_text(cls: type, f: dataclasses.Field) -> str:
+    value = _default(f)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _listed(cls: type, f: dataclasses.Field) -> bool:
+    """Whether the metavar lists every value the setting accepts (a bool or a choice)."""
+    return _kind(cls, f.name)[0] is bool or "choices" in f.metadata
+
+
+def _metavar(cls: type, f: dataclasses.Field) -> str:
+    if _listed(cls, f):
+        return "{" + ",".join(map(str, f.metadata.get("choices", ("true", "false")))) + "}"
+    return getattr(_kind(cls, f.name)[0], "__name__", "VALUE").upper()
+
+
+def _pair_action(key: str) -> type[argparse.Action]:
+    class Pair(argparse.Action):
+        """`--<key> VALUE` appends KEY=VALUE to the mapping flag's list, as `--model_opt KEY=VALUE` does."""
+
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), f"{key}={values}"])
+
+    return Pair
+
+
+def add_option_flags(p: argparse.ArgumentParser, owners: Mapping[str, type], *, dest: str,
+                     title: str = "{} options", default_from: Mapping[str, str] | None = None) -> None:
+    """One flag `--<field>` per setting of the option dataclasses in `owners` (owner name -> class), in
+    one argument group per set of owners that share it ('ssm, ssm_mem options'). A given flag appends
+    FIELD=VALUE to the list `dest` of a mapping flag (`--model_opt`), whose reading (`read_flags`) and
+    checking (by whoever builds the options) it shares. `default_from` names where a field's default
+    comes from instead of the declared one."""
+    shared: dict[str, list[tuple[str, type, dataclasses.Field]]] = {}
+    for owner, cls in owners.items():
+        for f in _fields(cls, ()):
+            shared.setdefault(f.name, []).append((owner, cls, f))
+    groups: dict[tuple[str, ...], Any] = {}
+    for name, decls in shared.items():
+        names = tuple(owner for owner, _, _ in decls)
+        if names not in groups:
+            groups[names] = p.add_argument_group(title.format(", ".join(names)))
+        _, cls, f = decls[0]
+        default = (default_from or {}).get(name) or _per_owner(decls, _default_text)
+        allowed = _per_owner(decls, lambda c, f: "" if _listed(c, f) else accepted(c, f.name))
+        help_text = f"{_per_owner(decls, lambda c, f: f.metadata['help'])} ({allowed}{'; ' if allowed else ''}" \
+                    f"default: {default})"
+        groups[names].add_argument(f"--{name}", dest=dest, action=_pair_action(name), default=argparse.SUPPRESS,
+                                   metavar=_metavar(cls, f), help=help_text.replace("%", "%%"))
+
+
+def _per_owner(decls: list[tuple[str, type, dataclasses.Field]], text: Callable[[type, dataclasses.Field], str]) -> str:
+    """text(cls, field) of each owner's declaration: once when they agree, else 'owner, owner: text; ...'."""
+    owners: dict[str, list[str]] = {}
+    for owner, cls, f in decls:
+        owners.setdefault(text(cls, f), []).append(owner)
+    if len(owners) == 1:
+        return next(iter(owners))
+    return "; ".join(f"{', '.join(names)}: {t}" for t, names in owners.items())

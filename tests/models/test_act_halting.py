@@ -42,7 +42,7 @@ def test_minimum_steps_keep_explored_positions_running_in_training_only():
 
 
 def test_bad_halting_options_are_errors():
-    with pytest.raises(LooplabError, match="min_steps_explore in \\[0, 1\\]"):
+    with pytest.raises(LooplabError, match="min_steps_explore must be a float in \\[0, 1\\]"):
         tiny_model("act", min_steps_explore=1.5)
 
 

@@ -27,7 +27,7 @@ def test_policy_counts_round_and_clip():
     p = LengthLoops(per_length=0.5, offset=1, cap=5)
     assert [p.count(n) for n in (0, 1, 2, 4, 8, 64)] == [1, 2, 2, 3, 5, 5]  # round half to even, as torch does
     assert p.counts(torch.tensor([0, 1, 2, 4, 8, 64])).tolist() == [1, 2, 2, 3, 5, 5]
-    with pytest.raises(LooplabError, match="loops_per_length must be >= 0"):
+    with pytest.raises(LooplabError, match="loops_per_length must be a float >= 0"):
         tiny_model("shared_loop", loops_per_length=-1.0)
 
 

@@ -189,5 +189,5 @@ def test_cost_and_parameters_do_not_depend_on_r():
     ("recur_warm_start", "yes"), ("kv_cache_recur_budget", 0),
 ])
 def test_bad_options_name_the_field(field, value):
-    with pytest.raises(LooplabError, match=f"prc option {field} must be"):
+    with pytest.raises(LooplabError, match=f"{field} must be"):
         create_model("prc", "tiny", V, **{field: value})

@@ -226,7 +226,7 @@ def test_bad_bases_are_one_line_errors(base_path, tmp_path):
     save_checkpoint(tmp_path / "rlf.pt", rlf(base_path), ByteTokenizer())
     with pytest.raises(LooplabError, match="itself an rlf checkpoint"):
         prepare_base(str(tmp_path / "rlf.pt"), None)
-    with pytest.raises(LooplabError, match="core must be one of mamba2, transformer"):
+    with pytest.raises(LooplabError, match="core must be a str \\(allowed: mamba2, transformer\\)"):
         rlf(base_path, core="lstm")
     with pytest.raises(LooplabError, match="needs a base"):
         create_model("rlf", "tiny", V)

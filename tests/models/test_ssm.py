@@ -105,10 +105,10 @@ def test_cost_names_the_path_and_counts_params():
 
 
 @pytest.mark.parametrize("variant, opts, match", [
-    ("ssm", dict(ssm_impl="fast"), "unknown ssm_impl 'fast'; allowed: auto, chunked, sequential"),
+    ("ssm", dict(ssm_impl="fast"), "ssm_impl must be a str \\(allowed: auto, chunked, sequential\\), got 'fast'"),
     ("ssm", dict(n_mem=4), "unknown option"),
     ("ssm_mem", dict(attn_every=4), "attn_every 4 leaves no attention layer in 3 layers"),
-    ("ssm_mem", dict(attn_every=1), "attn_every must be >= 2"),
+    ("ssm_mem", dict(attn_every=1), "attn_every must be an int >= 2"),
 ])
 def test_bad_options(variant, opts, match):
     with pytest.raises(LooplabError, match=match):

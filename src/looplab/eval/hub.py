@@ -27,6 +27,7 @@ from looplab.eval.custom import suite_custom
 from looplab.eval.exits import exit_grid
 from looplab.io import write_json
 from looplab.meta import file_sha256, provenance
+from looplab.models import get_spec
 from looplab.models.base import LoopedModel
 from looplab.runtime import resolve_device, set_threads
 
@@ -149,8 +150,9 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
     if dev.type == "cpu":
         set_threads(threads)
     ckpt = load_checkpoint(path, map_location=dev)
-    if ckpt.config.variant == "rlf":
-        raise LooplabError(f"'{path}' is an rlf checkpoint; the suites score next-token models, use looplab probe")
+    if get_spec(ckpt.config.variant).scored_by_probe:
+        raise LooplabError(f"'{path}' is an {ckpt.config.variant} checkpoint; the suites score next-token models, "
+                           "use looplab probe")
     out = Path(out_dir) if out_dir else Path(path).parent / "eval_results"
     try:
         out.mkdir(parents=True, exist_ok=True)

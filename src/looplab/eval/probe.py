@@ -30,6 +30,7 @@ import torch
 
 from looplab.data.pointer_chains import IID_HOPS, OOD_HOPS, ChainCodec, Chains, digit_guess_chance, eval_set
 from looplab.errors import LooplabError
+from looplab.models import MODELS, get_spec
 from looplab.models.rlf_chains import average, cap, run, score
 
 ABLATIONS = ("zero", "noise", "shuffle")
@@ -140,8 +141,9 @@ def probe(checkpoint: str, out: str, *, samples: int = 200, seed: int = 0, devic
         raise LooplabError(f"--samples must be >= 1, got {samples}")
     ckpt = load_checkpoint(checkpoint, map_location=device)
     model = ckpt.model
-    if ckpt.config.variant != "rlf":
-        raise LooplabError(f"probe reads rlf checkpoints; '{checkpoint}' holds variant '{ckpt.config.variant}'")
+    if not get_spec(ckpt.config.variant).scored_by_probe:
+        probed = ", ".join(v for v, s in MODELS.items() if s.scored_by_probe)
+        raise LooplabError(f"probe reads {probed} checkpoints; '{checkpoint}' holds variant '{ckpt.config.variant}'")
     codec = ChainCodec(ckpt.tokenizer, model.halt_id, model.uses_specials)
     sets = {h: eval_set(h, samples, seed) for h in IID_HOPS + OOD_HOPS}
     acc = {h: score(run(model, codec.inputs(ch), cap(model, h), seed=seed), codec.targets(ch), h)

@@ -25,7 +25,8 @@ TINYSTORIES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "
 INPUTS: dict[str, dict[str, str]] = {"rlf": {"base": "baseline"}}
 
 
-PER_RUN = ("output_dir", "seed", "threads", "progress")  # set by the ladder for each run (lr: train["lr"] is the default)
+# set by the ladder for each run (lr: train["lr"] is the default)
+PER_RUN = tuple(f.name for f in fields(TrainConfig) if f.metadata.get("per_run"))
 PER_VARIANT = ("n_loops",)  # evaluation settings the ladder sets per variant (looped ones only)
 
 

@@ -13,11 +13,13 @@ from typing import Any
 
 from looplab.config import ModelConfig, model_config
 from looplab.errors import LooplabError
+from looplab.flags import flag_names
 from looplab.models.absolute import AbsoluteOptions, build_absolute
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.depth_recurrent import PRC, PRCOptions
 from looplab.models.latent import Act, ActOptions, Latent, LatentOptions
 from looplab.models.rlf import RLFOptions, build_rlf
+from looplab.models.rlf_base import prepare_base
 from looplab.models.rlf_chains import training_data
 from looplab.models.ssm import SSMMemOptions, SSMOptions, build_ssm, build_ssm_mem
 from looplab.models.transformer import BaselineOptions, SharedLoop, SharedLoopOptions, Transformer
@@ -31,6 +33,9 @@ class ModelSpec:
     description: str = ""  # one line for tables and --help
     generic: bool = True  # a next-token LM on (B, T) that the generic per-variant tests, ladder and suites run
     train_data: Callable[..., Any] | None = None  # (model, tokenizer, TrainConfig) -> the variant's own stream
+    # built on a trained base (train.py --base PATH): (path, --tokenizer) -> (the base's tokenizer, options recording it)
+    prepare_base: Callable[[str, str | None], tuple[Any, dict[str, Any]]] | None = None
+    scored_by_probe: bool = False  # scored by `looplab probe`, not by the eval suites (not a next-token model)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -52,19 +57,26 @@ MODELS: dict[str, ModelSpec] = {
                      description="recurrent depth: prelude, core run r times (sampled in training), coda (arXiv 2502.05171)"),
     # not generic: it needs a trained base (--base), predicts one token per loop at the query, not per position
     "rlf": ModelSpec(build=lambda cfg, opts: build_rlf(cfg, opts, build_model), options=RLFOptions, generic=False, train_data=training_data,
+                     prepare_base=prepare_base, scored_by_probe=True,
                      description="recursive latent forcing: frozen base, looped core with prompt lifeline, HALT"),
 }
 
 
 def variant_options(cfg: ModelConfig) -> Any:
-    """The variant's options dataclass built from cfg.options; unknown names are an error."""
+    """The variant's options dataclass built from cfg.options: the one place options are parsed. Unknown
+    names are an error naming the variants that have them; each value is checked against its declaration
+    (type, choices, range: `flags.check_settings` in the dataclass's __post_init__)."""
     spec = get_spec(cfg.variant)
     allowed = {f.name for f in dataclasses.fields(spec.options)}
     unknown = sorted(set(cfg.options) - allowed)
     if unknown:
+        owners = {name: [v for v, s in MODELS.items() if name in {f.name for f in dataclasses.fields(s.options)}]
+                  for name in unknown}
+        where = "; ".join(f"{n} is an option of {', '.join(vs)}" for n, vs in owners.items() if vs)
         raise LooplabError(
-            f"unknown option(s) {', '.join(unknown)} for variant '{cfg.variant}'; "
-            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
+            f"unknown option(s) {', '.join(unknown)} for variant '{cfg.variant}'{f' ({where})' if where else ''}; "
+            f"allowed: {', '.join(sorted(flag_names(spec.options))) or 'none'} "
+            f"(and for every variant: {', '.join(flag_names(ModelConfig))})"
         )
     return spec.options(**cfg.options)
 

@@ -31,6 +31,7 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.data.batch import IGNORE, Batch, as_batch
 from looplab.errors import LooplabError
+from looplab.flags import check_settings, setting
 from looplab.models.positions import absolute_table, add_absolute
 
 
@@ -158,14 +159,13 @@ class LengthLoops:
 class LengthLoopOptions:
     """The options of a variant whose loop count may grow with the input (shared_loop, prc)."""
 
-    loops_per_length: float = 0.0  # a in loops = round(a * length + b); 0: the fixed count n_loops
-    loops_offset: float = 0.0  # b
-    loops_cap: int = 64  # the most loops any input gets
+    loops_per_length: float = setting(0.0, "a in loops = round(a * length + b); 0: the fixed count n_loops",
+                                      range=">= 0")
+    loops_offset: float = setting(0.0, "b in loops = round(a * length + b)")
+    loops_cap: int = setting(64, "the most loops any input gets", range=">= 1")
 
     def __post_init__(self) -> None:
-        if self.loops_per_length < 0 or self.loops_cap < 1:
-            raise LooplabError(f"loops_per_length must be >= 0 and loops_cap >= 1, got {self.loops_per_length}, "
-                               f"{self.loops_cap}")
+        check_settings(self)
 
     @property
     def length_policy(self) -> LengthLoops | None:

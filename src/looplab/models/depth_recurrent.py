@@ -54,6 +54,7 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.data.batch import Batch
 from looplab.errors import LooplabError
+from looplab.flags import setting
 from looplab.models.base import LengthLoopOptions, LoopedModel, ModelOutput, count_params, masked_update
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
 from looplab.models.positions import Positions, Rope
@@ -66,37 +67,27 @@ STATE_STD = 0.02  # std of a random initial state: the token embeddings' scale a
 
 @dataclass(frozen=True, kw_only=True)
 class PRCOptions(LengthLoopOptions):
-    prelude: int = 2  # P: blocks run once before the recurrence
-    recur: int = 4  # R: blocks of the recurrent core, run r times
-    coda: int = 2  # C: blocks run once on the final state
-    train_recur_mean: float = 4.0  # mean recurrence count r of a training step
-    train_recur_max: int = 16  # cap on a sampled training r
-    n_loops: int = 0  # r at evaluation; 0 means round(train_recur_mean)
-    bptt_k: int = 4  # gradients flow through the last bptt_k recurrences only
-    inject_mode: str = "concat_linear"  # concat_linear: adapter on [state | prelude output]; add: state + output
-    state_init: str = "zeros"  # initial recurrent state: zeros, or random N(0, 0.02^2)
-    recur_warm_start: bool = False  # approximate decoding: a token's state starts from the previous token's final one
-    kv_cache_recur_budget: int = 1  # approximate decoding: cache keys/values of the last this-many recurrences only
+    prelude: int = setting(2, "P: blocks run once before the recurrence", range=">= 0")
+    recur: int = setting(4, "R: blocks of the recurrent core, run r times", range=">= 1")
+    coda: int = setting(2, "C: blocks run once on the final state", range=">= 0")
+    train_recur_mean: float = setting(4.0, "mean recurrence count r of a training step (at most train_recur_max)",
+                                      range=">= 1")
+    train_recur_max: int = setting(16, "cap on a sampled training r", range=">= 1")
+    n_loops: int = setting(0, "r at evaluation; 0 means round(train_recur_mean)", range=">= 0")
+    bptt_k: int = setting(4, "gradients flow through the last bptt_k recurrences only", range=">= 1")
+    inject_mode: str = setting("concat_linear", "concat_linear: adapter on [state | prelude output]; add: state + "
+                               "output", choices=INJECT_MODES)
+    state_init: str = setting("zeros", "initial recurrent state: zeros, or random N(0, 0.02^2)", choices=STATE_INITS)
+    recur_warm_start: bool = setting(False, "approximate decoding: a token's state starts from the previous token's "
+                                     "final one")
+    kv_cache_recur_budget: int = setting(1, "approximate decoding: cache keys/values of the last this-many "
+                                         "recurrences only", range=">= 1")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, low in (("prelude", 0), ("recur", 1), ("coda", 0), ("train_recur_max", 1), ("n_loops", 0),
-                          ("bptt_k", 1), ("kv_cache_recur_budget", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise LooplabError(f"prc option {name} must be an integer >= {low}, got {value!r}")
-        mean = self.train_recur_mean
-        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not 1 <= mean <= self.train_recur_max:
+        if self.train_recur_mean > self.train_recur_max:
             raise LooplabError(f"prc option train_recur_mean must be a number in [1, train_recur_max "
-                               f"({self.train_recur_max})], got {mean!r}")
-        if self.inject_mode not in INJECT_MODES:
-            raise LooplabError(f"prc option inject_mode must be one of {', '.join(INJECT_MODES)}, "
-                               f"got {self.inject_mode!r}")
-        if self.state_init not in STATE_INITS:
-            raise LooplabError(f"prc option state_init must be one of {', '.join(STATE_INITS)}, "
-                               f"got {self.state_init!r}")
-        if not isinstance(self.recur_warm_start, bool):
-            raise LooplabError(f"prc option recur_warm_start must be true or false, got {self.recur_warm_start!r}")
+                               f"({self.train_recur_max})], got {self.train_recur_mean!r}")
 
     @property
     def eval_loops(self) -> int:

@@ -41,6 +41,7 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.data.batch import Batch
 from looplab.errors import LooplabError
+from looplab.flags import check_settings, setting
 from looplab.models import layers
 from looplab.models.base import LoopedModel, ModelOutput, count_params
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, rotate
@@ -49,18 +50,14 @@ from looplab.models.positions import Positions, Rope
 
 @dataclass(frozen=True, kw_only=True)
 class LatentOptions:
-    n_loops: int = 2  # K: refinement loops of the thought core (evaluation may change it)
-    n_thoughts: int = 2  # Z: thought tokens per position (Z * d_thought = d_model by default)
-    d_thought: int = 0  # thought width E; 0 means d_model // 2 (E / n_head must be even)
-    n_prelude: int = 0  # token blocks before the thoughts read the stream; 0 means ceil(n_layer / 2)
+    n_loops: int = setting(2, "K: refinement loops of the thought core (evaluation may change it)", range=">= 1")
+    n_thoughts: int = setting(2, "Z: thought tokens per position (Z * d_thought = d_model by default)", range=">= 1")
+    d_thought: int = setting(0, "thought width E; 0 means d_model // 2 (E / n_head must be even)", range=">= 0")
+    n_prelude: int = setting(0, "token blocks before the thoughts read the stream; 0 means ceil(n_layer / 2)",
+                             range=">= 0")
 
     def __post_init__(self) -> None:
-        for name in ("n_loops", "n_thoughts"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise LooplabError(f"{name} must be a positive integer, got {value!r}")
-        if self.d_thought < 0 or self.n_prelude < 0:
-            raise LooplabError("d_thought and n_prelude must be >= 0 (0 picks the default)")
+        check_settings(self)
 
     def thought_width(self, cfg: ModelConfig) -> int:
         width = self.d_thought or cfg.d_model // 2
@@ -77,24 +74,16 @@ class LatentOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class ActOptions(LatentOptions):
-    n_loops: int = 4  # max_K: the most loops a position may take (evaluation may change it)
-    lambda_ponder: float = 0.001  # weight of the ponder cost N + R (0.01 collapsed to loop 1 on the CPU)
-    halt_eps: float = 0.01  # a position halts once its summed p_halt reaches 1 - halt_eps
-    halt_init: float = 0.0  # p_halt of every loop at initialisation; 0 means 1 / n_loops (start deep)
-    ponder_warmup: int = 0  # training forwards over which the ponder weight ramps from 0 to lambda_ponder
-    min_steps_explore: float = 0.0  # share of positions that, in training, may not halt before a random loop in 2..K
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.ponder_warmup < 0 or not 0 <= self.min_steps_explore <= 1:
-            raise LooplabError(f"ponder_warmup must be >= 0 and min_steps_explore in [0, 1], got "
-                               f"{self.ponder_warmup}, {self.min_steps_explore}")
-        if not 0 < self.halt_eps < 1:
-            raise LooplabError(f"halt_eps must be in (0, 1), got {self.halt_eps}")
-        if not 0 <= self.halt_init < 1:
-            raise LooplabError(f"halt_init must be in [0, 1) (0 means 1 / n_loops), got {self.halt_init}")
-        if self.lambda_ponder < 0:
-            raise LooplabError(f"lambda_ponder must be >= 0, got {self.lambda_ponder}")
+    n_loops: int = setting(4, "max_K: the most loops a position may take (evaluation may change it)", range=">= 1")
+    lambda_ponder: float = setting(0.001, "weight of the ponder cost N + R (0.01 collapsed to loop 1 on the CPU)",
+                                   range=">= 0")
+    halt_eps: float = setting(0.01, "a position halts once its summed p_halt reaches 1 - halt_eps", range="(0, 1)")
+    halt_init: float = setting(0.0, "p_halt of every loop at initialisation; 0 means 1 / n_loops (start deep)",
+                               range="[0, 1)")
+    ponder_warmup: int = setting(0, "training forwards over which the ponder weight ramps from 0 to lambda_ponder",
+                                 range=">= 0")
+    min_steps_explore: float = setting(0.0, "share of positions that, in training, may not halt before a random "
+                                       "loop in 2..K", range="[0, 1]")
 
     @property
     def halt_bias(self) -> float:

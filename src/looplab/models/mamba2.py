@@ -43,29 +43,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from looplab.errors import LooplabError
+from looplab.flags import check_settings, setting
 
 SSM_IMPLS = ("auto", "chunked", "sequential")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Mamba2Options:
-    expand: int = 2  # inner width e = expand * d_model
-    head_dim: int = 32  # channels per SSM head (p); e must be a multiple
-    d_state: int = 32  # state size per head (n)
-    n_groups: int = 1  # groups of heads that share B and C (g); must divide the head count
-    d_conv: int = 4  # width of the causal depthwise convolution (k)
-    chunk: int = 64  # SSD chunk length (l)
-    ssm_impl: str = "auto"  # auto: mamba_ssm kernels on CUDA when importable, else chunked; or chunked, sequential
-    negative_eigenvalues: bool = False  # transition 2 exp(dt A) - 1 in (-1, 1) instead of exp(dt A) in (0, 1)
+    expand: int = setting(2, "inner width e = expand * d_model", range=">= 1")
+    head_dim: int = setting(32, "channels per SSM head (p); e must be a multiple", range=">= 1")
+    d_state: int = setting(32, "state size per head (n)", range=">= 1")
+    n_groups: int = setting(1, "groups of heads that share B and C (g); must divide the head count", range=">= 1")
+    d_conv: int = setting(4, "width of the causal depthwise convolution (k)", range=">= 2")
+    chunk: int = setting(64, "SSD chunk length (l)", range=">= 1")
+    ssm_impl: str = setting("auto", "auto: mamba_ssm kernels on CUDA when importable, else chunked; or chunked, "
+                            "sequential", choices=SSM_IMPLS)
+    negative_eigenvalues: bool = setting(False, "transition 2 exp(dt A) - 1 in (-1, 1) instead of exp(dt A) in (0, 1)")
 
     def __post_init__(self) -> None:
-        if self.ssm_impl not in SSM_IMPLS:
-            raise LooplabError(f"unknown ssm_impl '{self.ssm_impl}'; allowed: {', '.join(SSM_IMPLS)}")
-        for name in ("expand", "head_dim", "d_state", "n_groups", "chunk"):
-            if getattr(self, name) < 1:
-                raise LooplabError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_conv < 2:
-            raise LooplabError(f"d_conv must be >= 2, got {self.d_conv}")
+        check_settings(self)
 
 
 def _import_kernels() -> SimpleNamespace | None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,6 +42,7 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.data.batch import IGNORE, Batch, as_batch
 from looplab.errors import LooplabError
+from looplab.flags import check_settings, setting
 from looplab.models.base import ModelOutput, count_params
 from looplab.models.layers import Block, RMSNorm, Rotary, apply_rotary, init_linear_weights
 from looplab.models.rlf_base import load_base_if_unchanged, make_base, read_base
@@ -55,39 +56,36 @@ LIFELINES = ("intact", "zero", "noise", "shuffle")
 
 @dataclass(frozen=True, kw_only=True)
 class RLFOptions:
-    base: str = ""  # the frozen base: a looplab checkpoint (.pt) or a Hugging Face model directory
-    base_config: Mapping[str, Any] = field(default_factory=dict)  # base architecture, filled in when read
-    base_sha256: str = ""  # digest of the base weights, filled in when read (provenance, reload check)
-    core: str = "mamba2"  # reasoning core: mamba2 (one Mamba-2 block with MLP) or transformer (2 blocks)
-    core_heads: int = 4  # attention heads of the transformer core
-    core_init: str = "fresh"  # fresh, or base_top: the transformer core starts as a copy of the base's top 2 blocks
-    core_scope: str = "sequence"  # what loops: every position's state (sequence) or the query's alone (query)
-    max_loops: int = 16  # loop cap at inference; HALT normally stops earlier
-    gate_init: float = 1.0  # initial lifeline gate of every dimension
-    loop_rope_base: float = 10000.0  # frequency base of the rotary loop encoding
-    loop_rope_dims: int = 0  # leading hidden dimensions the loop encoding rotates (0: all of them)
-    adapt_top_layers: int = 0  # unfreeze this many top layers of the base (0: fully frozen)
-    pad_id: int = -1  # right-padding id of variable-length prompts (-1: none; the last token is the query)
+    # base, base_config, base_sha256 and pad_id are filled in from --base when it is read (not flags)
+    base: str = setting("", "the frozen base: a looplab checkpoint (.pt) or a Hugging Face model directory",
+                        cli=False)
+    base_config: Mapping[str, Any] = setting({}, "base architecture, filled in when read", cli=False)
+    base_sha256: str = setting("", "digest of the base weights, filled in when read (provenance, reload check)",
+                               cli=False)
+    core: str = setting("mamba2", "reasoning core: mamba2 (one Mamba-2 block with MLP) or transformer (2 blocks)",
+                        choices=CORES)
+    core_heads: int = setting(4, "attention heads of the transformer core", range=">= 1")
+    core_init: str = setting("fresh", "fresh, or base_top: the transformer core starts as a copy of the base's top "
+                             "2 blocks", choices=CORE_INITS)
+    core_scope: str = setting("sequence", "what loops: every position's state (sequence) or the query's alone "
+                              "(query)", choices=CORE_SCOPES)
+    max_loops: int = setting(16, "loop cap at inference; HALT normally stops earlier", range=">= 1")
+    gate_init: float = setting(1.0, "initial lifeline gate of every dimension")
+    loop_rope_base: float = setting(10000.0, "frequency base of the rotary loop encoding", range="> 1")
+    loop_rope_dims: int = setting(0, "leading hidden dimensions the loop encoding rotates (0: all of them)",
+                                  range=">= 0")
+    adapt_top_layers: int = setting(0, "unfreeze this many top layers of the base (0: fully frozen)", range=">= 0")
+    pad_id: int = setting(-1, "right-padding id of variable-length prompts (-1: none; the last token is the query)",
+                          range=">= -1", cli=False)
 
     def __post_init__(self) -> None:
-        if self.core not in CORES:
-            raise LooplabError(f"rlf option core must be one of {', '.join(CORES)}, got {self.core!r}")
-        if self.core_init not in CORE_INITS:
-            raise LooplabError(f"rlf option core_init must be one of {', '.join(CORE_INITS)}, got {self.core_init!r}")
-        if self.core_scope not in CORE_SCOPES:
-            raise LooplabError(f"rlf option core_scope must be one of {', '.join(CORE_SCOPES)}, got {self.core_scope!r}")
+        check_settings(self)
         if self.core_scope == "query" and self.core != "transformer":
             raise LooplabError("rlf option core_scope=query needs core=transformer (its loop attends to the prompt)")
         if self.core_init == "base_top" and self.core != "transformer":
             raise LooplabError("rlf option core_init=base_top needs core=transformer (it copies transformer blocks)")
-        for name, low in (("core_heads", 1), ("max_loops", 1), ("adapt_top_layers", 0), ("loop_rope_dims", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise LooplabError(f"rlf option {name} must be an integer >= {low}, got {value!r}")
         if not self.base and not self.base_config:
             raise LooplabError("rlf needs a base: --base PATH (a looplab checkpoint or a Hugging Face model directory)")
-        if self.loop_rope_base <= 1:
-            raise LooplabError(f"rlf option loop_rope_base must be > 1, got {self.loop_rope_base}")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from torch import nn
 from looplab.config import ModelConfig
 from looplab.data.batch import Batch
 from looplab.errors import LooplabError
+from looplab.flags import setting
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, init_linear_weights
 from looplab.models.mamba2 import Mamba2, Mamba2Options, SSMCache
@@ -40,20 +41,14 @@ from looplab.models.positions import Positions
 
 @dataclass(frozen=True, kw_only=True)
 class SSMOptions(Mamba2Options):
-    mlp: bool = True  # a SwiGLU MLP after every mixer (False: the plain Mamba-2 block)
+    mlp: bool = setting(True, "a SwiGLU MLP after every mixer (false: the plain Mamba-2 block)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SSMMemOptions(SSMOptions):
-    n_mem: int = 8  # learned memory tokens prepended to every sequence
-    attn_every: int = 3  # layer i is attention when (i + 1) % attn_every == 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_mem < 0:
-            raise LooplabError(f"n_mem must be >= 0, got {self.n_mem}")
-        if self.attn_every < 2:
-            raise LooplabError(f"attn_every must be >= 2 (1 would leave no SSM layer), got {self.attn_every}")
+    n_mem: int = setting(8, "learned memory tokens prepended to every sequence", range=">= 0")
+    attn_every: int = setting(3, "layer i is attention when (i + 1) % attn_every == 0 (1 would leave no SSM layer)",
+                              range=">= 2")
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 from looplab.config import ModelConfig
 from looplab.data.batch import Batch
 from looplab.errors import LooplabError
+from looplab.flags import setting
 from looplab.models.base import (
     LanguageModel,
     LengthLoopOptions,
@@ -79,17 +80,15 @@ PRESETS = ("iso_param", "iso_flop", "custom")
 
 @dataclass(frozen=True, kw_only=True)
 class SharedLoopOptions(LengthLoopOptions):
-    preset: str = "iso_param"  # iso_param: n_layer unique blocks; iso_flop: n_layer / n_loops; custom: n_unique
-    n_loops: int = 2  # passes through the shared stack (training default; evaluation may change it)
-    n_unique: int = 0  # unique blocks, only with preset="custom" (0 otherwise)
-    reinject: bool = True  # add the token embedding to the stream before every loop after the first
+    preset: str = setting("iso_param", "iso_param: n_layer unique blocks; iso_flop: n_layer / n_loops; custom: "
+                          "n_unique", choices=PRESETS)
+    n_loops: int = setting(2, "passes through the shared stack (training default; evaluation may change it)",
+                           range=">= 1")
+    n_unique: int = setting(0, "unique blocks, only with preset custom (0 otherwise)", range=">= 0")
+    reinject: bool = setting(True, "add the token embedding to the stream before every loop after the first")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.preset not in PRESETS:
-            raise LooplabError(f"unknown shared_loop preset '{self.preset}'; allowed: {', '.join(PRESETS)}")
-        if not isinstance(self.n_loops, int) or self.n_loops < 1:
-            raise LooplabError(f"shared_loop n_loops must be a positive integer, got {self.n_loops!r}")
         if self.preset == "custom" and self.n_unique < 1:
             raise LooplabError("shared_loop preset 'custom' needs n_unique >= 1")
         if self.preset != "custom" and self.n_unique:

@@ -19,8 +19,7 @@ from looplab.data.curriculum import CURRICULA
 from looplab.data.tasks import NO_TASKS, training_tasks
 from looplab.data.tokenizer import load_tokenizer
 from looplab.errors import LooplabError
-from looplab.models import get_spec, variant_options
-from looplab.models.rlf_base import prepare_base
+from looplab.models import MODELS, get_spec, variant_options
 from looplab.train.trackers import TRACKERS
 from looplab.train.trainer import resolve_packing, train
 
@@ -35,16 +34,17 @@ def check_names(lc: LaunchConfig, cfg: TrainConfig) -> None:
     own_data = spec.train_data is not None  # a variant with its own stream (rlf) needs no tasks
     if not training_tasks(cfg.alg_tasks, cfg.answer_format) and not cfg.task_files and not own_data:
         raise LooplabError(f"--alg_tasks {NO_TASKS} needs at least one --task_file to train on")
-    if lc.base and lc.variant != "rlf":
-        raise LooplabError(f"--base applies to --variant rlf only, not '{lc.variant}'")
+    if lc.base and spec.prepare_base is None:
+        based = [v for v, s in MODELS.items() if s.prepare_base is not None]
+        raise LooplabError(f"--base applies to --variant {', '.join(based)} only, not '{lc.variant}'")
 
 
 def launch(lc: LaunchConfig, cfg: TrainConfig) -> dict[str, Any]:
     """Train the run `lc` describes with `cfg`; returns its summary."""
     check_names(lc, cfg)
     cfg = dataclasses.replace(cfg, arm=cfg.arm or lc.variant)
-    options = dict(lc.options)
-    if lc.variant == "rlf":
+    options, prepare_base = dict(lc.options), get_spec(lc.variant).prepare_base
+    if prepare_base is not None:
         tokenizer, base_options = prepare_base(lc.base, lc.tokenizer or None)
         options.update(base_options)
     else:

@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from looplab.checkpoint import Checkpoint, load_latest
+from looplab.config import TrainConfig
 from looplab.errors import LooplabError
 from looplab.train import parallel as par
 from looplab.train.artefacts import RUN_MARKER
 from looplab.train.rng import set_rng_state
 
-# training flags that --resume may change without changing the trajectory (the rest trigger a warning);
-# evaluation draws from a copy of the generators (Trainer.no_draws), so its settings are free
-RESUME_FREE = {"output_dir", "arm", "threads", "device", "progress", "log_to", "max_minutes", "save_every_steps",
-               "eval_every_tokens", "eval_samples", "eval_max_new_tokens", "log_every", "grad_accum", "parallel",
-               "max_skipped_steps", "lang_cache_dir", "allow_network"}
+# training flags that --resume may change without changing the trajectory (the rest trigger a warning)
+RESUME_FREE = frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume_free"))
 
 
 class Resumable:
