@@ -10,11 +10,7 @@ V = 260  # the byte tokenizer's vocabulary
 # Variants that are next-token LMs on (B, T) and run the per-variant tests; rlf is not (ModelSpec.generic).
 GENERIC = [name for name, spec in MODELS.items() if spec.generic]
 LOOPED = [name for name, spec in MODELS.items() if spec.generic and spec.looped]  # take a loop count at evaluation
-
-
-def isolating() -> list[str]:
-    """Generic variants that keep packed examples apart (`isolates_examples`), read off built models."""
-    return [name for name in GENERIC if tiny_model(name).isolates_examples]
+ISOLATING = [name for name in GENERIC if MODELS[name].isolates]  # keep packed examples apart (--packing isolated)
 
 
 def tiny_model(variant: str, **kw):

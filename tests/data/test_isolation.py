@@ -13,9 +13,7 @@ from looplab.data.packing import AlgoStream
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.train.trainer import Trainer
-from tests.helpers import GENERIC, fitted_model, isolating, tiny_model
-
-ISOLATING = isolating()
+from tests.helpers import GENERIC, ISOLATING, fitted_model, tiny_model
 
 
 def summed_loss(model, batch: Batch) -> tuple[float, int]:
@@ -33,7 +31,7 @@ def packed_batch() -> Batch:
 
 def test_the_isolating_variants_come_from_the_registry():
     assert {"baseline", "shared_loop", "prc", "latent", "act", "absolute"} <= set(ISOLATING)
-    assert "ssm" not in ISOLATING
+    assert all(tiny_model(v).isolates_examples == (v in ISOLATING) for v in GENERIC)
 
 
 @pytest.mark.parametrize("variant", GENERIC)

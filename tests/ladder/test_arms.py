@@ -126,13 +126,14 @@ def test_every_preset_trains_on_one_packing(name):
 @pytest.mark.parametrize("pos_encoding", ["rope", "nope", "random"])
 @pytest.mark.parametrize("packing", ["auto", "single", "isolated"])
 def test_packing_from_the_registry_is_what_the_trainer_resolves(variant, pos_encoding, packing):
-    """packing_for reads the registry; resolve_packing reads the built model: they agree (or both refuse)."""
+    """packing_for reads the options before any model exists; the trainer resolves from the built model's
+    variant and position encoding: they agree (or both refuse)."""
     try:
         model = tiny_model(variant, pos_encoding=pos_encoding)
     except LooplabError:  # a combination the variant refuses to build (absolute with random positions)
         return
     try:
-        want = resolve_packing(model, packing)
+        want = resolve_packing(model.cfg.variant, model.cfg.pos_encoding, packing)
     except LooplabError as e:
         with pytest.raises(LooplabError, match=str(e)[:30]):
             packing_for(variant, "tiny", {"pos_encoding": pos_encoding}, packing)

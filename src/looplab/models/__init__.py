@@ -31,6 +31,7 @@ class ModelSpec:
     options: type  # frozen dataclass of the variant's own settings, parsed once by build_model
     looped: bool = False  # accepts a loop count at evaluation (test-time compute sweep)
     description: str = ""  # one line for tables and --help
+    isolates: bool = False  # keeps packed examples apart (--packing isolated): attention and positions per example
     generic: bool = True  # a next-token LM on (B, T) that the generic per-variant tests, ladder and suites run
     train_data: Callable[..., Any] | None = None  # (model, tokenizer, TrainConfig) -> the variant's own stream
     # built on a trained base (train.py --base PATH): (path, --tokenizer) -> (the base's tokenizer, options recording it)
@@ -39,21 +40,21 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "baseline": ModelSpec(build=Transformer, options=BaselineOptions,
+    "baseline": ModelSpec(build=Transformer, options=BaselineOptions, isolates=True,
                           description="pre-norm decoder transformer with RoPE (the control)"),
-    "shared_loop": ModelSpec(build=SharedLoop, options=SharedLoopOptions, looped=True,
+    "shared_loop": ModelSpec(build=SharedLoop, options=SharedLoopOptions, looped=True, isolates=True,
                              description="a few unique blocks applied n_loops times (presets iso_param, iso_flop)"),
-    "latent": ModelSpec(build=Latent, options=LatentOptions, looped=True,
+    "latent": ModelSpec(build=Latent, options=LatentOptions, looped=True, isolates=True,
                         description="per-position thought tokens refined by a looped causal thought core"),
-    "act": ModelSpec(build=Act, options=ActOptions, looped=True,
+    "act": ModelSpec(build=Act, options=ActOptions, looped=True, isolates=True,
                      description="latent with per-position adaptive halting and a ponder cost (arXiv 1603.08983)"),
-    "absolute": ModelSpec(build=build_absolute, options=AbsoluteOptions,
+    "absolute": ModelSpec(build=build_absolute, options=AbsoluteOptions, isolates=True,
                           description="baseline with learned absolute positions, no RoPE (nano_baseline.py)"),
     "ssm": ModelSpec(build=build_ssm, options=SSMOptions,
                      description="Mamba-2 (SSD) layers with SwiGLU MLPs, no attention (arXiv 2405.21060)"),
     "ssm_mem": ModelSpec(build=build_ssm_mem, options=SSMMemOptions,
                          description="hybrid: Mamba-2 layers, learned memory tokens, every 3rd layer attention"),
-    "prc": ModelSpec(build=PRC, options=PRCOptions, looped=True,
+    "prc": ModelSpec(build=PRC, options=PRCOptions, looped=True, isolates=True,
                      description="recurrent depth: prelude, core run r times (sampled in training), coda (arXiv 2502.05171)"),
     # not generic: it needs a trained base (--base), predicts one token per loop at the query, not per position
     "rlf": ModelSpec(build=lambda cfg, opts: build_rlf(cfg, opts, build_model), options=RLFOptions, generic=False, train_data=training_data,
@@ -88,8 +89,12 @@ def get_spec(variant: str) -> ModelSpec:
 
 
 def build_model(cfg: ModelConfig) -> LanguageModel:
-    """The variant's module; its options are validated and parsed here, once, and handed to its builder."""
-    return get_spec(cfg.variant).build(cfg, variant_options(cfg))
+    """The variant's module; its options are validated and parsed here, once, and handed to its builder.
+    What the registry declares about the variant's inputs (`isolates`) is set on the module here."""
+    spec = get_spec(cfg.variant)
+    model = spec.build(cfg, variant_options(cfg))
+    model.isolates_examples = spec.isolates
+    return model
 
 
 def create_model(variant: str, size: str, vocab_size: int, **overrides: Any) -> LanguageModel:

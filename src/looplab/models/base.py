@@ -62,7 +62,7 @@ class LanguageModel(nn.Module):
     """Common pieces: token embedding, final norm, tied output head, loss."""
 
     cfg: ModelConfig
-    isolates_examples = False  # run() reads `batch.segments`: packed examples kept apart (--packing isolated)
+    isolates_examples = False  # run() reads `batch.segments` (--packing isolated); build_model sets the registry's `isolates`
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

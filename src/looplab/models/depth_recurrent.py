@@ -125,7 +125,6 @@ class PRCState:
 class PRC(LoopedModel):
     """Prelude, recurrent core and coda; `n_loops` is the number of core recurrences r."""
 
-    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     def __init__(self, cfg: ModelConfig, opts: PRCOptions) -> None:
         super().__init__(cfg, opts.eval_loops)

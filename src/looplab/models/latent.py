@@ -246,7 +246,6 @@ class LatentState:
 class Latent(LoopedModel):
     """Token stream plus per-position thought tokens refined by a looped thought core."""
 
-    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     halting = False
 

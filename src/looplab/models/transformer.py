@@ -39,7 +39,6 @@ class BaselineOptions:
 
 
 class Transformer(LanguageModel):
-    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     def __init__(self, cfg: ModelConfig, opts: BaselineOptions | None = None) -> None:
         super().__init__(cfg)
@@ -111,7 +110,6 @@ class SharedLoop(LoopedModel):
     """n_unique blocks applied n_loops times. One loop without re-injection is the plain stack, and
     the module names match `Transformer`, so a baseline's weights load into an iso_param model."""
 
-    isolates_examples = True  # reads batch.segments (--packing isolated)
 
     def __init__(self, cfg: ModelConfig, opts: SharedLoopOptions) -> None:
         super().__init__(cfg, opts.n_loops)

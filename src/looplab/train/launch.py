@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from types import SimpleNamespace
-from typing import Any, get_type_hints
+from typing import Any
 
 from looplab.config import SIZES, LaunchConfig, ModelConfig, TrainConfig, model_config
 from looplab.data.curriculum import CURRICULA
@@ -57,17 +56,9 @@ def launch(lc: LaunchConfig, cfg: TrainConfig) -> dict[str, Any]:
 
 def packing_for(variant: str, size: str, options: Mapping[str, Any], packing: str) -> str | None:
     """The packing a run of `variant` with these model options would train with under `--packing packing`,
-    without building the model: the trainer's rule (`resolve_packing`) applied to what the registry says,
-    the `isolates_examples` of the class the variant's builder returns and the position encoding the
-    options give. A variant with its own stream (rlf) trains on its own rows: None."""
-    spec = get_spec(variant)
-    if spec.train_data is not None:
+    without building the model (the trainer's `resolve_packing`). A variant with its own stream (rlf)
+    trains on its own rows: None."""
+    if get_spec(variant).train_data is not None:
         return None
-    try:
-        cls = spec.build if isinstance(spec.build, type) else get_type_hints(spec.build).get("return")
-    except (NameError, TypeError):  # a builder without a resolvable return type: assume it cannot isolate
-        cls = None
     pos = {**SIZES[size], **options}.get("pos_encoding", ModelConfig().pos_encoding)
-    stand_in = SimpleNamespace(isolates_examples=getattr(cls, "isolates_examples", False),
-                               cfg=SimpleNamespace(variant=variant, pos_encoding=pos))
-    return resolve_packing(stand_in, packing)
+    return resolve_packing(variant, pos, packing)

@@ -31,7 +31,7 @@ from looplab.data.tasks import training_tasks
 from looplab.errors import LooplabError
 from looplab.io import write_json
 from looplab.meta import provenance
-from looplab.models import build_model
+from looplab.models import MODELS, build_model, get_spec
 from looplab.runtime import autocast, autocast_dtype, resolve_device, seed_everything, set_threads
 from looplab.train import parallel as par
 from looplab.train.artefacts import RUN_MARKER, Artefacts, prepare_output_dir
@@ -47,19 +47,19 @@ VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
 
 
-def resolve_packing(model: torch.nn.Module, packing: str) -> str:
-    """The packing a run trains with. `auto`: `isolated` where the model keeps packed examples apart
-    (attention variants without random positions), else `single`; measured on the baseline, packing
-    without isolation cost 47 points of IID exact match (docs/RESULTS.md). `isolated` on a model that
-    cannot isolate is an error."""
-    can = getattr(model, "isolates_examples", False) and model.cfg.pos_encoding != "random"
+def resolve_packing(variant: str, pos_encoding: str, packing: str) -> str:
+    """The packing a run of `variant` trains with. `auto`: `isolated` where the registry says the variant
+    keeps packed examples apart (`ModelSpec.isolates`) and positions are not random, else `single`;
+    measured on the baseline, packing without isolation cost 47 points of IID exact match
+    (docs/RESULTS.md). `isolated` where that cannot hold is an error naming the variants that can."""
+    can = get_spec(variant).isolates
     if packing == "auto":
-        return "isolated" if can else "single"
-    if packing == "isolated" and not getattr(model, "isolates_examples", False):
-        raise LooplabError(f"--packing isolated keeps packed examples apart inside attention, which variant "
-                           f"'{model.cfg.variant}' cannot (allowed: baseline, shared_loop, latent, act, absolute, prc); "
-                           "use --packing single")
+        return "isolated" if can and pos_encoding != "random" else "single"
     if packing == "isolated" and not can:
+        allowed = ", ".join(v for v, s in MODELS.items() if s.isolates)
+        raise LooplabError(f"--packing isolated keeps packed examples apart, which variant '{variant}' cannot "
+                           f"(allowed: {allowed}); use --packing single")
+    if packing == "isolated" and pos_encoding == "random":
         raise LooplabError("--packing isolated restarts positions per example, which random positions do not; "
                            "use --packing single")
     return packing
@@ -101,7 +101,7 @@ class Trainer(Resumable, Evaluation):
         seed_everything(cfg.seed)
         self.model = build_model(model_cfg).to(self.device)
         self.model_cfg = self.model.cfg  # a builder may resolve options (rlf records its base's architecture)
-        self.cfg = cfg = dataclasses.replace(cfg, packing=resolve_packing(self.model, cfg.packing))
+        self.cfg = cfg = dataclasses.replace(cfg, packing=resolve_packing(model_cfg.variant, self.model.cfg.pos_encoding, cfg.packing))
         self.data = make_train_data(self.model, tokenizer, self.task_objs, cfg)
         self.curriculum = None
         if cfg.use_task_curriculum:
