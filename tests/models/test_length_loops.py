@@ -63,13 +63,13 @@ def test_stream_reports_each_rows_task_length():
 def test_evaluation_runs_each_cell_at_its_count(monkeypatch):
     m = tiny_model("shared_loop", **POLICY)
     seen = []
-    real = algorithmic.score_examples
+    real = algorithmic.read_examples
 
     def spy(model, tokenizer, pairs, **kw):
         seen.append((kw["n_loops"], {len(p.split("=")[0]) - len("PAR:") for p, _ in pairs}))
         return real(model, tokenizer, pairs, **kw)
 
-    monkeypatch.setattr(algorithmic, "score_examples", spy)
+    monkeypatch.setattr(algorithmic, "read_examples", spy)
     res = algorithmic.run_grid(m, ByteTokenizer(), ["parity"], samples=2, seed=0, max_new_tokens=3)
     assert sorted(seen) == [(3, {4}), (5, {8, 16, 32, 64})]
     cells = res["tasks"]["parity"]["lengths"]

@@ -1,13 +1,16 @@
-"""The algorithmic suite: exact match per task and length, in and out of distribution.
+"""The algorithmic suite: answer accuracy per task and length, in and out of distribution.
 
 Each (task, length) cell draws `samples` examples from a generator seeded by (eval seed, task,
-length), so every model is scored on the very same problems. A prediction is correct when the
-greedy continuation of `[bos] prompt [sep]` is exactly the answer tokens followed by EOS. Each cell
-also records its chance floor (looplab.data.floors), which reports print beside its accuracy.
+length), so every model is scored on the very same problems. The greedy continuation of
+`[bos] prompt [sep]` is read by looplab.eval.answers: a cell's `acc` is answer accuracy (the output up
+to its stop is the target), `exact` the old exact match (the answer followed by EOS), beside
+well-formedness, stop reasons and per-example `outcomes`. Each cell also records its chance floor
+(looplab.data.floors), which reports print beside its accuracy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Sequence
@@ -20,6 +23,7 @@ from torch import nn
 from looplab.data.floors import chance_floor
 from looplab.data.packing import encode_example
 from looplab.data.tasks import Task, get_tasks
+from looplab.eval.answers import Reading, Record, cell_summary, read_output
 from looplab.eval.decode import greedy
 from looplab.models.base import LoopedModel, loops_context
 
@@ -32,48 +36,67 @@ def cell_rng(seed: int, task: str, length: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(task.encode()), length])
 
 
-def score_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
-                   max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
-                   n_loops: int | None = None) -> list[bool]:
-    """Exact match per example; `n_loops` sets a looped model's loop count for the prefill and every
-    decoding step alike (None: the trained count)."""
+def read_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
+                  max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
+                  n_loops: int | None = None) -> list[Reading]:
+    """Each example's greedy output read against its target (looplab.eval.answers); `n_loops` sets a
+    looped model's loop count for the prefill and every decoding step alike (None: the trained count)."""
     contexts, answers = zip(*(encode_example(tokenizer, p, t) for p, t in pairs))
-    # A cap below the longest answer would score long OOD answers as wrong by construction.
+    # A cap below the longest answer (EOS included) would score long OOD answers as wrong by construction.
     cap = max(max_new_tokens, max(len(a) for a in answers))
     with loops_context(model, n_loops):
         outs = greedy(model, contexts, max_new_tokens=cap, eos_id=tokenizer.eos_id,
                       batch_size=batch_size, use_cache=use_cache)
-    return [list(o) == list(a) for o, a in zip(outs, answers)]
+    return [read_output(o, a[:-1], tokenizer.eos_id) for o, a in zip(outs, answers)]
+
+
+def score_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
+                   max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
+                   n_loops: int | None = None) -> list[bool]:
+    """Answer accuracy per example (`read_examples`, the answer read up to the output's stop)."""
+    return [r.answer for r in read_examples(model, tokenizer, pairs, max_new_tokens=max_new_tokens,
+                                            batch_size=batch_size, use_cache=use_cache, n_loops=n_loops)]
 
 
 def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task, int, str]], *,
                    samples: int, seed: int, max_new_tokens: int, batch_size: int = 64,
-                   use_cache: bool = True, n_loops: int | None = None) -> dict[str, Any]:
+                   use_cache: bool = True, n_loops: int | None = None,
+                   keep_outputs: bool = False) -> dict[str, Any]:
     """Accuracy for each (task, length, split) cell, decoded in one batched pass per loop count: a
     model whose loops grow with the input (LoopedModel.length_policy) runs each cell at the count of
-    its length unless `n_loops` is given, and the cell records the count it ran (`loops`)."""
+    its length unless `n_loops` is given, and the cell records the count it ran (`loops`).
+
+    A cell holds `acc` (answer accuracy), `exact`, `n`, `split`, `floor` and the fields of
+    `answers.cell_summary`. With `keep_outputs`, `outputs` lists every example as a JSON-ready dict
+    (an `answers.Record`) for the caller to write beside the results (`answers.write_outputs`)."""
     counts = [cell_loops(model, length, n_loops) for _, length, _ in cells]
-    correct: dict[int, list[bool]] = {}
+    pairs = [cell_pairs(cell, samples, seed) for cell in cells]
+    readings: dict[int, list[Reading]] = {}
     for count in dict.fromkeys(counts):
         group = [i for i, c in enumerate(counts) if c == count]
-        pairs = [cell_pairs(cells[i], samples, seed) for i in group]
-        scores = score_examples(model, tokenizer, [p for ps in pairs for p in ps], max_new_tokens=max_new_tokens,
-                                batch_size=batch_size, use_cache=use_cache, n_loops=count)
-        for i, ps in zip(group, pairs):
-            correct[i], scores = scores[: len(ps)], scores[len(ps):]
+        got = read_examples(model, tokenizer, [p for i in group for p in pairs[i]], max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, use_cache=use_cache, n_loops=count)
+        for i in group:
+            readings[i], got = got[: len(pairs[i])], got[len(pairs[i]):]
     tasks: dict[str, Any] = {}
+    outputs: list[dict[str, Any]] = []
     for i, (task, length, split) in enumerate(cells):
-        entry = tasks.setdefault(task.name, {"lengths": {}})
-        cell = {"acc": float(np.mean(correct[i])), "n": len(correct[i]), "split": split,
-                "floor": chance_floor(task, length)}
+        records = [Record(task=task.name, length=length, index=k, prompt=p, target=t,
+                          output=tokenizer.decode(r.written), tokens=r.written, stop=r.stop, answer=r.answer,
+                          well_formed=r.well_formed, exact=r.exact, loops=counts[i])
+                   for k, ((p, t), r) in enumerate(zip(pairs[i], readings[i]))]
+        outputs += [dataclasses.asdict(r) for r in records] if keep_outputs else []
+        cell = {"n": len(records), "split": split, "floor": chance_floor(task, length),
+                **cell_summary(records, readings[i])}
         if counts[i] is not None and n_loops is None:
             cell["loops"] = counts[i]
-        entry["lengths"][str(length)] = cell
-    return {"tasks": split_means(tasks), **_means(tasks)}
+        tasks.setdefault(task.name, {"lengths": {}})["lengths"][str(length)] = cell
+    return {"tasks": split_means(tasks), **_means(tasks), **({"outputs": outputs} if keep_outputs else {})}
 
 
 def split_means(tasks: dict[str, Any]) -> dict[str, Any]:
-    """Each task's `iid_acc` and `ood_acc`: the mean of its cells of that split (None without any)."""
+    """Each task's `iid_acc` and `ood_acc`: the mean of its cells' `acc` (answer accuracy) of that
+    split (None without any)."""
     for entry in tasks.values():
         for split in ("iid", "ood"):
             accs = [c["acc"] for c in entry["lengths"].values() if c["split"] == split]
@@ -113,10 +136,10 @@ def grid_cells(task_names: Sequence[str] | None) -> list[tuple[Task, int, str]]:
 
 def run_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
              seed: int, max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
-             n_loops: int | None = None) -> dict[str, Any]:
+             n_loops: int | None = None, keep_outputs: bool = False) -> dict[str, Any]:
     return evaluate_cells(model, tokenizer, grid_cells(task_names), samples=samples, seed=seed,
                           max_new_tokens=max_new_tokens, batch_size=batch_size, use_cache=use_cache,
-                          n_loops=n_loops)
+                          n_loops=n_loops, keep_outputs=keep_outputs)
 
 
 def ood_summary(results: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +190,7 @@ def loop_sweep(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | Non
 
 def iid_accuracy(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task], *, samples: int, seed: int,
                  max_new_tokens: int) -> dict[str, float]:
-    """Training-time check: per task, the mean exact match over its in-distribution cells (the same
+    """Training-time check: per task, the mean answer accuracy over its in-distribution cells (the same
     cells and definition as the grid's `iid_acc`), `samples` examples per cell, all decoded in one pass."""
     cells = [(task, n, "iid") for task in get_tasks(task_names) for n in task.iid_lengths]
     grid = evaluate_cells(model, tokenizer, cells, samples=samples, seed=seed, max_new_tokens=max_new_tokens)

@@ -2,9 +2,9 @@
 its evaluations report.
 
 `TaskData` is the default: the algorithmic tasks (and task files) packed by `AlgoStream`, scored
-by exact match on in-distribution cells, plus `val_batches`, fresh batches from the training
-distribution (a fixed seed, the same for every run) whose loss the trainer reports. Every batch is a
-`looplab.data.batch.Batch`, per-row facts included. A variant with
+by answer accuracy (looplab.eval.answers) on in-distribution cells, plus `val_batches`, fresh
+batches from the training distribution (a fixed seed, the same for every run) whose loss the
+trainer reports. Every batch is a `looplab.data.batch.Batch`, per-row facts included. A variant with
 its own stream (`ModelSpec.train_data`: rlf's pointer chains) provides the same methods.
 """
 
@@ -36,7 +36,7 @@ class TrainData(Protocol):
 
 
 class TaskData:
-    """The algorithmic tasks: packed batches, IID exact match per task, and the full IID/OOD grid."""
+    """The algorithmic tasks: packed batches, IID answer accuracy per task, and the full IID/OOD grid."""
 
     def __init__(self, tokenizer: Any, tasks: list[Task], cfg: TrainConfig) -> None:
         self.tokenizer, self.tasks, self.max_new_tokens = tokenizer, tasks, cfg.eval_max_new_tokens
@@ -72,7 +72,7 @@ def make_train_data(model: torch.nn.Module, tokenizer: Any, tasks: list[Task], c
 @torch.no_grad()
 def probe_accuracy(model: torch.nn.Module, tokenizer: Any, tasks: dict[str, Task], lengths: dict[str, int], *,
                    samples: int, seed: int, max_new_tokens: int) -> dict[str, float]:
-    """Exact match per task at exactly the given length: the curriculum's competence signal."""
+    """Answer accuracy per task at exactly the given length: the curriculum's competence signal."""
     pairs = {n: tasks[n].generate(cell_rng(seed, n, k), samples, k).texts() for n, k in lengths.items()}
     flat = [p for ps in pairs.values() for p in ps]
     if not flat:
