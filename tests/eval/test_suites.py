@@ -9,6 +9,7 @@ import pytest
 
 from looplab.config import EvalConfig
 from looplab.errors import LooplabError
+from looplab.eval.answers import read_outputs
 from looplab.eval.hub import SUITES, evaluate_checkpoint, summary_lines
 
 SMALL = dict(samples=2, max_new_tokens=6, needle_lengths=(96, 160), needle_depths=(0.0, 0.5, 1.0),
@@ -66,6 +67,20 @@ def test_cells_carry_their_chance_floor(tiny_ckpt, tmp_path):
     grid = _run(tiny_ckpt, tmp_path, "algorithmic", tasks=("parity",))["results"]
     floors = {n: c["floor"] for n, c in grid["tasks"]["parity"]["lengths"].items()}
     assert set(floors) == {"4", "8", "16", "32", "64"} and all(0.48 < f < 0.53 for f in floors.values())
+
+
+def test_the_grid_keeps_what_the_model_said(tiny_ckpt, tmp_path):
+    """Every decoded example is kept as JSONL beside the results, and the cells agree with it."""
+    grid = _run(tiny_ckpt, tmp_path, "algorithmic", tasks=("parity",))["results"]
+    rows = read_outputs(tmp_path / grid["outputs_file"])
+    cells = grid["tasks"]["parity"]["lengths"]
+    assert len(rows) == sum(c["n"] for c in cells.values()) == 5 * SMALL["samples"]
+    for n, cell in cells.items():
+        mine = [r for r in rows if r["task"] == "parity" and str(r["length"]) == n]
+        assert cell["acc"] == sum(r["answer"] for r in mine) / len(mine)
+        assert cell["exact"] == sum(r["exact"] for r in mine) / len(mine)
+        assert all(isinstance(r["output"], str) and r["stop"] in ("eos", "cap") for r in mine)
+    assert "outputs" not in grid
 
 
 def test_prc_is_scored_exactly_and_its_approximate_cache_only_timed(tmp_path, schema):

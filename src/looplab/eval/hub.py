@@ -23,6 +23,7 @@ from looplab.config import EvalConfig
 from looplab.data.tasks import in_format
 from looplab.errors import LooplabError
 from looplab.eval import algorithmic, longctx, ppl, selftest
+from looplab.eval.answers import write_outputs
 from looplab.eval.custom import suite_custom
 from looplab.eval.exits import exit_grid
 from looplab.io import write_json
@@ -46,7 +47,7 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     tasks = in_format(cfg.tasks, cfg.answer_format) if cfg.tasks else ckpt.meta.get("tasks") or None
     grid = dict(samples=cfg.samples, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                 batch_size=cfg.batch_size, use_cache=cfg.use_cache)
-    results = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, **grid)
+    results = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, keep_outputs=True, **grid)
     results.update(algorithmic.ood_summary(results))
     halting = algorithmic.halting_by_length(ckpt.model, ckpt.tokenizer, tasks, samples=cfg.samples, seed=cfg.seed)
     if halting:
@@ -160,6 +161,11 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
         raise LooplabError(f"--out_dir {out} is not writable ({e.strerror})") from None
     t0 = time.perf_counter()
     results = SUITES[cfg.suite](ckpt, cfg)
+    grid = results.get("algorithmic", {}) if cfg.suite == "all" else results
+    outputs = grid.pop("outputs", None)  # every example the grid decoded, kept beside the results
+    if outputs is not None:
+        grid["outputs_file"] = f"outputs_{cfg.suite}.jsonl"
+        write_outputs(out / grid["outputs_file"], outputs)
     doc = {
         "schema": SCHEMA,
         "suite": cfg.suite,
