@@ -162,7 +162,7 @@ def arm_table(groups: dict[str, list[Run]]) -> list[str]:
 def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
     base = stats_by.get(BASELINE)
     head = ["arm", "seeds", "competent", "tokens to competence", "params", "FLOPs/token (x baseline)",
-            "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID exact match", "train time"]
+            "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID answer accuracy", "train time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in groups.items():
         s = stats_by[name]
@@ -180,7 +180,7 @@ def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]
 
 
 def task_tables(groups: dict[str, list[Run]]) -> list[str]:
-    """One table per task: variants by lengths, exact match [95% interval] over all runs, floors on top."""
+    """One table per task: variants by lengths, answer accuracy [95% interval] over all runs, floors on top."""
     keys = list(dict.fromkeys(k for runs in groups.values() for r in runs for k in run_cells(r)))
     lines: list[str] = []
     for task in dict.fromkeys(t for t, _ in keys):
@@ -229,7 +229,7 @@ def other_suites_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupSt
 
 
 def hypothesis_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
-    """The seed's hypotheses beside what was measured (IID: plain exact match; OOD parity @32)."""
+    """The seed's hypotheses beside what was measured (IID: plain answer accuracy; OOD parity @32)."""
     measured = {name.split("(")[0] for name in groups}
     cols = [*groups, *(v for v in HYPOTHESES["PPL"] if v not in measured)]
     base = stats_by.get(BASELINE)
@@ -283,7 +283,7 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           f"Matching: {match_note or match}.", "",
           *([f"Failed: {', '.join(f'`{n}` ({e})' for n, e in failed.items())}.", ""] if failed else []),
           "## Comparison", "",
-          "Accuracies are exact match, floor-normalised per cell as (acc - floor) / (1 - floor) (0 is chance, "
+          "Accuracies are answer accuracy (the answer up to the first stop token; docs/EVAL.md), floor-normalised per cell as (acc - floor) / (1 - floor) (0 is chance, "
           "1 is perfect, below 0 is worse than always giving the most common answer) and averaged over "
           "tasks; brackets are 95% intervals from a bootstrap over seeds and examples. OOD counts only the "
           "runs that reached competence (n= when that is fewer than all). Tokens to competence: training "
@@ -296,7 +296,7 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           f"{MIN_SEEDS} seeds (competent seeds for OOD and tokens), and says helps / hurts only when the 95% "
           "interval of the difference excludes zero.", "",
           *verdict_lines(groups, stats_by, match), "",
-          "## Per task", "", "Exact match (not normalised) with 95% intervals over all runs of the variant; "
+          "## Per task", "", "Answer accuracy (not normalised) with 95% intervals over all runs of the variant; "
           "the first row is the chance floor of each length.", "",
           *task_tables(groups),
           "## Competence per run", "", *competence_table(groups), "",

@@ -149,7 +149,7 @@ def run_cells(run: Run) -> dict[tuple[str, int], Cell]:
 
 def cells_of(runs: Sequence[Run], keys: Sequence[tuple[str, int]], *, normalise: bool = True) -> Cells | None:
     """The runs' cells at `keys` as bootstrap input; every task weighs the same, shared among its cells.
-    Without `normalise` the floors are 0 (raw exact match)."""
+    Without `normalise` the floors are 0 (raw answer accuracy)."""
     if not runs or not keys:
         return None
     per_run = [run_cells(r) for r in runs]
@@ -209,7 +209,7 @@ def competent(runs: Sequence[Run]) -> list[Run]:
 class GroupStats:
     seeds: int
     iid: Interval | None  # floor-normalised in-distribution accuracy, all runs
-    iid_raw: Interval | None  # plain mean in-distribution exact match, all runs
+    iid_raw: Interval | None  # plain mean in-distribution answer accuracy, all runs
     ood: Interval | None  # floor-normalised out-of-distribution accuracy, competent runs only
     ood_seeds: int  # runs behind `ood`
     competent: int | None  # runs that reached competence (None: not recorded)

@@ -4,7 +4,7 @@ For every group whose runs carry `results["algorithmic"]["exits"]` (looped varia
 `EvalConfig.exits`), each task length is shown three ways: `fixed`, the main grid (the count the model
 runs anyway: its trained count or its length policy's), and each exit criterion's grid (every
 example's count chosen by the criterion). All three come from one hub call, so they share its
-evaluation seed and examples. `exits.png`: exact match (top row) and loops used (bottom row) against
+evaluation seed and examples. `exits.png`: answer accuracy (top row) and loops used (bottom row) against
 task length, a panel per task, a line per (group, exit).
 """
 
@@ -48,7 +48,7 @@ def _cells(runs: list[dict[str, Any]], crit: str, task: str) -> list[tuple[str, 
 
 
 def exits_table(scores: dict[str, list[dict[str, Any]]]) -> list[str]:
-    lines = ["| arm | exit | task | length: exact match [min-max over seeds] (mean loops) |", "|---|---|---|---|"]
+    lines = ["| arm | exit | task | length: answer accuracy [min-max over seeds] (mean loops) |", "|---|---|---|---|"]
     for name, runs in scores.items():
         for crit in _criteria(runs):
             for task in runs[0][crit]["tasks"]:
@@ -82,7 +82,7 @@ def plot_exits(scores: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     for ax in axes.ravel():
         ax.set_xscale("log", base=2)
         ax.set_xlabel("task length")
-    axes[0, 0].set_ylabel("exact match")
+    axes[0, 0].set_ylabel("answer accuracy")
     axes[1, 0].set_ylabel("loops used")
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -98,7 +98,7 @@ def exits_section(groups: dict[str, list[Run]], out: Path) -> list[str]:
     threshold = {r["convergence"].get("threshold") for runs in scores.values() for r in runs if "convergence" in r}
     plot = plot_exits(scores, out / "exits.png")
     return ["## Exit criteria", "",
-            "Exact match per task length (* out of distribution), mean over seeds with [min-max], and in brackets "
+            "Answer accuracy per task length (* out of distribution), mean over seeds with [min-max], and in brackets "
             "the mean loop count used: `fixed` runs the count the model runs anyway (its trained count or its "
             "length policy's); `convergence` stops at the first loop whose next-token distribution moved less "
             f"than KL {', '.join(f'{t:g}' for t in sorted(threshold)) or 'n/a'} from the previous loop's; "
@@ -106,4 +106,4 @@ def exits_section(groups: dict[str, list[Run]], out: Path) -> list[str]:
             "token, from loops 1 to twice the fixed count, and decode the whole answer at that count; all three "
             "score the same examples (the evaluation hub's seed).", "",
             *exits_table(scores), "",
-            f"![exact match and loops used against task length, by exit criterion]({plot.name})", ""]
+            f"![answer accuracy and loops used against task length, by exit criterion]({plot.name})", ""]

@@ -92,7 +92,7 @@ def plot_heatmaps(name: str, runs: list[Run], out: Path) -> Path | None:
     k = 0
     if grid is not None:
         tasks, lengths, acc = grid
-        im = _heat(axes[0, k], acc, tasks, [str(n) for n in lengths], f"{name}: exact match by length "
+        im = _heat(axes[0, k], acc, tasks, [str(n) for n in lengths], f"{name}: answer accuracy by length "
                    f"(n={len(runs)} seeds)", "length (task's knob)")
         k += 1
     if needle is not None:
@@ -125,7 +125,7 @@ def plot_loops(groups: dict[str, list[Run]], out: Path) -> Path | None:
             ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=f"{name} {split.upper()}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("loops at evaluation")
-    ax.set_ylabel("exact match")
+    ax.set_ylabel("answer accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Test-time compute: accuracy vs loop count")
     ax.legend(fontsize=8)
@@ -176,7 +176,7 @@ def _task_panels(curves: dict[str, dict[str, dict[int, float]]], ylabel: str, ti
 
 
 def plot_length_curves(groups: dict[str, list[Run]], out: Path) -> Path | None:
-    """Exact match against task length, every group in one panel per task, chance floor dotted."""
+    """Answer accuracy against task length, every group in one panel per task, chance floor dotted."""
     def acc(r: Run, task: str, n: str) -> float:
         return algorithmic_grid(r)["tasks"][task]["lengths"][n]["acc"]
 
@@ -188,7 +188,7 @@ def plot_length_curves(groups: dict[str, list[Run]], out: Path) -> Path | None:
     if not curves:
         return None
     floors = _by_task_length([r for runs in groups.values() for r in runs], floor)
-    return _task_panels(curves, "exact match", "Accuracy against input length (mean over seeds)",
+    return _task_panels(curves, "answer accuracy", "Accuracy against input length (mean over seeds)",
                         out / "length.png", floors, (-0.02, 1.02))
 
 

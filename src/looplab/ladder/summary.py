@@ -72,7 +72,7 @@ def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict
              f"`looplab ladder --preset {p.name} --match {match} --seeds {seeds}`: {p.note}. Every run of a seed "
              f"saw the same data stream, byte tokenizer and budget ({b.total_tokens:,} tokens, seq_len {b.seq_len}, "
              f"batch {b.batch_size}, packing {', '.join(packings) or b.packing}; {b.alg_tokens:,} algorithmic)"
-             + (f", stopping at {b.competence:.0%} IID exact match on every task" if b.competence else "")
+             + (f", stopping at {b.competence:.0%} IID answer accuracy on every task" if b.competence else "")
              + (f", training capped at {b.max_minutes:g} min per run (a capped run shows fewer tokens)"
                 if b.max_minutes else "") + ".", "",
              f"| run | state | shape | {key or 'matched figure'} / baseline | lr | packing | tokens | train s | eval s | "

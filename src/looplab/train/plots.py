@@ -46,7 +46,7 @@ def plot_accuracy(evals: Sequence[dict[str, Any]], path: Path) -> None:
         ax.plot(*zip(*pts), marker="o", ms=3, label=t)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("exact match (training lengths)")
+    ax.set_ylabel("answer accuracy (training lengths)")
     ax.set_title("accuracy per task")
     ax.grid(alpha=0.3)
     if tasks:
@@ -74,7 +74,7 @@ def plot_curriculum(metrics: Sequence[dict[str, Any]], path: Path) -> None:
                     top.plot(m["tokens"], e["difficulty"], marker="*", ms=10, color=color, mec="black", mew=0.5)
     top.set_ylabel("difficulty (length; 0 = locked)")
     top.set_title("task curriculum (stars: unlocks)")
-    bottom.set_ylabel("competence (EMA exact match)")
+    bottom.set_ylabel("competence (EMA answer accuracy)")
     bottom.set_xlabel("training tokens")
     bottom.set_ylim(-0.02, 1.02)
     for ax in (top, bottom):
