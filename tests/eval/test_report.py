@@ -184,3 +184,37 @@ def test_length_and_compute_plots(tmp_path, runs):
     (runs[0] / "eval_results" / "results_all.json").write_text(json.dumps(res))
     groups = group_runs([load_run(r) for r in runs])
     assert (tmp_path / plot_compute_by_length(groups, tmp_path).name).stat().st_size > 1000
+
+
+def outcome_run(root, variant: str, seed: int, iid_right: int, ood_right: int, n: int = 200):
+    """A fake run whose grid kept per-problem outcomes: the first `*_right` problems of each cell right."""
+    d = fake_run(root, variant, seed, iid_right / n, ood_right / n)
+
+    def bits(k: int) -> str:
+        return "1" * k + "0" * (n - k)
+
+    for path in (d / "summary.json", d / "eval_results" / "results_all.json"):
+        doc = json.loads(path.read_text())
+        grid = doc["final_eval"] if "final_eval" in doc else doc["results"]["algorithmic"]
+        for entry in grid["tasks"].values():
+            for cell in entry["lengths"].values():
+                k = iid_right if cell["split"] == "iid" else ood_right
+                cell.update(n=n, outcomes=bits(k), well_formed=0.75)
+        path.write_text(json.dumps(doc))
+    return d
+
+
+def test_report_reads_per_problem_outcomes_paired_and_per_seed(tmp_path):
+    """Runs that kept outcomes: paired, Holm-adjusted verdicts, per-seed counts, no zero-width cell."""
+    base = [outcome_run(tmp_path, "baseline", s, 200, 20 + s) for s in range(3)]
+    loop = [outcome_run(tmp_path, "shared_loop", s, 200, (200, 200, 100)[s]) for s in range(3)]
+    md = write_report([str(r) for r in base + loop], str(tmp_path / "report")).read_text()
+    verdicts = section(md, "Verdicts")
+    assert "paired, p = " in verdicts and "before Holm" in verdicts
+    assert "IID: **no difference at this budget**" in verdicts and "OOD: **helps**" in verdicts
+    seeds = section(md, "Per seed")  # copy @16 and parity @32, the longest cells
+    assert seeds.count("2/3 ≥ 90%: s0 100%, s1 100%, s2 50%") == 2 and seeds.count("0/3 ≥ 90%") == 2
+    assert "| 75.0% |" in section(md, "Comparison")  # well-formed beside the accuracies
+    copy = md.split("### copy", 1)[1].split("###", 1)[0]
+    perfect = copy.split("| `baseline` |")[1].split("|")[0]  # copy @4: every problem right in every seed
+    assert perfect.startswith(" 100.0% [") and float(perfect.split("[")[1].split(",")[0]) < 100.0

@@ -10,8 +10,12 @@ Verdicts, for each variant against `baseline`:
 - withheld when the matched figure (FLOPs per token by default) differs by more than MATCH_TOLERANCE:
   a comparison at unequal compute says nothing about the architecture;
 - withheld with fewer than MIN_SEEDS seeds on either side (for OOD: competent seeds);
-- otherwise, per figure, "helps" / "hurts" when the 95% interval of the difference excludes zero,
-  and "no difference at this budget" when it does not.
+- otherwise, per figure, "helps" / "hurts" when the difference is significant and "no difference at
+  this budget" when it is not. Where the runs kept per-problem outcomes (every grid since the
+  answer-accuracy protocol), the accuracy difference is paired (both arms' problems resampled
+  together, seeds per arm) and the accuracy verdicts of one report are Holm-adjusted together; older
+  runs fall back to the unpaired interval of the difference excluding zero. Tokens to competence
+  resamples seeds only and is not adjusted.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from looplab.eval.report_data import (
     BASELINE,
     GroupStats,
     Run,
+    cell_accuracy,
     cells_of,
     competence,
     competent,
     group_runs,
     group_stats,
     load_run,
+    outcomes_of,
     run_cells,
     shared_keys,
     stopped_by,
@@ -90,13 +96,19 @@ def matched_gap(v: GroupStats, b: GroupStats, match: str) -> str | None:
 
 
 def compare_accuracy(v_runs: Sequence[Run], b_runs: Sequence[Run], split: str) -> tuple[str, Interval | None]:
-    """Verdict and difference (variant - baseline) of the floor-normalised accuracy on the cells both have."""
+    """Verdict and difference (variant - baseline) of the floor-normalised accuracy on the cells both have:
+    paired on per-problem outcomes where both kept them (a `stats.Difference` with its p-value, whose
+    verdict `verdict_lines` adjusts with the report's others), else unpaired on cell accuracies."""
     if split == "ood":
         v_runs, b_runs = competent(v_runs), competent(b_runs)
     if min(len(v_runs), len(b_runs)) < MIN_SEEDS:
         what = "competent seeds" if split == "ood" else "seeds"
         return f"withheld: {len(v_runs)} vs {len(b_runs)} {what} (need >= {MIN_SEEDS} each)", None
     keys = [k for k in shared_keys(b_runs, split) if k in set(shared_keys(v_runs, split))]
+    oa, ob = outcomes_of(v_runs, keys), outcomes_of(b_runs, keys)
+    if oa is not None and ob is not None and [x.shape[1] for x in oa.cells] == [x.shape[1] for x in ob.cells]:
+        diff = stats.paired_difference(oa, ob)
+        return stats.verdict(diff), diff
     a, b = cells_of(v_runs, keys), cells_of(b_runs, keys)
     if a is None or b is None:
         return "n/a: no shared cells", None
@@ -117,26 +129,42 @@ def compare_tokens(v_runs: Sequence[Run], b_runs: Sequence[Run]) -> tuple[str, I
 def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats], match: str) -> list[str]:
     if BASELINE not in groups:
         return ["- no `baseline` runs given: nothing to compare with"]
-    lines = []
+    rows: dict[str, list[tuple[str, str, Interval | None]]] = {}
+    withheld: dict[str, str] = {}
     for name, runs in groups.items():
         if name == BASELINE:
             continue
         gap = matched_gap(stats_by[name], stats_by[BASELINE], match)
         if gap:
-            lines.append(f"- `{name}`: **withheld**: {gap}")
+            withheld[name] = gap
             continue
-        capped = [r for r in runs if stopped_by(r) == "time cap"]
+        rows[name] = [("IID", *compare_accuracy(runs, groups[BASELINE], "iid")),
+                      ("OOD", *compare_accuracy(runs, groups[BASELINE], "ood")),
+                      ("tokens to competence", *compare_tokens(runs, groups[BASELINE]))]
+    paired = [(name, i) for name, parts in rows.items() for i, (_, _, d) in enumerate(parts)
+              if isinstance(d, stats.Difference)]
+    adjusted = stats.holm_verdicts([rows[name][i][2] for name, i in paired])
+    for (name, i), text in zip(paired, adjusted):
+        label, _, diff = rows[name][i]
+        rows[name][i] = (label, text, diff)
+    lines = []
+    for name, runs in groups.items():
+        if name in withheld:
+            lines.append(f"- `{name}`: **withheld**: {withheld[name]}")
+            continue
+        if name not in rows:
+            continue
         parts = []
-        for label, (text, diff) in (("IID", compare_accuracy(runs, groups[BASELINE], "iid")),
-                                    ("OOD", compare_accuracy(runs, groups[BASELINE], "ood")),
-                                    ("tokens to competence", compare_tokens(runs, groups[BASELINE]))):
+        for label, text, diff in rows[name]:
             if diff is None:
                 parts.append(f"{label}: {text}")
             elif label == "tokens to competence":
                 parts.append(f"{label}: **{text}** (Δ {diff.mean / 1e6:+.2f}M [{diff.lo / 1e6:+.2f}M, "
                              f"{diff.hi / 1e6:+.2f}M])")
             else:
-                parts.append(f"{label}: **{text}** (Δ {fmt_interval(diff, unit=' pts')})")
+                p = f", paired, p = {diff.p:.3g} before Holm" if isinstance(diff, stats.Difference) else ""
+                parts.append(f"{label}: **{text}** (Δ {fmt_interval(diff, unit=' pts')}{p})")
+        capped = [r for r in runs if stopped_by(r) == "time cap"]
         note = ""
         if capped:
             tokens = sorted(r.summary.get("tokens", 0) for r in capped)
@@ -162,7 +190,8 @@ def arm_table(groups: dict[str, list[Run]]) -> list[str]:
 def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
     base = stats_by.get(BASELINE)
     head = ["arm", "seeds", "competent", "tokens to competence", "params", "FLOPs/token (x baseline)",
-            "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID answer accuracy", "train time"]
+            "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID answer accuracy",
+            "IID well-formed", "train time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in groups.items():
         s = stats_by[name]
@@ -174,7 +203,8 @@ def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]
         row = [f"`{name}`", f"{len(runs)} ({seeds})", comp, ttc, count(s.params),
                f"{count(s.flops_per_token)} ({'n/a' if flop_ratio is None else f'{flop_ratio:.2f}x'})",
                fmt_interval(s.iid), fmt_interval(s.ood) + (f" (n={s.ood_seeds})" if s.ood_seeds != s.seeds else ""),
-               fmt_interval(s.iid_raw), "n/a" if time_ratio is None else f"{time_ratio:.2f}x"]
+               fmt_interval(s.iid_raw), pct(s.iid_well_formed),
+               "n/a" if time_ratio is None else f"{time_ratio:.2f}x"]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -197,11 +227,29 @@ def task_tables(groups: dict[str, list[Run]]) -> list[str]:
         for name, runs in groups.items():
             cells = []
             for n in lengths:
-                have = [r for r in runs if (task, n) in run_cells(r)]
-                c = cells_of(have, [(task, n)], normalise=False)
-                cells.append("n/a" if c is None else fmt_interval(stats.accuracy_interval(c)))
+                iv = cell_accuracy(runs, (task, n))
+                cells.append("n/a" if iv is None else fmt_interval(iv))
             lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def seed_table(groups: dict[str, list[Run]]) -> list[str]:
+    """How often does it work? Per task, at its longest cell: each seed's answer accuracy and the count of
+    seeds at or above stats.EXTRAPOLATES there, since seeds often split between finding the algorithm
+    and not, which a mean hides."""
+    keys = list(dict.fromkeys(k for runs in groups.values() for r in runs for k in run_cells(r)))
+    longest = {task: max(n for t, n in keys if t == task) for task in dict.fromkeys(t for t, _ in keys)}
+    lines = ["| arm | " + " | ".join(f"{t} @{n}" for t, n in longest.items()) + " |",
+             "|" + "---|" * (len(longest) + 1)]
+    for name, runs in groups.items():
+        cols = []
+        for task, n in longest.items():
+            accs = [(r.seed, run_cells(r)[task, n].acc) for r in runs if (task, n) in run_cells(r)]
+            good = sum(a >= stats.EXTRAPOLATES for _, a in accs)
+            cols.append(f"{good}/{len(accs)} ≥ {stats.EXTRAPOLATES:.0%}: "
+                        + ", ".join(f"s{seed} {pct(a, 0)}" for seed, a in accs) if accs else "n/a")
+        lines.append(f"| `{name}` | " + " | ".join(cols) + " |")
     return lines
 
 
@@ -241,9 +289,8 @@ def hypothesis_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStat
         if metric == "Algorithmic acc":
             return fmt_interval(s.iid_raw)
         if metric == "OOD parity @32":
-            runs = competent(groups[name])
-            c = cells_of([r for r in runs if ("parity", 32) in run_cells(r)], [("parity", 32)], normalise=False)
-            return "n/a" if c is None else fmt_interval(stats.accuracy_interval(c))
+            iv = cell_accuracy(competent(groups[name]), ("parity", 32))
+            return "n/a" if iv is None else fmt_interval(iv)
         if metric == "Needle @2k":
             return pct(s.needle2k)
         if metric == "PPL":
@@ -285,20 +332,27 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           "## Comparison", "",
           "Accuracies are answer accuracy (the answer up to the first stop token; docs/EVAL.md), floor-normalised per cell as (acc - floor) / (1 - floor) (0 is chance, "
           "1 is perfect, below 0 is worse than always giving the most common answer) and averaged over "
-          "tasks; brackets are 95% intervals from a bootstrap over seeds and examples. OOD counts only the "
+          "tasks; brackets are 95% intervals from a bootstrap over seeds and problems (resampled jointly "
+          "where the runs kept per-problem outcomes). Well-formed: the share of outputs that stop right "
+          "after an answer of the target's length. OOD counts only the "
           "runs that reached competence (n= when that is fewer than all). Tokens to competence: training "
           "tokens at the first periodic evaluation where every task reached the target. Train time: seconds "
           "per training token relative to `baseline`.", "",
           *headline_table(groups, stats_by),
-          *(f"| `{n}` | failed |" + " n/a |" * 8 for n in failed if n not in groups), "",
+          *(f"| `{n}` | failed |" + " n/a |" * 9 for n in failed if n not in groups), "",
           "## Verdicts", "",
           f"Against `baseline`; a verdict needs the matched figure within {MATCH_TOLERANCE:.0%}, at least "
-          f"{MIN_SEEDS} seeds (competent seeds for OOD and tokens), and says helps / hurts only when the 95% "
-          "interval of the difference excludes zero.", "",
+          f"{MIN_SEEDS} seeds (competent seeds for OOD and tokens), and says helps / hurts only when the "
+          "difference is significant: paired on the same problems and Holm-adjusted over this report's "
+          "accuracy verdicts where the runs kept per-problem outcomes, else when the 95% interval of the "
+          "difference excludes zero.", "",
           *verdict_lines(groups, stats_by, match), "",
           "## Per task", "", "Answer accuracy (not normalised) with 95% intervals over all runs of the variant; "
           "the first row is the chance floor of each length.", "",
           *task_tables(groups),
+          "## Per seed", "", "Each seed's answer accuracy at each task's longest length, and how many seeds "
+          f"reach {stats.EXTRAPOLATES:.0%} there (seeds often split between finding the algorithm and not).", "",
+          *seed_table(groups), "",
           "## Competence per run", "", *competence_table(groups), "",
           *other_suites_table(groups, stats_by),
           "## Hypotheses (seed README) beside the measurements", "", *hypothesis_table(groups, stats_by), "",

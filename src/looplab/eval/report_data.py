@@ -161,6 +161,35 @@ def cells_of(runs: Sequence[Run], keys: Sequence[tuple[str, int]], *, normalise:
     return Cells(acc=acc, n=n, floor=floor, weight=weight)
 
 
+def run_outcomes(run: Run) -> dict[tuple[str, int], np.ndarray]:
+    """(task, length) -> the run's per-problem answer outcomes (N,) where its grid kept them."""
+    out = {}
+    for task, entry in ((algorithmic_grid(run) or {}).get("tasks") or {}).items():
+        for length, c in entry.get("lengths", {}).items():
+            if c.get("outcomes"):
+                out[task, int(length)] = np.array([ch == "1" for ch in c["outcomes"]], dtype=np.float64)
+    return out
+
+
+def outcomes_of(runs: Sequence[Run], keys: Sequence[tuple[str, int]], *,
+                normalise: bool = True) -> stats.Outcomes | None:
+    """The runs' per-problem outcomes at `keys` (one (S, N) matrix per cell, weights as `cells_of`), or
+    None when a run did not keep them or the runs scored different numbers of problems (older runs:
+    the caller falls back to `cells_of`)."""
+    if not runs or not keys:
+        return None
+    per_run = [run_outcomes(r) for r in runs]
+    if any(k not in o for o in per_run for k in keys):
+        return None
+    if any(len({len(o[k]) for o in per_run}) != 1 for k in keys):
+        return None
+    cells = run_cells(runs[0])
+    tasks = [k[0] for k in keys]
+    return stats.Outcomes(cells=tuple(np.stack([o[k] for o in per_run]) for k in keys),
+                          floor=np.array([cells[k].floor if normalise else 0.0 for k in keys]),
+                          weight=np.array([1.0 / (len(set(tasks)) * tasks.count(t)) for t in tasks]))
+
+
 def shared_keys(runs: Sequence[Run], split: str) -> list[tuple[str, int]]:
     """The (task, length) cells of `split` that every run has, in grid order."""
     per_run = [run_cells(r) for r in runs]
@@ -210,6 +239,7 @@ class GroupStats:
     seeds: int
     iid: Interval | None  # floor-normalised in-distribution accuracy, all runs
     iid_raw: Interval | None  # plain mean in-distribution answer accuracy, all runs
+    iid_well_formed: float | None  # share of IID outputs that stop right after the answer, all runs
     ood: Interval | None  # floor-normalised out-of-distribution accuracy, competent runs only
     ood_seeds: int  # runs behind `ood`
     competent: int | None  # runs that reached competence (None: not recorded)
@@ -227,8 +257,33 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def accuracy(runs: Sequence[Run], split: str, *, normalise: bool = True) -> Interval | None:
-    cells = cells_of(runs, shared_keys(runs, split), normalise=normalise)
+    """The runs' figure on `split` with its 95% interval: from per-problem outcomes (seeds and problems
+    resampled jointly) where the runs kept them, else from cell accuracies (older runs)."""
+    keys = shared_keys(runs, split)
+    outcomes = outcomes_of(runs, keys, normalise=normalise)
+    if outcomes is not None:
+        return stats.outcome_interval(outcomes)
+    cells = cells_of(runs, keys, normalise=normalise)
     return None if cells is None else stats.accuracy_interval(cells)
+
+
+def cell_accuracy(runs: Sequence[Run], key: tuple[str, int]) -> Interval | None:
+    """One cell's answer accuracy over the runs that have it, with its 95% interval (never of zero width
+    when per-problem outcomes were kept)."""
+    have = [r for r in runs if key in run_cells(r)]
+    outcomes = outcomes_of(have, [key], normalise=False)
+    if outcomes is not None:
+        return stats.cell_interval(outcomes.cells[0])
+    cells = cells_of(have, [key], normalise=False)
+    return None if cells is None else stats.accuracy_interval(cells)
+
+
+def well_formed(runs: Sequence[Run], split: str) -> float | None:
+    """Mean share of outputs that stop right after an answer of the target's length, over the runs'
+    cells of `split` (None where the grids did not record it)."""
+    vals = [c["well_formed"] for r in runs for entry in ((algorithmic_grid(r) or {}).get("tasks") or {}).values()
+            for c in entry.get("lengths", {}).values() if c.get("split") == split and "well_formed" in c]
+    return float(np.mean(vals)) if vals else None
 
 
 def group_stats(runs: Sequence[Run]) -> GroupStats:
@@ -237,6 +292,7 @@ def group_stats(runs: Sequence[Run]) -> GroupStats:
     tokens = [competence(r).tokens for r in ok if competence(r).tokens is not None]
     return GroupStats(
         seeds=len(runs), iid=accuracy(runs, "iid"), iid_raw=accuracy(runs, "iid", normalise=False),
+        iid_well_formed=well_formed(runs, "iid"),
         ood=accuracy(ok, "ood"), ood_seeds=len(ok),
         competent=sum(bool(c.reached) for c in recorded) if recorded else None,
         tokens_to_competence=stats.seed_interval(tokens) if tokens else None,
