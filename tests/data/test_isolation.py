@@ -12,6 +12,7 @@ from looplab.data.batch import IGNORE, Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
+from looplab.models.ssm import SSM
 from looplab.train.trainer import Trainer
 from tests.helpers import GENERIC, fitted_model, isolating, tiny_model
 
@@ -32,8 +33,13 @@ def packed_batch() -> Batch:
 
 
 def test_the_isolating_variants_come_from_the_registry():
-    assert {"baseline", "shared_loop", "prc", "latent", "act", "absolute"} <= set(ISOLATING)
-    assert "ssm" not in ISOLATING
+    assert {"baseline", "shared_loop", "prc", "latent", "act", "absolute", "ssm", "ssm_mem"} <= set(ISOLATING)
+
+
+@pytest.fixture
+def ssm_refuses(monkeypatch):
+    """Every generic variant isolates; `ssm` made to refuse stands in for one that cannot."""
+    monkeypatch.setattr(SSM, "isolates_examples", False)
 
 
 @pytest.mark.parametrize("variant", GENERIC)
@@ -77,7 +83,7 @@ def test_packed_row_loss_equals_its_examples_one_by_one(variant):
     assert leaky != pytest.approx(alone, rel=1e-4)
 
 
-def test_a_variant_that_cannot_isolate_refuses_segments():
+def test_a_variant_that_cannot_isolate_refuses_segments(ssm_refuses):
     with pytest.raises(LooplabError, match="cannot keep packed examples apart"):
         tiny_model("ssm")(packed_batch())
 
@@ -99,7 +105,7 @@ def test_no_target_crosses_examples_and_the_state_resumes():
 
 @pytest.mark.parametrize("variant,opts,match", [("ssm", {}, "cannot"), ("baseline", {"pos_encoding": "random"},
                                                                           "random positions")])
-def test_isolation_refuses_what_cannot_isolate(tmp_path, variant, opts, match):
+def test_isolation_refuses_what_cannot_isolate(tmp_path, ssm_refuses, variant, opts, match):
     cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,
                       packing="isolated", alg_tasks=("copy",), progress=False)
     with pytest.raises(LooplabError, match=match):
@@ -126,7 +132,7 @@ def test_training_feeds_each_micro_batch_its_rows(tmp_path, monkeypatch):
     assert seen.count(((4, 64), (4, 64), (4,))) >= 8
 
 
-@pytest.mark.parametrize("variant,opts,want", [("baseline", {}, "isolated"), ("ssm", {}, "single"),
+@pytest.mark.parametrize("variant,opts,want", [("baseline", {}, "isolated"), ("ssm", {}, "isolated"),
                                                 ("shared_loop", {"pos_encoding": "random"}, "single")])
 def test_auto_packing_isolates_where_the_variant_can(tmp_path, variant, opts, want):
     cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,

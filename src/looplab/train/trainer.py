@@ -49,15 +49,15 @@ VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
 def resolve_packing(model: torch.nn.Module, packing: str) -> str:
     """The packing a run trains with. `auto`: `isolated` where the model keeps packed examples apart
-    (attention variants without random positions), else `single`; measured on the baseline, packing
+    (every generic variant without random positions), else `single`; measured on the baseline, packing
     without isolation cost 47 points of IID exact match (docs/RESULTS.md). `isolated` on a model that
     cannot isolate is an error."""
     can = getattr(model, "isolates_examples", False) and model.cfg.pos_encoding != "random"
     if packing == "auto":
         return "isolated" if can else "single"
     if packing == "isolated" and not getattr(model, "isolates_examples", False):
-        raise LooplabError(f"--packing isolated keeps packed examples apart inside attention, which variant "
-                           f"'{model.cfg.variant}' cannot (allowed: baseline, shared_loop, latent, act, absolute, prc); "
+        raise LooplabError(f"--packing isolated keeps packed examples apart, which variant '{model.cfg.variant}' "
+                           "cannot (allowed: baseline, shared_loop, latent, act, absolute, prc, ssm, ssm_mem); "
                            "use --packing single")
     if packing == "isolated" and not can:
         raise LooplabError("--packing isolated restarts positions per example, which random positions do not; "
