@@ -81,7 +81,7 @@ def test_convolution_reads_only_its_example(with_before):
     gen = torch.Generator().manual_seed(0)
     xbc, weight, bias = torch.randn(2, 6, T, generator=gen), torch.randn(6, 1, k, generator=gen), torch.randn(6)
     before = torch.randn(2, 6, k - 1, generator=gen) if with_before else None
-    out = conv_examples(xbc, weight, bias, batch.segments.positions, before)
+    out = conv_examples(xbc.transpose(1, 2), weight, bias, batch.segments.positions, before).transpose(1, 2)
     for r, cols in examples(batch):
         prefix = before[r : r + 1] if with_before else torch.zeros(1, 6, k - 1)
         alone = F.conv1d(torch.cat([prefix, xbc[r : r + 1, :, cols]], -1), weight, bias, groups=6)

@@ -223,10 +223,14 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
     # 2b. examples start from h0: y_l += w_l C_l . h0, w_l = a_s0 ... a_l over l's example from its first
     # token s0 when s0 lies in this chunk (else 0; later chunks receive it in the written state)
     if seq_idx is not None and h0 is not None:
-        first = F.pad(seq_idx[:, 1:] != seq_idx[:, :-1], (1, 0), value=True)  # (b, c l) every example's first token
-        a = torch.exp(log_a) if neg is None else torch.exp(log_a) * _sign(neg)  # (b, c l, h) the transitions
-        opens = (a * first[..., None]).view(b, c, L, n_head).transpose(2, 3)  # (b, c, h, s)
-        w = ((decay * causal) @ opens[..., None]).squeeze(-1).transpose(2, 3)  # (b, c, l, h)
+        first = F.pad(seq_idx[:, 1:] != seq_idx[:, :-1], (1, 0), value=True).view(b, c, L)  # examples' first tokens
+        at = torch.arange(L, device=x.device)
+        s0 = torch.where(first, at, -1).cummax(dim=-1).values  # (b, c, l) the latest first token <= l, or -1
+        idx = s0.clamp_min(0)[..., None].expand(b, c, L, n_head)
+        a = torch.exp(log_a).view(b, c, L, n_head).gather(2, idx)  # (b, c, l, h) the transition at s0
+        w = _decay(acs - acs.gather(2, idx)) * a * (s0 >= 0)[..., None]  # (b, c, l, h)
+        if ncs is not None:
+            w = w * _sign(ncs - ncs.gather(2, idx) + neg.view(b, c, L, n_head).gather(2, idx))
         read0 = Cg @ h0.reshape(b, 1, g, r * p, n).transpose(-1, -2)  # (b, c, g, l, r p)
         y = y + read0.transpose(2, 3).reshape(b, c, L, n_head, p) * w[..., None]
         written = written + w[:, :, -1, :, None, None] * h0[:, None]
@@ -256,21 +260,22 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
 
 def conv_examples(xbc: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, positions: torch.Tensor,
                   before: torch.Tensor | None = None) -> torch.Tensor:
-    """The causal depthwise convolution (before SiLU) of packed examples, each as if alone. xbc (b, e', t)
-    with e' the convolved channels, weight (e', 1, k), positions (b, t) within each example. Tap j of
-    token i reads input i - j when it lies in i's example, else the input that far before the example:
-    from `before` (b, e', k-1), the inputs every example continues from, or zero without."""
-    t, k = xbc.shape[-1], weight.shape[-1]
-    out = bias[:, None] + weight[:, 0, k - 1, None] * xbc  # (b, e', t) tap 0
+    """The causal depthwise convolution (before SiLU) of packed examples, each as if alone. xbc (b, t, e'),
+    time-major, with e' the convolved channels; weight (e', 1, k); positions (b, t) within each example.
+    Tap j of token i reads input i - j when it lies in i's example, else the input that far before the
+    example: from `before` (b, e', k-1), the inputs every example continues from, or zero without."""
+    t, k = xbc.shape[1], weight.shape[-1]
+    w = weight[:, 0]  # (e', k)
+    earlier = F.pad(xbc, (0, 0, k - 1, 0))  # (b, k-1+t, e')
+    out = bias + w[:, k - 1] * xbc  # (b, t, e') tap 0
     for j in range(1, k):
-        inside = (positions >= j)[:, None]  # (b, 1, t)
-        earlier = F.pad(xbc, (j, 0))[..., :t]  # (b, e', t) input i - j
-        if before is None:
-            src = earlier.masked_fill(~inside, 0.0)
-        else:  # input i - j is (j - position) before the example: entry k - 1 - j + position of `before`
-            at = (k - 1 - j + positions).clamp(max=k - 2)[:, None].expand_as(xbc)
-            src = torch.where(inside, earlier, before.to(xbc.dtype).gather(-1, at))
-        out = out + weight[:, 0, k - 1 - j, None] * src
+        out = out + w[:, k - 1 - j] * earlier[:, k - 1 - j : k - 1 - j + t] * (positions >= j)[..., None]
+    if before is not None:  # what `before` adds depends only on the position q < k-1 in the example: tap
+        # j > q reads the input j - q before the example, entry k - 1 - j + q of `before`
+        prefix = before.transpose(1, 2).to(xbc.dtype)  # (b, k-1, e')
+        table = torch.stack([sum(w[:, k - 1 - j] * prefix[:, k - 1 - j + q] for j in range(q + 1, k))
+                             for q in range(k - 1)] + [torch.zeros_like(prefix[:, 0])], dim=1)  # (b, k, e')
+        out = out + F.one_hot(positions.clamp(max=k - 1), k).to(xbc.dtype) @ table
     return out
 
 
@@ -379,12 +384,11 @@ class Mamba2(nn.Module):
         """Causal depthwise convolution then SiLU; with a cache, the previous inputs stand in for the
         zero padding and the last k-1 inputs are kept for the next call (with `segments` they stand
         before every example, and the cache is not written)."""
-        xbc = xbc.transpose(1, 2)  # (b, conv_dim, t)
-        k = self.opts.d_conv
         if segments is not None:
             before = cache.conv[slot] if cache is not None else None
-            return F.silu(conv_examples(xbc, self.conv.weight, self.conv.bias, segments.positions, before)
-                          ).transpose(1, 2)
+            return F.silu(conv_examples(xbc, self.conv.weight, self.conv.bias, segments.positions, before))
+        xbc = xbc.transpose(1, 2)  # (b, conv_dim, t)
+        k = self.opts.d_conv
         kernels = mamba_kernels() if use_kernel else None
         if kernels is not None and kernels.conv is not None:
             out = kernels.conv(xbc.contiguous(), self.conv.weight.squeeze(1), self.conv.bias, activation="silu")
