@@ -4,6 +4,8 @@ variant takes the same `Batch`."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from looplab.data.batch import IGNORE, Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
+from looplab.models import MODELS
 from looplab.train.trainer import Trainer
 from tests.helpers import GENERIC, ISOLATING, fitted_model, tiny_model
 
@@ -30,8 +33,14 @@ def packed_batch() -> Batch:
 
 
 def test_the_isolating_variants_come_from_the_registry():
-    assert {"baseline", "shared_loop", "prc", "latent", "act", "absolute"} <= set(ISOLATING)
+    assert {"baseline", "shared_loop", "prc", "latent", "act", "absolute", "ssm", "ssm_mem"} <= set(ISOLATING)
     assert all(tiny_model(v).isolates_examples == (v in ISOLATING) for v in GENERIC)
+
+
+@pytest.fixture
+def ssm_refuses(monkeypatch):
+    """Every generic variant isolates; `ssm` declared unable stands in for one that cannot."""
+    monkeypatch.setitem(MODELS, "ssm", dataclasses.replace(MODELS["ssm"], isolates=False))
 
 
 @pytest.mark.parametrize("variant", GENERIC)
@@ -75,7 +84,7 @@ def test_packed_row_loss_equals_its_examples_one_by_one(variant):
     assert leaky != pytest.approx(alone, rel=1e-4)
 
 
-def test_a_variant_that_cannot_isolate_refuses_segments():
+def test_a_variant_that_cannot_isolate_refuses_segments(ssm_refuses):
     with pytest.raises(LooplabError, match="cannot keep packed examples apart"):
         tiny_model("ssm")(packed_batch())
 
@@ -97,7 +106,7 @@ def test_no_target_crosses_examples_and_the_state_resumes():
 
 @pytest.mark.parametrize("variant,opts,match", [("ssm", {}, "cannot"), ("baseline", {"pos_encoding": "random"},
                                                                           "random positions")])
-def test_isolation_refuses_what_cannot_isolate(tmp_path, variant, opts, match):
+def test_isolation_refuses_what_cannot_isolate(tmp_path, ssm_refuses, variant, opts, match):
     cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,
                       packing="isolated", alg_tasks=("copy",), progress=False)
     with pytest.raises(LooplabError, match=match):
@@ -124,7 +133,7 @@ def test_training_feeds_each_micro_batch_its_rows(tmp_path, monkeypatch):
     assert seen.count(((4, 64), (4, 64), (4,))) >= 8
 
 
-@pytest.mark.parametrize("variant,opts,want", [("baseline", {}, "isolated"), ("ssm", {}, "single"),
+@pytest.mark.parametrize("variant,opts,want", [("baseline", {}, "isolated"), ("ssm", {}, "isolated"),
                                                 ("shared_loop", {"pos_encoding": "random"}, "single")])
 def test_auto_packing_isolates_where_the_variant_can(tmp_path, variant, opts, want):
     cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,

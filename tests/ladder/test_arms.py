@@ -99,17 +99,19 @@ def test_no_file_under_the_ladder_holds_an_absolute_path(two_arms):
             assert needle not in text, (path.relative_to(out), needle)
 
 
-def test_a_ladder_that_would_mix_packings_writes_nothing(tmp_path):
+def test_a_ladder_that_would_mix_packings_writes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "mixed"
-    preset = dataclasses.replace(TWO_ARMS, variants=("baseline", "ssm"), arms={}, train={**TWO_ARMS.train})
-    with pytest.raises(LooplabError) as err:
+    arms = {"rope": ("baseline", {}), "random": ("baseline", {"pos_encoding": "random"})}
+    preset = dataclasses.replace(TWO_ARMS, variants=tuple(arms), arms=arms, train={**TWO_ARMS.train})
+    with pytest.raises(LooplabError) as err:  # random positions cannot restart per example: auto gives single
         run_ladder(preset, out=str(out), stream=io.StringIO())
-    assert str(err.value) == ("preset two_arms: packing auto would train baseline on isolated rows; ssm on single "
+    assert str(err.value) == ("preset two_arms: packing auto would train rope on isolated rows; random on single "
                               "rows; set one packing in the preset's train settings (single works for every variant)")
     assert not out.exists()
+    monkeypatch.setitem(MODELS, "ssm", dataclasses.replace(MODELS["ssm"], isolates=False))  # one that cannot isolate
+    mixed = dataclasses.replace(preset, variants=("baseline", "ssm"), arms={}, train={**preset.train, "packing": "isolated"})
     with pytest.raises(LooplabError, match="ssm: --packing isolated"):  # one that cannot be met: named, nothing written
-        run_ladder(dataclasses.replace(preset, train={**preset.train, "packing": "isolated"}), out=str(out),
-                   stream=io.StringIO())
+        run_ladder(mixed, out=str(out), stream=io.StringIO())
     assert not out.exists()
 
 

@@ -31,7 +31,7 @@ class ModelSpec:
     options: type  # frozen dataclass of the variant's own settings, parsed once by build_model
     looped: bool = False  # accepts a loop count at evaluation (test-time compute sweep)
     description: str = ""  # one line for tables and --help
-    isolates: bool = False  # keeps packed examples apart (--packing isolated): attention and positions per example
+    isolates: bool = False  # keeps packed examples apart (--packing isolated): attention, positions, state per example
     generic: bool = True  # a next-token LM on (B, T) that the generic per-variant tests, ladder and suites run
     train_data: Callable[..., Any] | None = None  # (model, tokenizer, TrainConfig) -> the variant's own stream
     # built on a trained base (train.py --base PATH): (path, --tokenizer) -> (the base's tokenizer, options recording it)
@@ -50,9 +50,9 @@ MODELS: dict[str, ModelSpec] = {
                      description="latent with per-position adaptive halting and a ponder cost (arXiv 1603.08983)"),
     "absolute": ModelSpec(build=build_absolute, options=AbsoluteOptions, isolates=True,
                           description="baseline with learned absolute positions, no RoPE (nano_baseline.py)"),
-    "ssm": ModelSpec(build=build_ssm, options=SSMOptions,
+    "ssm": ModelSpec(build=build_ssm, options=SSMOptions, isolates=True,
                      description="Mamba-2 (SSD) layers with SwiGLU MLPs, no attention (arXiv 2405.21060)"),
-    "ssm_mem": ModelSpec(build=build_ssm_mem, options=SSMMemOptions,
+    "ssm_mem": ModelSpec(build=build_ssm_mem, options=SSMMemOptions, isolates=True,
                          description="hybrid: Mamba-2 layers, learned memory tokens, every 3rd layer attention"),
     "prc": ModelSpec(build=PRC, options=PRCOptions, looped=True, isolates=True,
                      description="recurrent depth: prelude, core run r times (sampled in training), coda (arXiv 2502.05171)"),

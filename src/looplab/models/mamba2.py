@@ -24,6 +24,11 @@ One set of weights, three ways to run the recurrence over a sequence:
 - the `mamba_ssm` kernels (`mamba_chunk_scan_combined`, and `causal_conv1d_fn` when that package is
   installed): used for full-sequence forwards on CUDA when importable and `ssm_impl` is "auto".
 
+Packed examples (`--packing isolated`, data.batch.Segments) are kept apart as Mamba-2's `seq_idx`
+does: given each token's example, both scans start every example from the same state (zero, or the
+state a cache holds) and the convolution reads no input of another example, so a packed row computes
+what each of its examples computes alone. The kernels are then not used.
+
 Decoding carries an `SSMCache`: per mixer the last k-1 convolution inputs and the SSM state. Its
 size depends on the batch and the layer shape only, never on how many tokens were read.
 
@@ -42,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from looplab.data.batch import Segments
 from looplab.errors import LooplabError
 from looplab.flags import check_settings, setting
 
@@ -102,13 +108,18 @@ def ssd_step(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor
 
 
 def ssd_sequential(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                   h0: torch.Tensor | None = None, signed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   h0: torch.Tensor | None = None, signed: bool = False, seq_idx: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference: `ssd_step` over every token. x (b, t, h, p), dt (b, t, h), B and C (b, t, g, n).
-    Returns y (b, t, h, p) and the final state (b, h, p, n)."""
+    Returns y (b, t, h, p) and the final state (b, h, p, n). With `seq_idx` (b, t), each token's
+    example, the state is set back to h0 (zero when None) before the first token of every example."""
     b, t, n_head, p = x.shape
-    h = h0 if h0 is not None else x.new_zeros(b, n_head, p, B.shape[-1])
+    start = h0 if h0 is not None else x.new_zeros(b, n_head, p, B.shape[-1])
+    h = start
     ys = []
     for i in range(t):
+        if seq_idx is not None and i:
+            h = torch.where((seq_idx[:, i] != seq_idx[:, i - 1]).view(b, 1, 1, 1), start, h)
         y, h = ssd_step(x[:, i], dt[:, i], A, B[:, i], C[:, i], h, signed)
         ys.append(y)
     return torch.stack(ys, dim=1), h
@@ -148,15 +159,22 @@ def _sign(flips: torch.Tensor) -> torch.Tensor:
 
 
 def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                chunk: int, h0: torch.Tensor | None = None, signed: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                chunk: int, h0: torch.Tensor | None = None, signed: bool = False,
+                seq_idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The chunked SSD algorithm; same arguments and results as `ssd_sequential`.
 
     Tensors stay time-major, as the projection made them, and the heads of a group are folded into
     one matrix wherever they share B or C: the state products are then (r p x l) @ (l x n) matrix
     products per chunk and group, with no copy of B or C per head. The sequence is padded to whole
     chunks with dt = 0: a padded step neither decays the state nor writes to it. With `signed`, every
-    decay below is multiplied by the sign of its stretch of transitions (`log_transition`)."""
+    decay below is multiplied by the sign of its stretch of transitions (`log_transition`).
+
+    With `seq_idx` (b, t) every example starts from h0, by masks rather than by resetting sums (a
+    cumulative sum interrupted by -inf loses float32 precision): a chunk's weights (l, s) count only
+    pairs of one example; the state a chunk writes only its last token's example; the state entering a
+    chunk reaches only the example of the previous chunk's last token, and a written state carries to
+    a later chunk only within one example. h0 enters at every example's first token (the transition
+    there times the decays after it). The padding joins the last example."""
     b, t, n_head, p = x.shape
     g, n = B.shape[2], B.shape[3]
     r = n_head // g
@@ -165,6 +183,8 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
     if pad:
         x, B, C = (F.pad(v, (0, 0, 0, 0, 0, pad)) for v in (x, B, C))
         dt = F.pad(dt, (0, 0, 0, pad))
+        if seq_idx is not None:
+            seq_idx = torch.cat([seq_idx, seq_idx[:, -1:].expand(b, pad)], dim=1)
     c = (t + pad) // L
     log_a, neg = log_transition(dt, A, signed)
     acs = log_a.view(b, c, L, n_head).cumsum(2)  # (b, c, l, h) log-decay since the chunk's start
@@ -175,6 +195,9 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
 
     # 1. inside each chunk: y_l = sum_{s <= l} (C_l . B_s) exp(acs_l - acs_s) dt_s x_s
     causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+    if seq_idx is not None:
+        seg = seq_idx.view(b, c, L)  # (b, c, l)
+        causal = (causal & (seg[..., :, None] == seg[..., None, :]))[:, :, None]  # (b, c, 1, l, s)
     scores = (Cg @ Bg.transpose(-1, -2)).masked_fill(~causal, 0.0)  # (b, c, g, l, s), shared by r heads
     acs_h = acs.transpose(2, 3).contiguous()  # (b, c, h, l), contiguous so that decay is
     decay = _decay(acs_h[..., :, None] - acs_h[..., None, :])  # (b, c, h, l, s), finite; masked via scores
@@ -188,25 +211,68 @@ def ssd_chunked(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Ten
     to_end = _decay(acs[:, :, -1:] - acs)  # (b, c, l, h)
     if ncs is not None:
         to_end = to_end * _sign(ncs[:, :, -1:] - ncs)
+    if seq_idx is not None:
+        to_end = to_end * (seg == seg[..., -1:])[..., None]
     xs = (xdt * to_end[..., None]).view(b, c, L, g, r * p).permute(0, 1, 3, 4, 2)  # (b, c, g, r p, l)
     written = (xs @ Bg).view(b, c, n_head, p, n)  # (b, c, h, p, n)
 
-    # 3. pass states across chunk boundaries: the state entering each chunk, and the final state
-    if h0 is None:
+    # 2b. examples start from h0: y_l += w_l C_l . h0, w_l = a_s0 ... a_l over l's example from its first
+    # token s0 when s0 lies in this chunk (else 0; later chunks receive it in the written state)
+    if seq_idx is not None and h0 is not None:
+        first = F.pad(seq_idx[:, 1:] != seq_idx[:, :-1], (1, 0), value=True).view(b, c, L)  # examples' first tokens
+        at = torch.arange(L, device=x.device)
+        s0 = torch.where(first, at, -1).cummax(dim=-1).values  # (b, c, l) the latest first token <= l, or -1
+        idx = s0.clamp_min(0)[..., None].expand(b, c, L, n_head)
+        a = torch.exp(log_a).view(b, c, L, n_head).gather(2, idx)  # (b, c, l, h) the transition at s0
+        w = _decay(acs - acs.gather(2, idx)) * a * (s0 >= 0)[..., None]  # (b, c, l, h)
+        if ncs is not None:
+            w = w * _sign(ncs - ncs.gather(2, idx) + neg.view(b, c, L, n_head).gather(2, idx))
+        read0 = Cg @ h0.reshape(b, 1, g, r * p, n).transpose(-1, -2)  # (b, c, g, l, r p)
+        y = y + read0.transpose(2, 3).reshape(b, c, L, n_head, p) * w[..., None]
+        written = written + w[:, :, -1, :, None, None] * h0[:, None]
+    if seq_idx is not None or h0 is None:  # with seq_idx, h0 has entered at the first token
         h0 = x.new_zeros(b, n_head, p, n)
+
+    # 3. pass states across chunk boundaries: the state entering each chunk, and the final state
     states = torch.cat([h0[:, None], written], dim=1)  # (b, c+1, h, p, n)
     across = torch.exp(segsum(F.pad(acs[:, :, -1].transpose(1, 2), (1, 0))))  # (b, h, c+1, c+1) to, from
     if ncs is not None:
         flips = F.pad(ncs[:, :, -1].transpose(1, 2), (1, 0)).cumsum(-1)  # (b, h, c+1) flips before each state
         across = across * _sign(flips[..., :, None] - flips[..., None, :])
+    if seq_idx is not None:
+        ends = torch.cat([seg[:, :1, 0], seg[:, :, -1]], dim=1)  # (b, c+1) the example of each state
+        across = across * (ends[:, :, None] == ends[:, None, :])[:, None]
     states = torch.einsum("bhzw,bwhk->bzhk", across, states.flatten(-2)).reshape(b, c + 1, n_head, p, n)
     entering, final = states[:, :-1], states[:, -1]  # (b, c, h, p, n), (b, h, p, n)
 
     # 4. what the entering state contributes: y_l += exp(acs_l) C_l . h_enter, per group (l x n) @ (n x r p)
     read = Cg @ entering.reshape(b, c, g, r * p, n).transpose(-1, -2)  # (b, c, g, l, r p)
     from_start = _decay(acs) if ncs is None else _decay(acs) * _sign(ncs)  # (b, c, l, h)
+    if seq_idx is not None:
+        from_start = from_start * (seg == ends[:, :-1, None])[..., None]
     y = y + read.transpose(2, 3).reshape(b, c, L, n_head, p) * from_start[..., None]  # (b, c, l, h, p)
     return y.reshape(b, c * L, n_head, p)[:, :t], final
+
+
+def conv_examples(xbc: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, positions: torch.Tensor,
+                  before: torch.Tensor | None = None) -> torch.Tensor:
+    """The causal depthwise convolution (before SiLU) of packed examples, each as if alone. xbc (b, t, e'),
+    time-major, with e' the convolved channels; weight (e', 1, k); positions (b, t) within each example.
+    Tap j of token i reads input i - j when it lies in i's example, else the input that far before the
+    example: from `before` (b, e', k-1), the inputs every example continues from, or zero without."""
+    t, k = xbc.shape[1], weight.shape[-1]
+    w = weight[:, 0]  # (e', k)
+    earlier = F.pad(xbc, (0, 0, k - 1, 0))  # (b, k-1+t, e')
+    out = bias + w[:, k - 1] * xbc  # (b, t, e') tap 0
+    for j in range(1, k):
+        out = out + w[:, k - 1 - j] * earlier[:, k - 1 - j : k - 1 - j + t] * (positions >= j)[..., None]
+    if before is not None:  # what `before` adds depends only on the position q < k-1 in the example: tap
+        # j > q reads the input j - q before the example, entry k - 1 - j + q of `before`
+        prefix = before.transpose(1, 2).to(xbc.dtype)  # (b, k-1, e')
+        table = torch.stack([sum(w[:, k - 1 - j] * prefix[:, k - 1 - j + q] for j in range(q + 1, k))
+                             for q in range(k - 1)] + [torch.zeros_like(prefix[:, 0])], dim=1)  # (b, k, e')
+        out = out + F.one_hot(positions.clamp(max=k - 1), k).to(xbc.dtype) @ table
+    return out
 
 
 # --- the mixer -----------------------------------------------------------------------------------
@@ -282,13 +348,22 @@ class Mamba2(nn.Module):
             return "kernel" if kernel else "chunked"
         return impl
 
-    def forward(self, u: torch.Tensor, cache: SSMCache | None = None, slot: int = 0) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, cache: SSMCache | None = None, slot: int = 0,
+                segments: Segments | None = None, shared: int = 0) -> torch.Tensor:
+        """u (b, t, d). With `segments` of the last t - `shared` positions (packed examples), each example
+        is computed as if alone after the first `shared` positions (ssm_mem's memory), which run first
+        as one sequence; every example starts from their state (without them, from the cache's state,
+        or from zero). The cache is then only read."""
+        if segments is not None and shared:
+            start = SSMCache.empty(1, u.shape[0], self, u.device, u.dtype)
+            head = self(u[:, :shared], start)  # (b, shared, d); start now holds the state after it
+            return torch.cat([head, self(u[:, shared:], start, segments=segments)], dim=1)
         b, t, _ = u.shape
         e, h, o = self.d_inner, self.n_head, self.opts
         z, xbc, dt = self.in_proj(u).split((e, self.conv_dim, h), dim=-1)  # (b, t, e) (b, t, conv_dim) (b, t, h)
         A = -torch.exp(self.A_log.float())  # (h,)
-        path = self.path(u.device) if cache is None else "cached"
-        xbc = self.convolve(xbc, cache, slot, use_kernel=path == "kernel")  # (b, t, conv_dim)
+        path = self.path(u.device) if cache is None and segments is None else "pytorch"
+        xbc = self.convolve(xbc, cache, slot, use_kernel=path == "kernel", segments=segments)  # (b, t, conv_dim)
         x, B, C = xbc.split((e, o.n_groups * o.d_state, o.n_groups * o.d_state), dim=-1)
         x = x.view(b, t, h, o.head_dim)  # (b, t, h, p)
         B, C = B.view(b, t, o.n_groups, o.d_state), C.view(b, t, o.n_groups, o.d_state)  # (b, t, g, n)
@@ -296,12 +371,18 @@ class Mamba2(nn.Module):
             y = mamba_kernels().chunk_scan(x, dt, A, B, C, o.chunk, D=self.D, dt_bias=self.dt_bias, dt_softplus=True)
         else:
             dt = F.softplus(dt + self.dt_bias)  # (b, t, h)
-            y = self.scan(x, dt, A, B, C, cache, slot) + x * self.D[:, None]  # (b, t, h, p)
+            seq_idx = segments.ids if segments is not None else None
+            y = self.scan(x, dt, A, B, C, cache, slot, seq_idx) + x * self.D[:, None]  # (b, t, h, p)
         return self.out_proj(self.norm(y.reshape(b, t, e), z))
 
-    def convolve(self, xbc: torch.Tensor, cache: SSMCache | None, slot: int, use_kernel: bool) -> torch.Tensor:
+    def convolve(self, xbc: torch.Tensor, cache: SSMCache | None, slot: int, use_kernel: bool,
+                 segments: Segments | None = None) -> torch.Tensor:
         """Causal depthwise convolution then SiLU; with a cache, the previous inputs stand in for the
-        zero padding and the last k-1 inputs are kept for the next call."""
+        zero padding and the last k-1 inputs are kept for the next call (with `segments` they stand
+        before every example, and the cache is not written)."""
+        if segments is not None:
+            before = cache.conv[slot] if cache is not None else None
+            return F.silu(conv_examples(xbc, self.conv.weight, self.conv.bias, segments.positions, before))
         xbc = xbc.transpose(1, 2)  # (b, conv_dim, t)
         k = self.opts.d_conv
         kernels = mamba_kernels() if use_kernel else None
@@ -317,20 +398,22 @@ class Mamba2(nn.Module):
         return F.silu(out).transpose(1, 2)
 
     def scan(self, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-             cache: SSMCache | None, slot: int) -> torch.Tensor:
+             cache: SSMCache | None, slot: int, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
         """The recurrence in float32: one step when decoding a single token, otherwise the chunked
-        algorithm (or the sequential reference when ssm_impl says so), from the cached state if any."""
+        algorithm (or the sequential reference when ssm_impl says so), from the cached state if any.
+        With `seq_idx` (packed examples) every example starts from that state, which is not updated."""
         dtype = x.dtype
         x, dt, B, C = x.float(), dt.float(), B.float(), C.float()
-        h0 = cache.ssm[slot] if cache is not None else None
+        # a copy: the slot is overwritten below, and autograd may keep h0 (packed ssm_mem trains through a cache)
+        h0 = cache.ssm[slot].clone() if cache is not None else None
         signed = self.opts.negative_eigenvalues
-        if cache is not None and x.shape[1] == 1:
+        if cache is not None and x.shape[1] == 1 and seq_idx is None:
             y, h = ssd_step(x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], h0, signed)
             y = y[:, None]
         elif self.opts.ssm_impl == "sequential":
-            y, h = ssd_sequential(x, dt, A, B, C, h0, signed)
+            y, h = ssd_sequential(x, dt, A, B, C, h0, signed, seq_idx)
         else:
-            y, h = ssd_chunked(x, dt, A, B, C, self.opts.chunk, h0, signed)
-        if cache is not None:
+            y, h = ssd_chunked(x, dt, A, B, C, self.opts.chunk, h0, signed, seq_idx)
+        if cache is not None and seq_idx is None:
             cache.ssm[slot] = h
         return y.to(dtype)

@@ -16,6 +16,11 @@ earlier tokens), and the mixers are causal recurrences. Position t therefore dep
 memory and on tokens <= t. tests/models/test_ssm.py checks this with gradients as well as with the
 shared perturbation test.
 
+Packed examples (`--packing isolated`, `batch.segments`) are kept apart: each example computes what
+it computes alone, which for ssm_mem is [memory; example]. The memory runs once per row; every mixer
+starts each example from its state after the memory (convolution taps included, mamba2.Mamba2), and
+attention lets each example read the memory and itself, at positions restarting after the memory.
+
 Decoding carries an `SSMState`: the mixers' constant-size `SSMCache` plus, for ssm_mem only, a
 KVCache for the attention layers. The memory is fed with the first chunk of a sequence (pos == 0).
 Letters: B batch, T tokens, M memory tokens, C model width, V vocabulary.
@@ -30,13 +35,13 @@ import torch
 from torch import nn
 
 from looplab.config import ModelConfig
-from looplab.data.batch import Batch
+from looplab.data.batch import Batch, Segments
 from looplab.errors import LooplabError
 from looplab.flags import setting
 from looplab.models.base import LanguageModel, ModelOutput
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, init_linear_weights
 from looplab.models.mamba2 import Mamba2, Mamba2Options, SSMCache
-from looplab.models.positions import Positions
+from looplab.models.positions import Positions, Rope
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,8 +76,9 @@ class MixerBlock(nn.Module):
         self.mlp = MLP(cfg) if opts.mlp else None
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: SSMCache | None = None, slot: int = 0) -> torch.Tensor:
-        x = x + self.drop(self.mixer(self.norm1(x), cache, slot))
+    def forward(self, x: torch.Tensor, cache: SSMCache | None = None, slot: int = 0,
+                segments: Segments | None = None, shared: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.mixer(self.norm1(x), cache, slot, segments, shared))
         if self.mlp is not None:
             x = x + self.drop(self.mlp(self.norm2(x)))
         return x
@@ -123,10 +129,10 @@ class SSM(LanguageModel):
     def run(self, batch: Batch, state: SSMState | None, n_loops: None) -> ModelOutput:
         idx = batch.tokens
         start = state.pos if state is not None else 0
-        x = self.embed_at(idx, max(start - self.n_mem, 0))  # (B, T, C); state.pos counts the memory tokens
+        x = self.embed_at(idx, max(start - self.n_mem, 0), batch.positions)  # (B, T, C); state.pos counts memory
         if self.memory_embed is not None and start == 0:
             x = torch.cat([self.memory_embed.expand(idx.shape[0], -1, -1), x], dim=1)  # (B, M+T, C)
-        x = self.backbone(x, start, state)
+        x = self.backbone(x, start, state, batch.segments)
         if state is not None:
             state.pos += x.shape[1]
             if state.kv is not None:
@@ -134,14 +140,28 @@ class SSM(LanguageModel):
         logits = self.head(self.norm(x[:, -idx.shape[1]:]))  # (B, T, V), memory positions dropped
         return self.output(logits, batch.targets)
 
-    def backbone(self, x: torch.Tensor, start: int, state: SSMState | None) -> torch.Tensor:
-        rope = self.positions(start, x.shape[1], x.shape[0]) if self.positions is not None else None
+    def backbone(self, x: torch.Tensor, start: int, state: SSMState | None,
+                 segments: Segments | None = None) -> torch.Tensor:
+        rope, mask = self.attention_inputs(x, start, segments) if self.positions is not None else (None, None)
         for layer, slot in zip(self.layers, self.slots):
             if isinstance(layer, Block):
-                x = layer(x, rope, state.kv if state is not None else None, slot)
+                x = layer(x, rope, state.kv if state is not None else None, slot, mask)
             else:
-                x = layer(x, state.ssm if state is not None else None, slot)
+                x = layer(x, state.ssm if state is not None else None, slot, segments, self.n_mem)
         return x
+
+    def attention_inputs(self, x: torch.Tensor, start: int, segments: Segments | None) -> tuple[Rope, torch.Tensor | None]:
+        """The rotary tables of x (B, M+T, C) and the mask (None: causal). Packed examples each sit after
+        the memory, as alone: positions M, M+1, ... and a mask (B, 1, M+T, M+T) that shows every
+        example the memory and itself."""
+        B, S = x.shape[:2]
+        if segments is None:
+            return self.positions(start, S, B), None
+        M, dev = self.n_mem, x.device
+        ids = torch.cat([torch.arange(M, device=dev).expand(B, M), segments.positions + M], dim=1)  # (B, M+T)
+        memory = torch.ones(S, M, dtype=torch.bool, device=dev).tril().expand(B, 1, S, M)  # keys of the memory
+        examples = torch.cat([torch.zeros(B, 1, M, S - M, dtype=torch.bool, device=dev), segments.mask], dim=2)
+        return self.positions(start, S, B, ids), torch.cat([memory, examples], dim=3)
 
     def cost(self, seq_len: int) -> dict[str, float | str]:
         """Training FLOPs per token: 6 per matmul weight, plus the attention layers' scores, plus the
