@@ -165,8 +165,9 @@ def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match
         built, options = p.variant_of(variant), p.options_of(variant)
         shapes[variant] = Shape(note="built from its input checkpoint") if variant in INPUTS else match_shape(
             built, match, size=p.size, vocab_size=VOCAB, seq_len=p.base.seq_len, options=options,
-            base_options=base_opts)
-        value = measure(built, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, **shapes[variant].overrides)
+            base_options=base_opts, train=p.base)
+        value = measure(built, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, shapes[variant].loops,
+                        **shapes[variant].overrides)
         if value:
             flops[variant] = value
     return Plan(p, out, seeds, threads, shapes, flops), names
