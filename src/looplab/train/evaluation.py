@@ -176,7 +176,9 @@ class Evaluation:
         t0 = time.perf_counter()
         model = self.model_for_eval(weights)
         model.eval()
-        final = self.data.final_eval(model, samples=cfg.eval_samples, seed=cfg.seed + 2)
+        # the screen's count: the full grid (OOD included) at eval_samples would cost more than training on a CPU,
+        # and a ladder scores its answers with the evaluation hub
+        final = self.data.final_eval(model, samples=cfg.screen_samples or cfg.eval_samples, seed=cfg.seed + 2)
         summary = {
             "variant": self.model_cfg.variant,
             "size": self.model_cfg.size,
