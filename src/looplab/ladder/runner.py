@@ -10,7 +10,8 @@ the lowest IID validation loss (the trainer's `final_alg_val_loss`: fresh batche
 distribution). The same procedure for every variant; the sweep is part of the report.
 
 Competence: with a preset `competence`, a run stops at the first periodic evaluation where every
-task reaches that IID answer accuracy (the report records whether and when).
+IID (task, length) cell reaches that answer accuracy, under `wsd` after the decay this starts (the
+report records whether and when); a run the time cap stopped is kept out of the comparisons.
 
 Each run is a LaunchConfig and a TrainConfig built from the preset (a partial config) plus what
 differs per run, trained through `train.launch.launch` and scored through the evaluation hub, as
