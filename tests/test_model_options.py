@@ -199,7 +199,7 @@ def test_resume_free_and_per_run_come_from_the_declarations():
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     assert PER_RUN == ("output_dir", "arm", "seed", "threads", "progress")
     assert RESUME_FREE == {"output_dir", "arm", "threads", "device", "progress", "log_to", "max_minutes", "save_every_steps",
-                           "eval_every_tokens", "eval_samples", "eval_max_new_tokens", "log_every", "grad_accum",
+                           "eval_every_tokens", "eval_samples", "screen_samples", "eval_max_new_tokens", "log_every", "grad_accum",
                            "parallel", "max_skipped_steps", "lang_cache_dir", "allow_network"}
     assert set(PER_RUN) <= names
 

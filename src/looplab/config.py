@@ -105,6 +105,7 @@ PACKING = ("auto", "packed", "single", "isolated")  # how the algorithmic stream
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NONFINITE = ("stop", "skip")
+SCHEDULES = ("cosine", "wsd")  # learning-rate schedules (train.optim.lr_at)
 PARALLEL = ("auto", "ddp", "fsdp")  # under torchrun; auto: fsdp from train.parallel.FSDP_FROM_PARAMS up, else ddp
 
 
@@ -143,7 +144,13 @@ class TrainConfig:
     seq_len: int = setting(256, "training sequence length")
     batch_size: int = setting(32, "sequences per optimiser step (the global batch)")
     lr: float = setting(1e-3, "peak learning rate (3e-3 learned copy far slower on tiny; docs/RESULTS.md)")
-    min_lr_ratio: float = setting(0.1, "the cosine schedule decays to lr * min_lr_ratio")
+    min_lr_ratio: float = setting(0.1, "the schedule decays to lr * min_lr_ratio (its floor)")
+    schedule: str = setting("cosine", "cosine: warm-up, then cosine decay over the budget (a competence stop ends "
+                            "the run mid-schedule); wsd: warm-up, flat, then a linear decay to the floor over the last "
+                            "decay_fraction of the budget, or, when the run becomes competent first, over "
+                            "decay_fraction of the tokens trained so far, after which it stops", choices=SCHEDULES)
+    decay_fraction: float = setting(0.2, "wsd: the decay's share of the budget (or of the tokens to competence)",
+                                    range="(0, 1)")
     warmup_tokens: int = setting(20_000, "linear warm-up length in tokens")
     weight_decay: float = setting(0.1, "AdamW decay on matrices (not on norms, biases, embeddings)")
     beta1: float = setting(0.9, "AdamW beta1")
@@ -161,16 +168,20 @@ class TrainConfig:
     threads: int = setting(0, "CPU threads (0: all cores)", per_run=True, resume_free=True)
     eval_every_tokens: int = setting(50_000, "tokens between periodic evaluations (each writes last_model.pt)",
                                      resume_free=True)
-    eval_samples: int = setting(100, "examples per in-distribution (task, length) cell at each periodic evaluation",
-                                resume_free=True)
-    competence: float = setting(0.0, "stop once every task's in-distribution exact match reaches this at a "
-                                "periodic evaluation, e.g. 0.95 (0: train the whole budget)")
+    eval_samples: int = setting(100, "examples per in-distribution (task, length) cell at each periodic evaluation "
+                                "(with screen_samples: at the check that confirms competence)", resume_free=True)
+    screen_samples: int = setting(0, "examples per IID cell at periodic evaluations, a cheap screen: only when every "
+                                  "cell passes --competence on it is competence confirmed on eval_samples (0: every "
+                                  "evaluation uses eval_samples)", range=">= 0", resume_free=True)
+    competence: float = setting(0.0, "stop once every in-distribution (task, length) cell's answer accuracy reaches "
+                                "this at a periodic evaluation, e.g. 0.95 (wsd: after the decay that follows); that "
+                                "checkpoint is best_model.pt (0: train the whole budget)")
     eval_max_new_tokens: int = setting(32, "generation cap: evaluation can never hang", resume_free=True)
     log_every: int = setting(10, "optimiser steps between logged metrics rows", resume_free=True)
     log_to: str = setting("none", "also send the metrics to a tracker (wandb runs offline unless WANDB_MODE is set)",
                           resume_free=True)
-    max_minutes: float = setting(0.0, "stop training after this wall time, evaluation excluded (0: no limit)",
-                                 resume_free=True)
+    max_minutes: float = setting(0.0, "safety stop after this wall time, evaluation excluded (0: no limit); a run "
+                                 "it stops is flagged stopped_by time_cap in summary.json", resume_free=True)
     progress: bool = setting(True, "show the progress bar", negate="no_progress", per_run=True, resume_free=True)
     lang_data: str = setting("", "language data for phase 2: .txt/.jsonl/.parquet, a directory, or hf:NAME "
                              "(with --allow_network)")
@@ -239,6 +250,10 @@ class TrainConfig:
         if self.lr <= 0:
             raise LooplabError(f"--lr must be positive, got {self.lr}")
         _choice(self.on_nonfinite, NONFINITE, "on_nonfinite")
+        _choice(self.schedule, SCHEDULES, "schedule")
+        if not 0 < self.decay_fraction < 1 or self.screen_samples < 0:
+            raise LooplabError(f"--decay_fraction must be in (0, 1) and --screen_samples >= 0, got "
+                               f"{self.decay_fraction}, {self.screen_samples}")
         _choice(self.parallel, PARALLEL, "parallel")
         if self.save_every_steps < 0 or self.max_skipped_steps < 0 or self.grad_accum < 1 or self.log_every < 1:
             raise LooplabError(f"--save_every_steps and --max_skipped_steps must be >= 0, --grad_accum and --log_every >= 1, got "

@@ -16,7 +16,7 @@ import pytest
 from looplab.errors import LooplabError
 from looplab.ladder import LadderPreset, run_ladder
 from looplab.ladder import runner as ladder_runner
-from looplab.ladder.match import match_shape
+from looplab.ladder.match import TOLERANCES, match_shape
 from tests.helpers import GENERIC
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +167,7 @@ def test_matching_brings_every_variant_within_tolerance(mode):
     for variant in GENERIC:
         shape = match_shape(variant, mode, size="tiny", vocab_size=260, seq_len=64)
         if shape.ratio is not None:
-            assert abs(shape.ratio - 1) <= 0.1, (variant, shape)
+            assert abs(shape.ratio - 1) <= TOLERANCES[mode], (variant, shape)
 
 
 SWEEP = dataclasses.replace(MICRO, lr_grid=(3e-4, 3e-3), sweep_tokens=1024,

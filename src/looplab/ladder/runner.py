@@ -10,7 +10,8 @@ the lowest IID validation loss (the trainer's `final_alg_val_loss`: fresh batche
 distribution). The same procedure for every variant; the sweep is part of the report.
 
 Competence: with a preset `competence`, a run stops at the first periodic evaluation where every
-task reaches that IID answer accuracy (the report records whether and when).
+IID (task, length) cell reaches that answer accuracy, under `wsd` after the decay this starts (the
+report records whether and when); a run the time cap stopped is kept out of the comparisons.
 
 Each run is a LaunchConfig and a TrainConfig built from the preset (a partial config) plus what
 differs per run, trained through `train.launch.launch` and scored through the evaluation hub, as
@@ -165,8 +166,9 @@ def make_plan(p: LadderPreset, variants: Sequence[str] | None, seeds: int, match
         built, options = p.variant_of(variant), p.options_of(variant)
         shapes[variant] = Shape(note="built from its input checkpoint") if variant in INPUTS else match_shape(
             built, match, size=p.size, vocab_size=VOCAB, seq_len=p.base.seq_len, options=options,
-            base_options=base_opts)
-        value = measure(built, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, **shapes[variant].overrides)
+            base_options=base_opts, train=p.base)
+        value = measure(built, p.size, VOCAB, p.base.seq_len, "flops_per_token", options, shapes[variant].loops,
+                        **shapes[variant].overrides)
         if value:
             flops[variant] = value
     return Plan(p, out, seeds, threads, shapes, flops), names

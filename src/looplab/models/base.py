@@ -117,6 +117,11 @@ class LanguageModel(nn.Module):
         Variants that reuse weights override `cost` through `reuse_cost`."""
         return self.reuse_cost(seq_len, reused=0, depth=self.cfg.n_layer)
 
+    def realised_flops_per_token(self, aux: dict[str, Any], seq_len: int) -> float:
+        """Training FLOPs per token of the forward that returned `aux`: `cost`, at the loop count that
+        forward executed where a looped variant reports one (LoopedModel)."""
+        return float(self.cost(seq_len)["flops_per_token"])
+
     def reuse_cost(self, seq_len: int, *, reused: int, depth: int, n_loops: int | None = None) -> dict[str, float]:
         """The cost entries when `reused` parameter applications come on top of every weight used once:
         effective parameters non-embedding + reused, FLOPs from those plus the head at `depth`."""
@@ -212,6 +217,13 @@ class LoopedModel(LanguageModel):
             return check_loops(n_loops)
         return self._loops_override or self.n_loops
 
+    def realised_flops_per_token(self, aux: dict[str, Any], seq_len: int) -> float:
+        """`cost` at aux `loops_run`, the count the forward executed (`loop_figures`), else at the trained one."""
+        if "loops_run" not in aux:
+            return super().realised_flops_per_token(aux, seq_len)
+        with self.with_loops(int(aux["loops_run"])):
+            return float(self.cost(seq_len)["flops_per_token"])
+
     @contextmanager
     def with_loops(self, n_loops: int) -> Iterator[LoopedModel]:
         previous, self._loops_override = self._loops_override, check_loops(n_loops)
@@ -225,6 +237,16 @@ def check_loops(n_loops: int) -> int:
     if not isinstance(n_loops, int) or isinstance(n_loops, bool) or n_loops < 1:
         raise LooplabError(f"n_loops must be a positive integer, got {n_loops!r}")
     return n_loops
+
+
+def loop_figures(n_loops: int, counts: torch.Tensor | None = None) -> dict[str, float]:
+    """The aux entries of a forward that ran `n_loops` loops: `loops_run`, what it executed (with per-row
+    counts, the batch's largest: every row runs it, masked_update only discards a finished row's update),
+    and with per-row counts (B,) `loops_mean`, their mean (what the rows needed)."""
+    out = {"loops_run": float(n_loops)}
+    if counts is not None:
+        out["loops_mean"] = float(counts.float().mean())
+    return out
 
 
 def masked_update(x: torch.Tensor, new: torch.Tensor, loop: int, counts: torch.Tensor | None) -> torch.Tensor:

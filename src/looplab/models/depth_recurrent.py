@@ -55,7 +55,14 @@ from looplab.config import ModelConfig
 from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 from looplab.flags import setting
-from looplab.models.base import LengthLoopOptions, LoopedModel, ModelOutput, count_params, masked_update
+from looplab.models.base import (
+    LengthLoopOptions,
+    LoopedModel,
+    ModelOutput,
+    count_params,
+    loop_figures,
+    masked_update,
+)
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
 from looplab.models.positions import Positions, Rope
 
@@ -191,7 +198,8 @@ class PRC(LoopedModel):
         if state is not None:
             state.cache.pos += idx.shape[1]
         logits = self.head(self.norm(h))  # (B, T, V)
-        return self.output(logits, batch.targets, {"n_loops": float(counts.float().mean()) if counts is not None else float(n)})
+        aux = {"n_loops": float(counts.float().mean()) if counts is not None else float(n), **loop_figures(n, counts)}
+        return self.output(logits, batch.targets, aux)
 
     def recurrences(self, n_loops: int | None, state: PRCState | None) -> int:
         """A sampled r for a training forward without an explicit count, else the evaluation count."""

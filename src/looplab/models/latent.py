@@ -43,7 +43,7 @@ from looplab.data.batch import Batch
 from looplab.errors import LooplabError
 from looplab.flags import check_settings, setting
 from looplab.models import layers
-from looplab.models.base import LoopedModel, ModelOutput, count_params
+from looplab.models.base import LoopedModel, ModelOutput, count_params, loop_figures
 from looplab.models.layers import MLP, Block, KVCache, RMSNorm, rotate
 from looplab.models.positions import Positions, Rope
 
@@ -411,7 +411,8 @@ class Act(Latent):
         ponder = halting.ponder.mean()
         depth = halting.depth.detach()
         aux = {"halt_depth_mean": depth.mean(), "halt_at_1_share": (depth == 1).float().mean(),
-               "halt_at_max_share": (depth == n_loops).float().mean(), "ponder_cost": ponder.detach()}
+               "halt_at_max_share": (depth == n_loops).float().mean(), "ponder_cost": ponder.detach(),
+               **loop_figures(halting.weights.shape[0])}  # executed: training runs every loop, halting only weights them
         weight = self.ponder_weight()
         if self.training and self.opts.ponder_warmup:
             self.ponder_calls += 1

@@ -38,9 +38,10 @@ class ChainTraining(ChainStream):
         super().__init__(ChainCodec(tokenizer, model.halt_id, model.uses_specials), batch_size=batch_size, seed=seed)
         self.val_batches: list[Batch] = []  # no held-out loss: hop accuracy is the figure
 
-    def accuracy(self, model: Any, *, samples: int, seed: int) -> dict[str, float]:
+    def cell_accuracy(self, model: Any, *, samples: int, seed: int) -> dict[str, dict[str, float]]:
+        """Each IID hop count is a task of one cell."""
         res = hop_accuracy(model, self.codec, IID_HOPS, samples, seed)
-        return {f"hops{h}": r["acc"] for h, r in res.items()}
+        return {f"hops{h}": {str(h): r["acc"]} for h, r in res.items()}
 
     def final_eval(self, model: Any, *, samples: int, seed: int) -> dict[str, Any]:
         res = hop_accuracy(model, self.codec, IID_HOPS + OOD_HOPS, max(samples, 200), seed)

@@ -27,6 +27,7 @@ from looplab.models.base import (
     LoopedModel,
     ModelOutput,
     count_params,
+    loop_figures,
     masked_update,
 )
 from looplab.models.layers import Block, KVCache, RMSNorm, init_linear_weights
@@ -149,7 +150,7 @@ class SharedLoop(LoopedModel):
         if state is not None:
             state.pos += idx.shape[1]
         logits = self.head(self.norm(x))  # (B, T, V)
-        return self.output(logits, batch.targets)
+        return self.output(logits, batch.targets, loop_figures(n, counts))
 
     def logits_per_loop(self, idx: torch.Tensor, max_loops: int) -> list[torch.Tensor]:
         """One pass of max_loops loops, read out after each: loop n's stream is the n-loop model's."""

@@ -2,7 +2,7 @@
 its evaluations report.
 
 `TaskData` is the default: the algorithmic tasks (and task files) packed by `AlgoStream`, scored
-by answer accuracy (looplab.eval.answers) on in-distribution cells, plus `val_batches`, fresh
+by answer accuracy (looplab.eval.answers) on each in-distribution (task, length) cell, plus `val_batches`, fresh
 batches from the training distribution (a fixed seed, the same for every run) whose loss the
 trainer reports. Every batch is a `looplab.data.batch.Batch`, per-row facts included. A variant with
 its own stream (`ModelSpec.train_data`: rlf's pointer chains) provides the same methods.
@@ -18,7 +18,7 @@ from looplab.config import TrainConfig
 from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
-from looplab.eval.algorithmic import cell_rng, iid_accuracy, run_grid, score_examples
+from looplab.eval.algorithmic import cell_rng, evaluate_cells, run_grid, score_examples
 from looplab.models import get_spec
 
 ALG_VAL_BATCHES = 8  # fresh algorithmic batches (training distribution) scored at every evaluation
@@ -31,7 +31,7 @@ class TrainData(Protocol):
     def next_batch(self) -> Batch: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def accuracy(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, float]: ...
+    def cell_accuracy(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, dict[str, float]]: ...
     def final_eval(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, Any]: ...
 
 
@@ -54,9 +54,13 @@ class TaskData:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.load_state_dict(state)
 
-    def accuracy(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, float]:
-        return iid_accuracy(model, self.tokenizer, self.tasks, samples=samples, seed=seed,
-                            max_new_tokens=self.max_new_tokens)
+    def cell_accuracy(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, dict[str, float]]:
+        """Answer accuracy of every IID cell, task -> length -> accuracy, all decoded in one pass (the
+        cells `iid_accuracy` averages per task)."""
+        cells = [(task, n, "iid") for task in self.tasks for n in task.iid_lengths]
+        grid = evaluate_cells(model, self.tokenizer, cells, samples=samples, seed=seed,
+                              max_new_tokens=self.max_new_tokens)
+        return {name: {k: c["acc"] for k, c in entry["lengths"].items()} for name, entry in grid["tasks"].items()}
 
     def final_eval(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, Any]:
         return run_grid(model, self.tokenizer, self.tasks, samples=samples, seed=seed,
@@ -84,3 +88,13 @@ def probe_accuracy(model: torch.nn.Module, tokenizer: Any, tasks: dict[str, Task
         out[name] = sum(correct[i : i + len(ps)]) / len(ps)
         i += len(ps)
     return out
+
+
+def task_means(cells: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each task's mean over its cells (the per-task figure the metrics and plots show)."""
+    return {name: sum(accs.values()) / len(accs) for name, accs in cells.items()}
+
+
+def cells_below(cells: dict[str, dict[str, float]], threshold: float) -> list[str]:
+    """The cells (`task/length`) under `threshold`: competence needs this to be empty, not the mean above it."""
+    return [f"{name}/{k}" for name, accs in cells.items() for k, a in accs.items() if a < threshold]

@@ -1,6 +1,13 @@
 """The trainer's evaluation half: periodic scoring with checkpoints, the curriculum's competence
 probes, held-out losses, and the final evaluation and summary.
 
+Competence (--competence) is every in-distribution (task, length) cell at the threshold, not a task's
+mean: 4-bit parity at 100% does not carry 8-bit parity at 90%. A periodic evaluation scores
+`screen_samples` per cell where set, and only when every cell passes is competence confirmed on
+`eval_samples` per cell. With a target, best_model.pt holds the first competent checkpoint (under
+wsd, the annealed one at the end of the decay that follows, when it is competent too), else, until
+then, the best mean accuracy; summary.json's `scored` says which and when.
+
 Evaluation draws from a copy of torch's generators (`no_draws`), so how often and how much a run
 evaluates never changes its training. Under fsdp, rank 0 scores an unsharded copy holding the
 gathered weights; every other rank waits at the barrier.
@@ -23,7 +30,8 @@ from looplab.models import build_model
 from looplab.runtime import autocast
 from looplab.train import parallel as par
 from looplab.train.artefacts import PLOT_EVERY_S
-from looplab.train.data import probe_accuracy
+from looplab.train.data import cells_below, probe_accuracy, task_means
+from looplab.train.optim import lr_at
 from looplab.train.rng import rng_state
 
 
@@ -52,8 +60,9 @@ class Evaluation:
                                      device_type=self.device.type)
 
     def evaluate(self) -> None:
-        """Score, checkpoint, and note the first evaluation at which every task reaches `competence`."""
+        """Score, checkpoint, and note the first evaluation at which every IID cell reaches `competence`."""
         self.guard.check()
+        self.sync_flops()
         weights, opt = self.gather(with_optimizer=True)
         rng = rng_state()
         with self.no_draws():
@@ -63,30 +72,59 @@ class Evaluation:
 
     def evaluate_and_save(self, weights: dict[str, torch.Tensor] | None, opt: dict[str, Any],
                           rng: dict[str, Any]) -> dict[str, int] | None:
-        model = self.model_for_eval(weights)
-        acc = self.data.accuracy(model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 1)
+        cfg, model = self.cfg, self.model_for_eval(weights)
+        samples = cfg.screen_samples or cfg.eval_samples
+        cells = self.data.cell_accuracy(model, samples=samples, seed=cfg.seed + 1)
+        acc = task_means(cells)
         mean = sum(acc.values()) / len(acc)
-        if self.cfg.competence and self.competent_at is None and min(acc.values()) >= self.cfg.competence:
-            self.competent_at = {"step": self.step, "tokens": self.tokens}
         row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
-               "eval_mean_acc": mean, **{f"eval_acc/{k}": v for k, v in acc.items()}}
+               "eval_mean_acc": mean, "eval_min_cell_acc": min(a for c in cells.values() for a in c.values()),
+               **{f"eval_acc/{k}": v for k, v in acc.items()}}
+        competent = False
+        if cfg.competence and (self.competent_at is None or self.annealed()):
+            competent = self.competent(model, cells, samples, row)
+        first = competent and self.competent_at is None
+        if first:
+            self.competent_at = {"step": self.step, "tokens": self.tokens}
         if self.lang_val:
             row["lang_val_loss"] = self.val_loss(model)
         if self.data.val_batches:
             row["alg_val_loss"] = self.val_loss(model, self.data.val_batches)
         self.art.evaluation(row, acc)
-        if mean > self.best_acc:
+        why = None
+        if competent:
+            why = "first competent evaluation" if first else "competent after the decay"
+        elif self.competent_at is None and mean > self.best_acc:
+            why = "best mean accuracy"
+        if why is not None:
             self.best_acc = mean
+            self.scored = {"step": self.step, "tokens": self.tokens, "why": why}
             save_checkpoint(self.out / "best_model.pt", model, self.tokenizer, weights=weights,
-                            meta={**self.meta(), "eval_mean_acc": mean})
+                            meta={**self.meta(), "eval_mean_acc": mean, "scored": why})
         self.write_last(weights, opt, rng)
         self.art.track()
         self.art.plot(every=PLOT_EVERY_S)
         return self.competent_at
 
+    def annealed(self) -> bool:
+        """Whether this is the end of a wsd run's decay after it became competent (the annealed model)."""
+        return self.cfg.schedule == "wsd" and self.competent_at is not None and self.step == self.end_step
+
+    def competent(self, model: torch.nn.Module, cells: dict[str, dict[str, float]], samples: int,
+                  row: dict[str, Any]) -> bool:
+        """Every cell at the threshold: on the screen, then, when the screen had fewer examples, on eval_samples."""
+        below = cells_below(cells, self.cfg.competence)
+        if not below and samples < self.cfg.eval_samples:
+            full = self.data.cell_accuracy(model, samples=self.cfg.eval_samples, seed=self.cfg.seed + 4)
+            row["confirm_min_cell_acc"] = min(a for c in full.values() for a in c.values())
+            below = cells_below(full, self.cfg.competence)
+        row["cells_below_competence"] = len(below)
+        return not below
+
     def save_last(self) -> None:
         """A resumable checkpoint between evaluations (--save_every_steps)."""
         self.guard.check()
+        self.sync_flops()
         weights, opt = self.gather(with_optimizer=True)
         par.from_main(self.world, lambda: self.write_last(weights, opt, rng_state()))
         self.saved = (self.out / "last_model.pt", self.step)
@@ -138,7 +176,9 @@ class Evaluation:
         t0 = time.perf_counter()
         model = self.model_for_eval(weights)
         model.eval()
-        final = self.data.final_eval(model, samples=cfg.eval_samples, seed=cfg.seed + 2)
+        # the screen's count: the full grid (OOD included) at eval_samples would cost more than training on a CPU,
+        # and a ladder scores its answers with the evaluation hub
+        final = self.data.final_eval(model, samples=cfg.screen_samples or cfg.eval_samples, seed=cfg.seed + 2)
         summary = {
             "variant": self.model_cfg.variant,
             "size": self.model_cfg.size,
@@ -155,6 +195,12 @@ class Evaluation:
             "best_eval_mean_acc": self.best_acc,
             "final_eval": final,
             "cost": model.cost(cfg.seq_len),
+            "realised_flops": self.realised_flops,
+            "realised_flops_per_token": self.realised_flops / max(1, self.tokens),
+            "stopped_by": self.stopped_by,
+            "schedule": {"name": cfg.schedule, "decay": list(self.window) if self.window else None,
+                         "final_lr": lr_at(max(0, self.step - 1), cfg, self.window)},
+            "scored": self.scored,
             "runtime": {"device": str(self.device), "threads": self.threads, "processes": self.world.size,
                         "parallel": self.mode, "grad_accum": cfg.grad_accum},
             "provenance": provenance(),
@@ -165,6 +211,8 @@ class Evaluation:
             summary["final_alg_val_loss"] = self.val_loss(model, self.data.val_batches)
         if cfg.competence:
             summary["competence"] = {"threshold": cfg.competence, "reached": self.competent_at is not None,
+                                     "per": "IID cell", "samples": cfg.eval_samples,
+                                     "screen_samples": cfg.screen_samples or cfg.eval_samples,
                                      **(self.competent_at or {"step": None, "tokens": None})}
         if self.curriculum is not None:
             summary["curriculum"] = {"difficulty": {n: self.curriculum.difficulty(n) for n in self.tasks},

@@ -35,7 +35,8 @@ class Resumable:
         state = {"optimizer": optimizer, "step": self.step, "tokens": self.tokens,
                  "stream": json.dumps(self.data.state_dict()), "best_acc": self.best_acc,
                  "replay_steps": self.replay_steps, "skipped_steps": self.guard.skipped,
-                 "train_seconds": self.train_seconds, "rng": rng, "competent_at": self.competent_at}
+                 "train_seconds": self.train_seconds, "rng": rng, "competent_at": self.competent_at,
+                 "scored": self.scored, "window": self.window, "realised_flops": self.realised_flops}
         if self.lang is not None:
             state["lang_stream"] = json.dumps(self.lang.state_dict())
         if self.curriculum is not None:
@@ -79,6 +80,9 @@ class Resumable:
         self.guard.skipped = int(ts.get("skipped_steps", 0))
         self.train_seconds = float(ts["train_seconds"])
         self.competent_at = ts.get("competent_at")
+        self.scored = ts.get("scored")
+        self.window = tuple(ts["window"]) if ts.get("window") else None
+        self.realised_flops = float(ts.get("realised_flops", 0.0))  # 0 in checkpoints written before it was counted
         self.data.load_state_dict(json.loads(ts["stream"]))
         for name, part in (("lang_stream", self.lang), ("curriculum", self.curriculum)):
             if part is not None:

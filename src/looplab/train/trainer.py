@@ -5,9 +5,19 @@ data, of which an `alg_replay` share of steps (spread evenly) replays algorithmi
 forgetting shows in the accuracy curves. An optional per-task curriculum probes competence every
 `curriculum_every` steps of the algorithmic phase and steers the algorithmic stream.
 
-Checkpoints: `best_model.pt` (best evaluation accuracy) and `last_model.pt` (with optimiser, data
-and curriculum state, from which `resume` continues: resume.py); `summary.json` holds the final
-evaluation, cost, wall time and tokens/s. The rest of the output directory is artefacts.py's, and
+Stopping: at the end of the token budget; with --competence, at the first evaluation where every IID
+cell is competent (cosine), or after the decay that it starts (wsd: optim.decay_window), so that the
+stopped model is annealed; --max_minutes is a safety stop, and a run it ends says `stopped_by:
+time_cap` in summary.json (a ladder keeps such runs out of its verdicts).
+
+Realised compute: every forward reports the loops it executed (aux `loops_run`), and the run sums
+the training FLOPs of each micro-batch at that count (`realised_flops` in summary.json, beside the
+nominal `cost`): a length-loop arm runs its batch's largest count, not its nominal one.
+
+Checkpoints: `best_model.pt` (best evaluation accuracy, or with --competence the competent
+checkpoint: evaluation.py) and `last_model.pt` (with optimiser, data and curriculum state, from
+which `resume` continues: resume.py); `summary.json` holds the final evaluation, cost, realised
+FLOPs, why training stopped, wall time and tokens/s. The rest of the output directory is artefacts.py's, and
 the batches and accuracies come from the run's training data (data.py).
 """
 
@@ -38,7 +48,7 @@ from looplab.train.artefacts import RUN_MARKER, Artefacts, prepare_output_dir
 from looplab.train.data import make_train_data
 from looplab.train.evaluation import Evaluation
 from looplab.train.guard import NonFiniteGuard
-from looplab.train.optim import lr_at, make_optimizer
+from looplab.train.optim import decay_window, lr_at, make_optimizer
 from looplab.train.parallel import World
 from looplab.train.progress import Progress
 from looplab.train.resume import Resumable
@@ -111,6 +121,12 @@ class Trainer(Resumable, Evaluation):
             self.curriculum.apply(self.data.stream)
         self.best_acc = -1.0
         self.competent_at: dict[str, int] | None = None  # step and tokens of the first competent evaluation
+        self.scored: dict[str, Any] | None = None  # step, tokens and reason of the checkpoint in best_model.pt
+        self.window: tuple[int, int] | None = None  # wsd: the decay [start, end) steps a competence stop set
+        self.stopped_by: str | None = None  # competence, token_budget or time_cap
+        self.realised_flops = 0.0  # training FLOPs executed by every rank, up to the last sync_flops
+        self.pending_flops = 0.0  # this rank's since then
+        self.flops_at: dict[float | None, float] = {}  # realised FLOPs per token by executed loop count
         self.step = 0
         self.tokens = 0
         self.replay_steps = 0
@@ -135,6 +151,11 @@ class Trainer(Resumable, Evaluation):
         """Phase of the optimiser step with 0-based index `step`."""
         return "algorithmic" if step < self.cfg.alg_steps or self.lang is None else "language"
 
+    @property
+    def end_step(self) -> int:
+        """The step the run ends at: the budget's last, or the end of a decay that competence started."""
+        return self.window[1] if self.window else self.cfg.total_steps
+
     def replays(self, step: int) -> bool:
         """Whether language-phase step `step` trains on algorithmic data: floor((j + 1) r) > floor(j r)
         spreads a share r of the steps evenly, with no random state to resume."""
@@ -151,7 +172,7 @@ class Trainer(Resumable, Evaluation):
 
     def train_step(self) -> dict[str, Any]:
         for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step, self.cfg)
+            g["lr"] = lr_at(self.step, self.cfg, self.window)
         batch = self.next_batch()
         parts = [batch.rows(sl) for sl in par.micro_rows(batch.tokens.shape[0], self.world, self.cfg.grad_accum)]
         whole = len(parts) == 1 and not self.world.distributed
@@ -167,6 +188,7 @@ class Trainer(Resumable, Evaluation):
                     out = self.step_model(part.to(self.device))
                 (out.loss if whole else out.loss * (share * self.world.size)).backward()  # DDP averages ranks
             loss += out.loss.detach() * share
+            self.pending_flops += self.realised_flops_per_token(out.aux) * part.tokens.numel()
         grad_norm = None
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -181,6 +203,19 @@ class Trainer(Resumable, Evaluation):
         self.step += 1
         self.tokens += batch.tokens.numel()
         return {"loss": loss, "grad_norm": grad_norm, "aux": out.aux}
+
+    def realised_flops_per_token(self, aux: dict[str, Any]) -> float:
+        """The model's training FLOPs per token at the loop count a forward executed (cached per count)."""
+        key = aux.get("loops_run")
+        if key not in self.flops_at:
+            self.flops_at[key] = self.model.realised_flops_per_token(aux, self.cfg.seq_len)
+        return self.flops_at[key]
+
+    def sync_flops(self) -> None:
+        """Add every rank's realised FLOPs since the last sync to the run's total (a collective)."""
+        pending = torch.tensor(self.pending_flops, dtype=torch.float64, device=self.device)
+        self.realised_flops += float(par.all_sum(pending, self.world))
+        self.pending_flops = 0.0
 
     def last_good(self) -> str:
         if self.saved is None:
@@ -211,16 +246,16 @@ class Trainer(Resumable, Evaluation):
                        enabled=cfg.progress and self.world.main)
         t0 = time.perf_counter()
         log_t, log_tokens = t0, 0
-        while self.step < cfg.total_steps:
+        while self.step < self.end_step:
             res = self.train_step()
-            if self.step % cfg.log_every == 0 or self.step in (cfg.total_steps, cfg.alg_steps):  # and at the switch
+            if self.step % cfg.log_every == 0 or self.step in (self.end_step, cfg.alg_steps):  # and at the switch
                 self.guard.check()
                 loss = float(par.all_sum(res["loss"], self.world))
                 now = time.perf_counter()
                 tps = (self.tokens - log_tokens) / max(1e-9, now - log_t)
                 log_t, log_tokens = now, self.tokens
                 row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1), "loss": loss,
-                       "lr": lr_at(self.step - 1, cfg), "tokens_per_s": tps}
+                       "lr": lr_at(self.step - 1, cfg, self.window), "tokens_per_s": tps}
                 if res["grad_norm"] is not None:
                     row["grad_norm"] = float(res["grad_norm"])
                 row.update({f"aux/{k}": float(v) for k, v in res["aux"].items()})
@@ -232,7 +267,7 @@ class Trainer(Resumable, Evaluation):
                 self.curriculum_step()
                 t0 = time.perf_counter()
             out_of_time = self.out_of_time(self.train_seconds + time.perf_counter() - t0)
-            if self.step % eval_every == 0 or self.step == cfg.total_steps or out_of_time:
+            if self.step % eval_every == 0 or self.step == self.end_step or out_of_time:
                 self.train_seconds += time.perf_counter() - t0
                 self.evaluate()
                 t0 = time.perf_counter()
@@ -240,9 +275,16 @@ class Trainer(Resumable, Evaluation):
                 self.train_seconds += time.perf_counter() - t0
                 self.save_last()
                 t0 = time.perf_counter()
-            if out_of_time or self.competent_at is not None:
+            if out_of_time:
+                self.stopped_by = "time_cap"
                 break
+            if self.competent_at is not None and self.window is None:
+                if cfg.schedule != "wsd":
+                    break
+                self.window = decay_window(cfg, self.competent_at["step"])
         self.train_seconds += time.perf_counter() - t0
+        self.stopped_by = self.stopped_by or ("competence" if self.competent_at is not None else "token_budget")
+        self.sync_flops()
         weights, _ = self.gather(with_optimizer=False)
         with self.no_draws():
             summary = par.from_main(self.world, lambda: self.finish(weights))
