@@ -82,7 +82,7 @@ def test_unmatched_flops_withhold_the_verdict(tmp_path):
     runs = [fake_run(tmp_path, "baseline", s, 0.5, 0.1) for s in range(3)]
     runs += [fake_run(tmp_path, "prc", s, 0.9, 0.5, flops=6.6e6) for s in range(3)]
     md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
-    assert "`prc`: **withheld**: training FLOPs per token is 2.20x the baseline's" in md
+    assert "`prc`: **withheld**: realised training FLOPs per token is 2.20x the baseline's" in md
     assert "**helps**" not in section(md, "Verdicts")
     md = write_report([str(r) for r in runs], str(tmp_path / "r2"), match="params").read_text()
     assert "`prc`: IID: **helps**" in md  # same parameters: compared
@@ -218,3 +218,18 @@ def test_report_reads_per_problem_outcomes_paired_and_per_seed(tmp_path):
     copy = md.split("### copy", 1)[1].split("###", 1)[0]
     perfect = copy.split("| `baseline` |")[1].split("|")[0]  # copy @4: every problem right in every seed
     assert perfect.startswith(" 100.0% [") and float(perfect.split("[")[1].split(",")[0]) < 100.0
+
+
+def test_realised_flops_and_the_recorded_stop_are_what_the_report_reads(tmp_path):
+    """A looped arm costed like the baseline but executing twice its loops is withheld on its realised
+    FLOPs; the stop reason comes from summary.json, not from a guess."""
+    runs = [fake_run(tmp_path, "baseline", s, 0.5, 0.1) for s in range(3)]
+    runs += [fake_run(tmp_path, "shared_loop", s, 0.9, 0.5) for s in range(3)]
+    for d in runs[3:]:
+        doc = json.loads((d / "summary.json").read_text())
+        doc.update(realised_flops_per_token=6e6, realised_flops=6e12, stopped_by="time_cap")
+        (d / "summary.json").write_text(json.dumps(doc))
+    md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
+    assert "`shared_loop`: **withheld**: realised training FLOPs per token is 2.00x the baseline's" in md
+    per_run = section(md, "Competence per run")
+    assert per_run.count("| time cap |") == 3 and "| 6.00M, 6e+12 |" in per_run

@@ -38,6 +38,7 @@ from looplab.eval.report_data import (
     group_stats,
     load_run,
     outcomes_of,
+    realised_flops_per_token,
     run_cells,
     shared_keys,
     stopped_by,
@@ -48,8 +49,8 @@ from looplab.eval.stats import Interval
 
 MIN_SEEDS = 3  # seeds on each side before a verdict is drawn
 MATCH_TOLERANCE = 0.10  # largest relative gap of the matched figure for a verdict
-MATCH_FIGURES = {"flops": ("flops_per_token", "training FLOPs per token"),
-                 "params": ("params", "parameters"), "config": ("flops_per_token", "training FLOPs per token")}
+MATCH_FIGURES = {"flops": ("flops_per_token", "realised training FLOPs per token"),
+                 "params": ("params", "parameters"), "config": ("flops_per_token", "realised training FLOPs per token")}
 # The seed README's "Expected Results (Hypotheses)" table, verbatim.
 HYPOTHESES = {
     "Algorithmic acc": {"baseline": "70%", "shared_loop": "75%", "latent": "80%", "act": "82%"},
@@ -189,7 +190,7 @@ def arm_table(groups: dict[str, list[Run]]) -> list[str]:
 
 def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
     base = stats_by.get(BASELINE)
-    head = ["arm", "seeds", "competent", "tokens to competence", "params", "FLOPs/token (x baseline)",
+    head = ["arm", "seeds", "competent", "tokens to competence", "params", "realised FLOPs/token (x baseline)",
             "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID answer accuracy",
             "IID well-formed", "train time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -254,15 +255,17 @@ def seed_table(groups: dict[str, list[Run]]) -> list[str]:
 
 
 def competence_table(groups: dict[str, list[Run]]) -> list[str]:
-    lines = ["| run | target | reached | tokens to competence | tokens trained | stopped by | best periodic IID |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | target | reached | tokens to competence | tokens trained | stopped by | best periodic IID "
+             "| realised FLOPs per token, total |", "|---|---|---|---|---|---|---|---|"]
     for name, runs in groups.items():
         for r in runs:
             c = competence(r)
             reached = "n/a" if c.reached is None else ("yes" if c.reached else "**no**")
+            total = r.summary.get("realised_flops")
             lines.append(f"| `{name}` seed {r.seed} | {pct(c.threshold, 0)} | {reached} | "
                          f"{'n/a' if c.tokens is None else f'{c.tokens:,}'} | {r.summary.get('tokens', 0):,} | "
-                         f"{stopped_by(r)} | {pct(c.best_iid)} |")
+                         f"{stopped_by(r)} | {pct(c.best_iid)} | {count(realised_flops_per_token(r))}, "
+                         f"{'n/a' if total is None else f'{total:.3g}'} |")
     return lines
 
 

@@ -215,7 +215,11 @@ def competence(run: Run) -> Competence:
 
 
 def stopped_by(run: Run) -> str:
-    """Why training ended: competence, the token budget, or the time cap (fewer tokens than budgeted)."""
+    """Why training ended: competence, the token budget, or the time cap, as summary.json records it
+    (`stopped_by`); older runs without it: guessed from a token shortfall (a competence stop aside)."""
+    recorded = run.summary.get("stopped_by")
+    if recorded:
+        return recorded.replace("_", " ")
     c = competence(run)
     budget = run.config.get("train", {}).get("total_tokens")
     if c.reached:
@@ -245,10 +249,16 @@ class GroupStats:
     competent: int | None  # runs that reached competence (None: not recorded)
     tokens_to_competence: Interval | None  # over the competent runs
     params: float | None
-    flops_per_token: float | None
+    flops_per_token: float | None  # realised: the FLOPs the runs executed per training token
     sec_per_token: float | None
     needle2k: float | None
     ppl: float | None
+
+
+def realised_flops_per_token(run: Run) -> float | None:
+    """Training FLOPs per token the run executed (loops run, sampled recurrences), from summary.json;
+    older runs: the nominal cost at the trained loop count."""
+    return run.summary.get("realised_flops_per_token") or run.summary.get("cost", {}).get("flops_per_token")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -297,7 +307,7 @@ def group_stats(runs: Sequence[Run]) -> GroupStats:
         competent=sum(bool(c.reached) for c in recorded) if recorded else None,
         tokens_to_competence=stats.seed_interval(tokens) if tokens else None,
         params=_mean([r.summary.get("cost", {}).get("params") for r in runs]),
-        flops_per_token=_mean([r.summary.get("cost", {}).get("flops_per_token") for r in runs]),
+        flops_per_token=_mean([realised_flops_per_token(r) for r in runs]),
         sec_per_token=_mean([r.summary["train_seconds"] / r.summary["tokens"] for r in runs
                              if r.summary.get("tokens") and r.summary.get("train_seconds")]),
         needle2k=_mean([r.results.get("longctx", {}).get("by_length", {}).get("2048") for r in runs]),
