@@ -20,7 +20,9 @@ are recorded in its directory's `ladder_run.json`. `--jobs N` runs N at once (la
 Restartable: a run with summary.json and its evaluation is skipped; one with last_model.pt but no
 summary.json resumes from it (`--resume`); one with only summary.json is just evaluated. A failing
 run is recorded with its one-line error (traceback in its `ladder.log`) and shown as failed in the
-report, and the rest carry on. Layout of `--out`: `sweep/`, `runs/<variant>_s<seed>/`,
+report, and the rest carry on. SIGTERM or SIGHUP stops the ladder: its runs in flight are stopped
+(each records that it was interrupted), the lock is released, and one line says what to rerun. Each
+run directory is locked by the process working on it (lock.py). Layout of `--out`: `sweep/`, `runs/<variant>_s<seed>/`,
 `report/REPORT.md` with its plots, `ladder.json`.
 """
 
@@ -39,14 +41,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from looplab.config import EvalConfig, LaunchConfig
-from looplab.errors import LooplabError
+from looplab.errors import LooplabError, Stopped
 from looplab.flags import to_argv
 from looplab.ladder.board import Board
 from looplab.ladder.lanes import LAUNCHERS, JobLanes, Lanes, SlurmOptions
-from looplab.ladder.lock import ladder_lock
+from looplab.ladder.lock import check_free, ladder_lock, run_lock
 from looplab.ladder.match import MATCH_MODES, Shape, check_mode, match_shape, measure
 from looplab.ladder.presets import INPUTS, LadderPreset, get_preset
 from looplab.ladder.runs import LOG, RECORD, Run, checkpoint_step, stage
+from looplab.ladder.stop import stop_signals
 from looplab.ladder.summary import write_ladder_report
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
@@ -201,8 +204,14 @@ def eval_run(run: Run, p: LadderPreset, log: TextIO) -> None:
 
 
 def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
-    """Bring one run to finished; returns its record (state, seconds, error). Runs in a worker
-    process under --jobs, so it reads and writes only the run's own directory."""
+    """Bring one run to finished, holding its directory's lock (held by a live process: a one-line
+    error); returns its record (state, seconds, error). Runs in a worker process under --jobs, so it
+    reads and writes only the run's own directory."""
+    with run_lock(run.dir):
+        return advance(run, p, board)
+
+
+def advance(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
     path = run.dir / RECORD
     record = json.loads(path.read_text()) if path.exists() else {}
     record.update(argv=run.argv, settings=settings(run, p), shape=asdict(run.shape), lr=run.lr)
@@ -235,6 +244,12 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
             log.write(traceback.format_exc())
             record.update(state="failed", error=one_line(e))
             board.set(run.label, "failed", record["error"])
+        except (Stopped, KeyboardInterrupt) as e:  # stopped from outside: recorded, and the stop goes on
+            record.update(state="interrupted", error=f"{str(e) or 'interrupted'}; resumes from step "
+                                                     f"{checkpoint_step(run.dir)}")
+            log.write(record["error"] + "\n")
+            path.write_text(json.dumps(record, indent=2) + "\n")
+            raise
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -273,17 +288,30 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     threads = threads_per_run(p, jobs) if launcher == "local" else (p.threads or slurm.cpus_per_run)
     root = Path(out or f"runs/ladder_{p.name}")
     pl, names = make_plan(p, variants, p.seeds if seeds is None else seeds, match, root, threads)
-    with ladder_lock(root) as stale:
+    with ladder_lock(root) as stale, stop_signals():
         if stale:
             (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
+        check_free(r.dir for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v))))
         board = Board({r.label: r.weight for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v)))},
                       stream=stream)
         lanes = Lanes(jobs, board) if launcher == "local" else JobLanes(launcher, root / "submitit", jobs, board,
                                                                          slurm)
         try:
             return _run(p, pl, names, match, root, lanes, board, after_run)
+        except BaseException as e:  # a stop signal, Ctrl-C, an error: no run goes on without the ladder
+            stopped = lanes.stop()
+            if isinstance(e, Stopped):
+                raise Stopped(e.signum, stop_line(e, stopped)) from None
+            raise
         finally:
             lanes.close()
+
+
+def stop_line(e: Stopped, runs: Sequence[Run]) -> str:
+    """What a stopped ladder prints: the runs it interrupted, where each resumes, and what to do."""
+    where = ", ".join(f"{r.label} (resumes from step {checkpoint_step(r.dir)})" for r in runs)
+    return (f"{e}: {'interrupted ' + where if where else 'no run was in flight'}; the directory is unlocked, "
+            f"rerun the same command to resume")
 
 
 def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, lanes: Lanes | JobLanes,
