@@ -10,8 +10,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from looplab.cli import guarded, main
 from looplab.errors import LooplabError
@@ -159,3 +162,30 @@ def test_a_run_held_by_a_live_process_is_refused_naming_it(tmp_path, capsys):
         holder.kill()
         holder.wait()
     check_free([run_dir])  # the holder is gone: free again
+
+
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """--launcher slurm through submitit (here its local executor): SLURM signals a job's timeout or
+    preemption with USR2 (`--signal`); submitit requeues the job, which resumes the run."""
+    pytest.importorskip("submitit")
+    run_dir = tmp_path / "runs" / "baseline_s0"
+    seen: dict[str, int] = {}
+
+    def preempt() -> None:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last_model.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        task = [p for p in descendants(os.getpid())
+                if b"submitit.core._submit" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        seen["step"] = checkpoint_step(run_dir)
+        os.kill(task[0], signal.SIGUSR2)
+
+    signaller = threading.Thread(target=preempt)
+    signaller.start()
+    run_ladder(PRESET, variants=["baseline"], out=str(tmp_path), jobs=1, launcher="submitit_local",
+               stream=io.StringIO())
+    signaller.join()
+    record = json.loads((run_dir / RECORD).read_text())
+    assert record["state"] == "done" and stage(run_dir, PRESET.suite) == "finished"
+    steps = [a["from_step"] for a in record["attempts"]]
+    assert len(steps) == 2 and steps[0] == 0 and steps[1] >= seen["step"] > 0

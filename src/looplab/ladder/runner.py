@@ -288,7 +288,7 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     threads = threads_per_run(p, jobs) if launcher == "local" else (p.threads or slurm.cpus_per_run)
     root = Path(out or f"runs/ladder_{p.name}")
     pl, names = make_plan(p, variants, p.seeds if seeds is None else seeds, match, root, threads)
-    with ladder_lock(root) as stale, stop_signals():
+    with stop_signals(), ladder_lock(root) as stale:  # a lock naming this ladder: signals are handled
         if stale:
             (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
         check_free(r.dir for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v))))
