@@ -3,10 +3,11 @@
     python scripts/ladder_soak.py --kills 10 [--kinds group,term,kill] [--jobs 2] [--out runs/ladder_soak] [--seed 0]
 
 1. Runs a small ladder (two variants, a learning-rate sweep, two seeds) to the end: the reference.
-2. Runs the same ladder in another directory and stops it at a random moment (0-0.3 s) after it is
-   seen training a run or scoring one, in turn, and (the last two kills, or every kill once all runs
-   are finished) with every run finished, while the report is written; it reruns the same command
-   each time, until `--kills` kills have landed; the last rerun finishes. The kinds of kill take
+2. Runs the same ladder in another directory and stops it at a random moment (0-0.3 s) after this
+   launch is seen training a run or scoring one (it has written that run's record), in turn, and
+   (the last two kills, or every kill once all runs are finished) with every run finished, while
+   the report is written; it reruns the same command each time, until `--kills` kills have landed;
+   the last rerun finishes. The kinds of kill take
    turns (`--kinds`): `group`, SIGKILL to the whole process group (the ladder and its lane workers);
    `term`, SIGTERM to the ladder process alone (what `kill PID` or a scheduler sends); `kill`,
    SIGKILL to the ladder process alone.
@@ -165,10 +166,19 @@ def unfinished(root: Path) -> bool:
     return len(done) < len(VARIANTS) * (len(PRESET.lr_grid) + PRESET.seeds) or not all(f for _, f in done.values())
 
 
-def in_phase(phase: str, root: Path) -> bool:
-    """Whether the ladder in `root` is visibly in `phase`: a run training (config.json, no summary),
-    a trained run being scored (summary, no results), or every run finished (the report is next)."""
-    dirs = run_dirs(root)
+def touched(d: Path, since: float) -> bool:
+    """Whether this launch has started work on run directory `d` (it writes the run's record first)."""
+    try:
+        return (d / RECORD).stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
+
+
+def in_phase(phase: str, root: Path, since: float) -> bool:
+    """Whether the ladder launched at `since` is visibly in `phase`: a run it took up training
+    (config.json, no summary), a trained run it took up being scored (summary, no results), or every
+    run finished (the report is next)."""
+    dirs = [d for d in run_dirs(root) if touched(d, since)]
     if phase == "training":
         return any((d / "config.json").exists() and not (d / "summary.json").exists() for d in dirs)
     if phase == "evaluation":
@@ -177,23 +187,11 @@ def in_phase(phase: str, root: Path) -> bool:
     return not unfinished(root)
 
 
-def wait_for(phase: str, root: Path, proc: subprocess.Popen) -> bool:
+def wait_for(phase: str, root: Path, proc: subprocess.Popen, since: float) -> bool:
     """Poll until the ladder is in `phase` (True) or has exited (False)."""
     while proc.poll() is None:
-        if in_phase(phase, root):
+        if in_phase(phase, root, since):
             return True
-        time.sleep(0.02)
-    return False
-
-
-def holds_lock(root: Path, proc: subprocess.Popen) -> bool:
-    """Poll until the ladder holds its lock (True; from then on it handles SIGTERM) or has exited."""
-    while proc.poll() is None:
-        try:
-            if f"pid {proc.pid} " in (root / LOCK).read_text():
-                return True
-        except FileNotFoundError:
-            pass
         time.sleep(0.02)
     return False
 
@@ -233,6 +231,7 @@ def main() -> int:
     landed = {phase: 0 for phase in PHASES}
     by_kind = {kind: 0 for kind in kinds}
     while True:
+        since = time.time()
         proc = launch(soak, args.jobs)
         restarts += 1
         last = kills >= args.kills
@@ -241,7 +240,7 @@ def main() -> int:
             # run is finished) while the report is written
             phase = PHASES[kills % 2] if unfinished(soak) and kills < args.kills - 2 else "report"
             kind = kinds[kills % len(kinds)]
-            if wait_for(phase, soak, proc) and (kind != "term" or holds_lock(soak, proc)):
+            if wait_for(phase, soak, proc, since):
                 time.sleep(rng.uniform(0.0, 0.3))
                 if proc.poll() is None:
                     status, err, left = stop(proc, kind)
@@ -256,8 +255,7 @@ def main() -> int:
                                            or (soak / LOCK).read_text() != ""):
                         problems.append(f"kill {kills} (term): exit {status}, stderr {err!r}, lock "
                                         f"{(soak / LOCK).read_text()!r}")
-            proc.communicate()
-        else:
+        if not proc.stderr.closed:  # not stopped (or the last rerun): wait for it to exit
             proc.communicate()
         for name, runs in attempts(soak).items():  # the attempts made since the previous kill
             for attempt in runs[seen.get(name, 0):]:

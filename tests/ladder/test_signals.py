@@ -38,10 +38,10 @@ def child(out: str) -> None:
     sys.exit(guarded(lambda: run_ladder(PRESET, variants=VARIANTS, out=out, jobs=2, stream=io.StringIO())))
 
 
-def start(out: Path) -> subprocess.Popen:
+def start(out: Path, new_session: bool = False) -> subprocess.Popen:
     script = "import sys; sys.path.insert(0, sys.argv[2]); from tests.ladder.test_signals import child; child(sys.argv[1])"
     return subprocess.Popen([sys.executable, "-c", script, str(out), str(REPO)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
 
 def descendants(pid: int) -> set[int]:
@@ -124,6 +124,19 @@ def test_sigterm_stops_the_lanes_and_the_same_command_resumes(tmp_path):
         assert [a["from_step"] for a in attempts] == [0, resume_at[v]]
         assert stage(d, PRESET.suite) == "finished"
     print(f"stopped in {stopped_s:.2f}s")
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_worker(tmp_path):
+    proc = start(tmp_path, new_session=True)
+    both_training(tmp_path, proc)
+    workers = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", err
+    assert gone(workers, within=5.0), [p for p in workers if alive(p)]
+    assert (tmp_path / LOCK).read_text() == ""
+    for v in VARIANTS:
+        assert json.loads((tmp_path / "runs" / f"{v}_s0" / RECORD).read_text())["state"] == "interrupted"
 
 
 def test_sigkill_to_the_ladder_alone_takes_its_workers_with_it(tmp_path):

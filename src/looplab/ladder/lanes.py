@@ -32,7 +32,7 @@ from typing import Any
 from looplab.errors import LooplabError
 from looplab.flags import setting
 from looplab.ladder.board import Board
-from looplab.ladder.stop import armed, die_with, trap_signals
+from looplab.ladder.stop import armed, deferred, die_with, trap_signals
 
 POLL_S = 0.5  # how often the board is redrawn from worker events while runs are in flight
 GRACE_S = 10.0  # how long a stopped worker has to record its run and exit before it is SIGKILLed
@@ -75,6 +75,7 @@ def start_worker(ids: Any, ladder: int) -> None:
     """Pool initializer: die with the ladder, turn stop signals into Stopped, claim a GPU."""
     die_with(ladder)
     trap_signals(armed=False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the ladder stops its lanes
     claim_gpu(ids)
 
 
@@ -92,15 +93,19 @@ class Lanes:
         self.done: list[tuple[Any, dict[str, Any]]] = []
         self.current: Any = None  # the run this process is bringing forward (one lane)
         if jobs > 1:
-            ctx = mp.get_context("spawn")  # no fork of a process that holds torch threads
-            self.manager = SyncManager(ctx=ctx)
-            self.manager.start(die_with, (os.getpid(),))
-            self.events = self.manager.Queue()
-            gpus = self.manager.Queue()
-            for gpu in gpu_assignment(visible_gpus(), jobs):
-                gpus.put(gpu)
-            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=start_worker,
-                                            initargs=(gpus, os.getpid()))
+            with deferred():
+                self.start_pool(jobs)
+
+    def start_pool(self, jobs: int) -> None:
+        ctx = mp.get_context("spawn")  # no fork of a process that holds torch threads
+        self.manager = SyncManager(ctx=ctx)
+        self.manager.start(die_with, (os.getpid(),))
+        self.events = self.manager.Queue()
+        gpus = self.manager.Queue()
+        for gpu in gpu_assignment(visible_gpus(), jobs):
+            gpus.put(gpu)
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=start_worker,
+                                        initargs=(gpus, os.getpid()))
 
     @property
     def free(self) -> bool:
@@ -114,7 +119,8 @@ class Lanes:
             self.done.append((key, work(*args, self.board)))
             self.current = None
             return
-        self.running[self.pool.submit(in_lane, work, *args, QueueBoard(self.events))] = key
+        with deferred():  # the pool may start a worker
+            self.running[self.pool.submit(in_lane, work, *args, QueueBoard(self.events))] = key
 
     def collect(self) -> list[tuple[Any, dict[str, Any]]]:
         """The runs finished since the last call; waits for at least one when none has finished."""
@@ -225,8 +231,9 @@ class JobLanes:
         return len(self.running) < self.jobs
 
     def submit(self, key: Any, work: Callable[..., dict[str, Any]], *args: Any) -> None:
-        job = self.executor.submit(Requeued(work), *args, NullBoard())
-        self.running[job] = key
+        with deferred():
+            job = self.executor.submit(Requeued(work), *args, NullBoard())
+            self.running[job] = key
         self.board.set(key.label, "training", f"job {job.job_id}")
 
     def collect(self) -> list[tuple[Any, dict[str, Any]]]:

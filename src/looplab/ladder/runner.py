@@ -22,8 +22,8 @@ summary.json resumes from it (`--resume`); one with only summary.json is just ev
 run is recorded with its one-line error (traceback in its `ladder.log`) and shown as failed in the
 report, and the rest carry on. SIGTERM or SIGHUP stops the ladder: its runs in flight are stopped
 (each records that it was interrupted), the lock is released, and one line says what to rerun. Each
-run directory is locked by the process working on it (lock.py). Layout of `--out`: `sweep/`, `runs/<variant>_s<seed>/`,
-`report/REPORT.md` with its plots, `ladder.json`.
+run directory is locked by the process working on it (lock.py). Layout of `--out`: `sweep/`,
+`runs/<variant>_s<seed>/`, `report/REPORT.md` with its plots, `ladder.json`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Any, TextIO
 from looplab.config import EvalConfig, LaunchConfig
 from looplab.errors import LooplabError, Stopped
 from looplab.flags import to_argv
+from looplab.io import write_json
 from looplab.ladder.board import Board
 from looplab.ladder.lanes import LAUNCHERS, JobLanes, Lanes, SlurmOptions
 from looplab.ladder.lock import check_free, ladder_lock, run_lock
@@ -220,7 +221,7 @@ def advance(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
         board.set(run.label, "skipped", "finished earlier")
         return record
     run.dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     t0 = time.perf_counter()
     with (run.dir / LOG).open("a") as log:
         try:
@@ -231,7 +232,7 @@ def advance(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
                         raise LooplabError(f"--{name} needs {source}'s checkpoint {ckpt}, which is missing")
                 board.set(run.label, "training", "resuming" if at == "partial" else "")
                 record.setdefault("attempts", []).append({"stage": at, "from_step": checkpoint_step(run.dir)})
-                path.write_text(json.dumps(record, indent=2) + "\n")
+                write_json(path, record)
                 train_run(run, at, log)
             t1 = time.perf_counter()
             record["train_seconds"] = record.get("train_seconds", 0.0) + t1 - t0
@@ -245,12 +246,15 @@ def advance(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
             record.update(state="failed", error=one_line(e))
             board.set(run.label, "failed", record["error"])
         except (Stopped, KeyboardInterrupt) as e:  # stopped from outside: recorded, and the stop goes on
-            record.update(state="interrupted", error=f"{str(e) or 'interrupted'}; resumes from step "
-                                                     f"{checkpoint_step(run.dir)}")
-            log.write(record["error"] + "\n")
-            path.write_text(json.dumps(record, indent=2) + "\n")
+            if stage(run.dir, None if run.sweep else p.suite) == "finished":  # stopped after its last output
+                record.update(state="done", error="")
+            else:
+                record.update(state="interrupted", error=f"{str(e) or 'interrupted'}; resumes from step "
+                                                         f"{checkpoint_step(run.dir)}")
+            log.write(f"{str(e) or 'interrupted'}\n")
+            write_json(path, record)
             raise
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     return record
 
 
@@ -301,15 +305,20 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
         except BaseException as e:  # a stop signal, Ctrl-C, an error: no run goes on without the ladder
             stopped = lanes.stop()
             if isinstance(e, Stopped):
-                raise Stopped(e.signum, stop_line(e, stopped)) from None
+                raise Stopped(e.signum, stop_line(e, stopped, p.suite)) from None
             raise
         finally:
             lanes.close()
 
 
-def stop_line(e: Stopped, runs: Sequence[Run]) -> str:
+def stop_line(e: Stopped, runs: Sequence[Run], suite: str) -> str:
     """What a stopped ladder prints: the runs it interrupted, where each resumes, and what to do."""
-    where = ", ".join(f"{r.label} (resumes from step {checkpoint_step(r.dir)})" for r in runs)
+    def state_of(r: Run) -> str:
+        at = stage(r.dir, None if r.sweep else suite)
+        return {"finished": "finished", "trained": "trained; its scoring reruns"}.get(
+            at, f"resumes from step {checkpoint_step(r.dir)}")
+
+    where = ", ".join(f"{r.label} ({state_of(r)})" for r in runs)
     return (f"{e}: {'interrupted ' + where if where else 'no run was in flight'}; the directory is unlocked, "
             f"rerun the same command to resume")
 

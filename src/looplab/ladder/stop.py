@@ -30,12 +30,17 @@ WATCH_S = 0.2  # how often the fallback watcher looks for its parent
 class Trap:
     armed = True  # raise Stopped (a run to record); when False, exit at once (an idle worker)
     fired = False  # one Stopped per process: a second signal while the first unwinds is ignored
+    deferring = False  # inside `deferred`: note the signal, raise at the block's end
+    pending = 0  # the signal noted while deferring
 
 
 def on_signal(signum: int, frame: object) -> None:
     if not Trap.armed:
         os._exit(128 + signum)
-    if Trap.fired:
+    if Trap.fired or Trap.pending:
+        return
+    if Trap.deferring:
+        Trap.pending = signum
         return
     Trap.fired = True
     raise Stopped(signum)
@@ -45,7 +50,7 @@ def trap_signals(*, armed: bool) -> dict[int, object]:
     """Turn SIGTERM and SIGHUP into Stopped (main thread only); returns the handlers they replace."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    Trap.armed, Trap.fired = armed, False
+    Trap.armed, Trap.fired, Trap.deferring, Trap.pending = armed, False, False, 0
     return {s: signal.signal(s, on_signal) for s in SIGNALS}
 
 
@@ -55,9 +60,28 @@ def stop_signals() -> Iterator[None]:
     previous = trap_signals(armed=True)
     try:
         yield
+    except Stopped as e:  # before any run was started (planning, taking the lock, starting the lanes)
+        if e.message:
+            raise
+        raise Stopped(e.signum, f"{e}: no run was in flight; rerun the same command to resume") from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A stop signal inside the block raises Stopped at its end: a child process being started when
+    it arrives is not left half started (with a traceback on the ladder's stderr)."""
+    outer = Trap.deferring
+    Trap.deferring = True
+    try:
+        yield
+    finally:
+        Trap.deferring = outer
+    if Trap.pending and not outer:
+        signum, Trap.pending, Trap.fired = Trap.pending, 0, True
+        raise Stopped(signum)
 
 
 @contextmanager
