@@ -146,15 +146,14 @@ class Lanes:
         if self.pool is not None:
             workers = list((self.pool._processes or {}).values())  # the pool's own record of its processes
             self.pool.shutdown(wait=False, cancel_futures=True)
-            for w in workers:
-                if w.is_alive():
-                    w.terminate()
+            for w in workers:  # terminate and kill pass over a worker the pool has already reaped
+                w.terminate()
             deadline = time.monotonic() + GRACE_S
             for w in workers:
                 w.join(max(0.0, deadline - time.monotonic()))
             for w in workers:
-                if w.is_alive():
-                    os.kill(w.pid, signal.SIGKILL)
+                if w.exitcode is None:
+                    w.kill()
                     w.join()
             self.running.clear()
         return keys
