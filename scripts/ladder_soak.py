@@ -1,17 +1,23 @@
 """Kill-and-rerun soak of the ladder itself.
 
-    python scripts/ladder_soak.py --kills 10 [--jobs 2] [--out runs/ladder_soak] [--seed 0]
+    python scripts/ladder_soak.py --kills 10 [--kinds group,term,kill] [--jobs 2] [--out runs/ladder_soak] [--seed 0]
 
 1. Runs a small ladder (two variants, a learning-rate sweep, two seeds) to the end: the reference.
-2. Runs the same ladder in another directory and SIGKILLs its whole process group (the ladder and
-   its lane workers) at a random moment (0-0.3 s) after it is seen training a run or scoring one, in
-   turn, and (the last two kills, or every kill once all runs are finished) with every run finished,
-   while the report is written; it reruns the same command each time, until `--kills` kills have
-   landed; the last rerun finishes.
-3. Checks that the final `ladder.json` and `REPORT.md` equal the reference's (timings aside), that
-   every run ends with the reference's weights, and that no run was trained twice past its last
-   checkpoint: after each kill it notes every run's resumable step, and the next attempt of that
-   run must start there (and a finished run must not start again).
+2. Runs the same ladder in another directory and stops it at a random moment (0-0.3 s) after this
+   launch is seen training a run or scoring one (it has written that run's record), in turn, and
+   (the last two kills, or every kill once all runs are finished) with every run finished, while
+   the report is written; it reruns the same command each time, until `--kills` kills have landed;
+   the last rerun finishes. The kinds of kill take
+   turns (`--kinds`): `group`, SIGKILL to the whole process group (the ladder and its lane workers);
+   `term`, SIGTERM to the ladder process alone (what `kill PID` or a scheduler sends); `kill`,
+   SIGKILL to the ladder process alone.
+3. Checks after each kill that no process of the ladder is left (within 5 s of a `term`, 2 s of a
+   `kill`) and, after a `term`, that the ladder exited with status 143, one stderr line and its
+   lock released. At the end: the final `ladder.json` and `REPORT.md` equal the reference's
+   (timings aside), every run ends with the reference's weights, and no run was trained twice past
+   its last checkpoint: after each kill (once its processes are gone) it notes every run's
+   resumable step, and the next attempt of that run must start there (and a finished run must not
+   start again).
 
 Exit status 0 when everything holds; each failed check is printed.
 """
@@ -19,6 +25,7 @@ Exit status 0 when everything holds; each failed check is printed.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import random
@@ -29,7 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+from looplab.cli import guarded
 from looplab.ladder import LadderPreset, run_ladder
+from looplab.ladder.lock import LOCK
 from looplab.ladder.runs import RECORD, checkpoint_step, stage
 
 PRESET = LadderPreset(
@@ -43,13 +52,64 @@ VARIANTS = ("baseline", "shared_loop")
 TIMING = re.compile(r"_seconds|tokens_per_s|wall|time|duration|^seconds$")
 
 
-def child(out: str, jobs: int) -> None:
-    run_ladder(PRESET, variants=VARIANTS, out=out, jobs=jobs)
+KINDS = {"group": "SIGKILL to the process group", "term": "SIGTERM to the ladder alone",
+         "kill": "SIGKILL to the ladder alone"}
+GONE_S = {"group": 2.0, "term": 5.0, "kill": 2.0}  # how soon after the ladder's exit no process of it may be left
+
+
+def child(out: str, jobs: int) -> int:
+    """The ladder as the command line runs it; stderr holds only what the command would say."""
+    return guarded(lambda: run_ladder(PRESET, variants=VARIANTS, out=out, jobs=jobs, stream=io.StringIO()))
 
 
 def launch(out: Path, jobs: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, "--child", str(out), "--jobs", str(jobs)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live (not zombie) process below `pid`, from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    out, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == parent]
+        out.update(kids)
+        todo += kids
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def left_after(pids: set[int], seconds: float) -> list[int]:
+    """The processes of `pids` still alive after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def stop(proc: subprocess.Popen, kind: str) -> tuple[int, str, list[int]]:
+    """Kill the ladder the `kind` way; returns its exit status, its stderr, and what it left alive."""
+    workers = descendants(proc.pid)
+    if kind == "group":
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        os.kill(proc.pid, signal.SIGTERM if kind == "term" else signal.SIGKILL)
+    _, err = proc.communicate()
+    return proc.returncode, err, left_after(workers, GONE_S[kind])
 
 
 def strip(obj: object, root: Path) -> object:
@@ -106,10 +166,19 @@ def unfinished(root: Path) -> bool:
     return len(done) < len(VARIANTS) * (len(PRESET.lr_grid) + PRESET.seeds) or not all(f for _, f in done.values())
 
 
-def in_phase(phase: str, root: Path) -> bool:
-    """Whether the ladder in `root` is visibly in `phase`: a run training (config.json, no summary),
-    a trained run being scored (summary, no results), or every run finished (the report is next)."""
-    dirs = run_dirs(root)
+def touched(d: Path, since: float) -> bool:
+    """Whether this launch has started work on run directory `d` (it writes the run's record first)."""
+    try:
+        return (d / RECORD).stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
+
+
+def in_phase(phase: str, root: Path, since: float) -> bool:
+    """Whether the ladder launched at `since` is visibly in `phase`: a run it took up training
+    (config.json, no summary), a trained run it took up being scored (summary, no results), or every
+    run finished (the report is next)."""
+    dirs = [d for d in run_dirs(root) if touched(d, since)]
     if phase == "training":
         return any((d / "config.json").exists() and not (d / "summary.json").exists() for d in dirs)
     if phase == "evaluation":
@@ -118,10 +187,10 @@ def in_phase(phase: str, root: Path) -> bool:
     return not unfinished(root)
 
 
-def wait_for(phase: str, root: Path, proc: subprocess.Popen) -> bool:
+def wait_for(phase: str, root: Path, proc: subprocess.Popen, since: float) -> bool:
     """Poll until the ladder is in `phase` (True) or has exited (False)."""
     while proc.poll() is None:
-        if in_phase(phase, root):
+        if in_phase(phase, root, since):
             return True
         time.sleep(0.02)
     return False
@@ -130,14 +199,17 @@ def wait_for(phase: str, root: Path, proc: subprocess.Popen) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"kinds of kill, in turn: {', '.join(KINDS)}")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="runs/ladder_soak")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.jobs)
-        return 0
+        return child(args.child, args.jobs)
+    kinds = args.kinds.split(",")
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise SystemExit(f"--kinds: choose from {', '.join(KINDS)}")
     rng = random.Random(args.seed)
     out = Path(args.out)
     ref, soak = out / "reference", out / "killed"
@@ -146,8 +218,9 @@ def main() -> int:
             raise SystemExit(f"{d} exists; choose another --out")
     t0 = time.monotonic()
     proc = launch(ref, args.jobs)
-    if proc.wait() != 0:
-        raise SystemExit("the reference ladder failed")
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"the reference ladder failed: {err.strip()}")
     ref_seconds = time.monotonic() - t0
     print(f"reference ladder: {ref_seconds:.1f}s")
 
@@ -156,7 +229,9 @@ def main() -> int:
     expected: dict[str, tuple[int, bool]] = {}  # per run: resumable step and finished, at the last kill
     kills = restarts = 0
     landed = {phase: 0 for phase in PHASES}
+    by_kind = {kind: 0 for kind in kinds}
     while True:
+        since = time.time()
         proc = launch(soak, args.jobs)
         restarts += 1
         last = kills >= args.kills
@@ -164,16 +239,24 @@ def main() -> int:
             # training and scoring in turn while runs remain; the last two kills (and any once every
             # run is finished) while the report is written
             phase = PHASES[kills % 2] if unfinished(soak) and kills < args.kills - 2 else "report"
-            if wait_for(phase, soak, proc):
+            kind = kinds[kills % len(kinds)]
+            if wait_for(phase, soak, proc, since):
                 time.sleep(rng.uniform(0.0, 0.3))
                 if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    status, err, left = stop(proc, kind)
                     kills += 1
                     landed[phase] += 1
-                    print(f"kill {kills} during {phase}", flush=True)
-            proc.wait()
-        else:
-            proc.wait()
+                    by_kind[kind] += 1
+                    note = f" (exit {status}: {err.strip()})" if kind == "term" else ""
+                    print(f"kill {kills} during {phase}: {KINDS[kind]}{note}", flush=True)
+                    if left:
+                        problems.append(f"kill {kills} ({kind}): processes {sorted(left)} outlived the ladder")
+                    if kind == "term" and status != 0 and (status != 128 + signal.SIGTERM or len(err.strip().splitlines()) != 1
+                                           or (soak / LOCK).read_text() != ""):
+                        problems.append(f"kill {kills} (term): exit {status}, stderr {err!r}, lock "
+                                        f"{(soak / LOCK).read_text()!r}")
+        if not proc.stderr.closed:  # not stopped (or the last rerun): wait for it to exit
+            proc.communicate()
         for name, runs in attempts(soak).items():  # the attempts made since the previous kill
             for attempt in runs[seen.get(name, 0):]:
                 step, finished = expected.get(name, (0, False))
@@ -195,7 +278,8 @@ def main() -> int:
         problems.append("REPORT.md differs from the reference (timings aside)")
     if weights(ref) != weights(soak):
         problems.append("final weights differ from the reference")
-    print(f"{kills} kills ({', '.join(f'{n} during {p}' for p, n in landed.items())}), {restarts} launches; "
+    print(f"{kills} kills ({', '.join(f'{n} during {p}' for p, n in landed.items())}; "
+          f"{', '.join(f'{n} {KINDS[k]}' for k, n in by_kind.items())}), {restarts} launches; "
           + ("ladder.json, REPORT.md and every run's weights equal the reference's; no run trained twice past "
              "its last checkpoint" if not problems else "FAILED"))
     for p in problems:

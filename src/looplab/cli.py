@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from looplab.config import SIZES, EvalConfig, LaunchConfig, ModelConfig, TrainConfig
-from looplab.errors import LooplabError
+from looplab.errors import LooplabError, Stopped
 from looplab.flags import add_flags, add_option_flags, read_flags
 
 
@@ -98,6 +98,9 @@ def guarded(fn: Callable[[], Any]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Stopped as e:  # SIGTERM or SIGHUP to a ladder: its line says what was interrupted
+        print(e, file=sys.stderr)
+        return 128 + e.signum
     return 0
 
 

@@ -51,10 +51,12 @@ def add_ladder_args(p: argparse.ArgumentParser) -> None:
 def run_ladder_cmd(args: argparse.Namespace) -> None:
     from looplab.ladder import run_ladder
     from looplab.ladder.lanes import SlurmOptions
+    from looplab.ladder.stop import stop_signals
 
     slurm = SlurmOptions(**read_flags(SlurmOptions, args))
-    path = run_ladder(args.preset, variants=split_names(args.variants) or None, seeds=args.seeds,
-                      match=args.match, out=args.out, jobs=args.jobs, launcher=args.launcher, slurm=slurm)
+    with stop_signals():  # a stop while the ladder is planned is one line too
+        path = run_ladder(args.preset, variants=split_names(args.variants) or None, seeds=args.seeds,
+                          match=args.match, out=args.out, jobs=args.jobs, launcher=args.launcher, slurm=slurm)
     print(f"report: {path}")
 
 

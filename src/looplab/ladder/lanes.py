@@ -8,6 +8,11 @@ through submitit (SLURM, or submitit's local executor), up to N in flight; the b
 submission and its end. A run's result does not depend on its lane: the same flags, seeds and
 thread count give the same weights in every mode. On a machine with GPUs, each local worker sees
 one of them (`CUDA_VISIBLE_DEVICES`, round robin when there are more lanes than GPUs).
+
+A local worker dies with its ladder, however the ladder ends (`stop.die_with`), and `stop` ends the
+runs in flight: SIGTERM to each worker (its run records that it was interrupted), `GRACE_S` to exit,
+then SIGKILL. A job's callable asks submitit to requeue it when SLURM signals a timeout or a
+preemption (`Requeued`); the requeued job resumes the run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
 from looplab.errors import LooplabError
 from looplab.flags import setting
 from looplab.ladder.board import Board
+from looplab.ladder.stop import armed, deferred, die_with, trap_signals
 
 POLL_S = 0.5  # how often the board is redrawn from worker events while runs are in flight
+GRACE_S = 10.0  # how long a stopped worker has to record its run and exit before it is SIGKILLed
 
 
 class QueueBoard:
@@ -62,20 +71,41 @@ def claim_gpu(ids: Any) -> None:
         pass
 
 
+def start_worker(ids: Any, ladder: int) -> None:
+    """Pool initializer: die with the ladder, turn stop signals into Stopped, claim a GPU."""
+    die_with(ladder)
+    trap_signals(armed=False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the ladder stops its lanes
+    claim_gpu(ids)
+
+
+def in_lane(work: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """A worker's call of `work`: a stop signal during it raises Stopped, which the run records."""
+    with armed():
+        return work(*args)
+
+
 class Lanes:
     def __init__(self, jobs: int, board: Board) -> None:
         self.jobs, self.board = jobs, board
         self.pool: ProcessPoolExecutor | None = None
         self.running: dict[Future, Any] = {}
         self.done: list[tuple[Any, dict[str, Any]]] = []
+        self.current: Any = None  # the run this process is bringing forward (one lane)
         if jobs > 1:
-            ctx = mp.get_context("spawn")  # no fork of a process that holds torch threads
-            self.manager = ctx.Manager()
-            self.events = self.manager.Queue()
-            gpus = self.manager.Queue()
-            for gpu in gpu_assignment(visible_gpus(), jobs):
-                gpus.put(gpu)
-            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=claim_gpu, initargs=(gpus,))
+            with deferred():
+                self.start_pool(jobs)
+
+    def start_pool(self, jobs: int) -> None:
+        ctx = mp.get_context("spawn")  # no fork of a process that holds torch threads
+        self.manager = SyncManager(ctx=ctx)
+        self.manager.start(die_with, (os.getpid(),))
+        self.events = self.manager.Queue()
+        gpus = self.manager.Queue()
+        for gpu in gpu_assignment(visible_gpus(), jobs):
+            gpus.put(gpu)
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=start_worker,
+                                        initargs=(gpus, os.getpid()))
 
     @property
     def free(self) -> bool:
@@ -85,9 +115,12 @@ class Lanes:
     def submit(self, key: Any, work: Callable[..., dict[str, Any]], *args: Any) -> None:
         """Start `work(*args, board)`; its record comes back from `collect` with `key`."""
         if self.pool is None:
+            self.current = key
             self.done.append((key, work(*args, self.board)))
+            self.current = None
             return
-        self.running[self.pool.submit(work, *args, QueueBoard(self.events))] = key
+        with deferred():  # the pool may start a worker
+            self.running[self.pool.submit(in_lane, work, *args, QueueBoard(self.events))] = key
 
     def collect(self) -> list[tuple[Any, dict[str, Any]]]:
         """The runs finished since the last call; waits for at least one when none has finished."""
@@ -106,6 +139,24 @@ class Lanes:
             except queue.Empty:
                 return
             self.board.set(label, state, note)
+
+    def stop(self) -> list[Any]:
+        """End the runs in flight (SIGTERM, GRACE_S, then SIGKILL to each worker); returns their keys."""
+        keys = [*self.running.values(), *([self.current] if self.current is not None else [])]
+        if self.pool is not None:
+            workers = list((self.pool._processes or {}).values())  # the pool's own record of its processes
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for w in workers:  # terminate and kill pass over a worker the pool has already reaped
+                w.terminate()
+            deadline = time.monotonic() + GRACE_S
+            for w in workers:
+                w.join(max(0.0, deadline - time.monotonic()))
+            for w in workers:
+                if w.exitcode is None:
+                    w.kill()
+                    w.join()
+            self.running.clear()
+        return keys
 
     def close(self) -> None:
         if self.pool is not None:
@@ -145,6 +196,22 @@ class NullBoard:
         pass
 
 
+class Requeued:
+    """A run's job. submitit requeues a job whose callable has `checkpoint` when SLURM signals its
+    timeout or preemption; the run resumes from its last checkpoint, so the same call is all it needs."""
+
+    def __init__(self, work: Callable[..., dict[str, Any]]) -> None:
+        self.work = work
+
+    def __call__(self, *args: Any) -> dict[str, Any]:
+        return self.work(*args)
+
+    def checkpoint(self, *args: Any) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args)
+
+
 class JobLanes:
     """Each run a submitit job, at most `jobs` in flight; the ladder process waits for them."""
 
@@ -163,8 +230,9 @@ class JobLanes:
         return len(self.running) < self.jobs
 
     def submit(self, key: Any, work: Callable[..., dict[str, Any]], *args: Any) -> None:
-        job = self.executor.submit(work, *args, NullBoard())
-        self.running[job] = key
+        with deferred():
+            job = self.executor.submit(Requeued(work), *args, NullBoard())
+            self.running[job] = key
         self.board.set(key.label, "training", f"job {job.job_id}")
 
     def collect(self) -> list[tuple[Any, dict[str, Any]]]:
@@ -184,6 +252,13 @@ class JobLanes:
             self.board.set(key.label, record.get("state", "failed"), record.get("error", ""))
             out.append((key, record))
         return out
+
+    def stop(self) -> list[Any]:
+        """Cancel the jobs in flight (SLURM: SIGTERM, then SIGKILL after its grace); returns their keys."""
+        keys = list(self.running.values())
+        self.close()
+        self.running.clear()
+        return keys
 
     def close(self) -> None:
         for job in self.running:

@@ -21,8 +21,10 @@ are recorded in its directory's `ladder_run.json`. `--jobs N` runs N at once (la
 Restartable: a run with summary.json and its evaluation is skipped; one with last_model.pt but no
 summary.json resumes from it (`--resume`); one with only summary.json is just evaluated. A failing
 run is recorded with its one-line error (traceback in its `ladder.log`) and shown as failed in the
-report, and the rest carry on. Layout of `--out`: `sweep/`, `runs/<variant>_s<seed>/`,
-`report/REPORT.md` with its plots, `ladder.json`.
+report, and the rest carry on. SIGTERM or SIGHUP stops the ladder: its runs in flight are stopped
+(each records that it was interrupted), the lock is released, and one line says what to rerun. Each
+run directory is locked by the process working on it (lock.py). Layout of `--out`: `sweep/`,
+`runs/<variant>_s<seed>/`, `report/REPORT.md` with its plots, `ladder.json`.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from looplab.config import EvalConfig, LaunchConfig
-from looplab.errors import LooplabError
+from looplab.errors import LooplabError, Stopped
 from looplab.flags import to_argv
+from looplab.io import write_json
 from looplab.ladder.board import Board
 from looplab.ladder.lanes import LAUNCHERS, JobLanes, Lanes, SlurmOptions
-from looplab.ladder.lock import ladder_lock
+from looplab.ladder.lock import check_free, ladder_lock, run_lock
 from looplab.ladder.match import MATCH_MODES, Shape, check_mode, match_shape, measure
 from looplab.ladder.presets import INPUTS, LadderPreset, get_preset
 from looplab.ladder.runs import LOG, RECORD, Run, checkpoint_step, stage
+from looplab.ladder.stop import stop_signals
 from looplab.ladder.summary import write_ladder_report
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
@@ -226,8 +230,14 @@ def eval_run(run: Run, p: LadderPreset, log: TextIO) -> None:
 
 
 def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
-    """Bring one run to finished; returns its record (state, seconds, error). Runs in a worker
-    process under --jobs, so it reads and writes only the run's own directory."""
+    """Bring one run to finished, holding its directory's lock (held by a live process: a one-line
+    error); returns its record (state, seconds, error). Runs in a worker process under --jobs, so it
+    reads and writes only the run's own directory."""
+    with run_lock(run.dir):
+        return advance(run, p, board)
+
+
+def advance(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
     path = run.dir / RECORD
     record = json.loads(path.read_text()) if path.exists() else {}
     record.update(argv=run.flags, settings=settings(run, p), shape=asdict(run.shape), lr=run.lr)
@@ -236,7 +246,7 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
         board.set(run.label, "skipped", "finished earlier")
         return record
     run.dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     t0 = time.perf_counter()
     with (run.dir / LOG).open("a") as log:
         try:
@@ -247,7 +257,7 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
                         raise LooplabError(f"--{name} needs {source}'s checkpoint {ckpt}, which is missing")
                 board.set(run.label, "training", "resuming" if at == "partial" else "")
                 record.setdefault("attempts", []).append({"stage": at, "from_step": checkpoint_step(run.dir)})
-                path.write_text(json.dumps(record, indent=2) + "\n")
+                write_json(path, record)
                 train_run(run, at, log)
             t1 = time.perf_counter()
             record["train_seconds"] = record.get("train_seconds", 0.0) + t1 - t0
@@ -260,7 +270,16 @@ def execute(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
             log.write(traceback.format_exc())
             record.update(state="failed", error=one_line(e))
             board.set(run.label, "failed", record["error"])
-    path.write_text(json.dumps(record, indent=2) + "\n")
+        except (Stopped, KeyboardInterrupt) as e:  # stopped from outside: recorded, and the stop goes on
+            if stage(run.dir, None if run.sweep else p.suite) == "finished":  # stopped after its last output
+                record.update(state="done", error="")
+            else:
+                record.update(state="interrupted", error=f"{str(e) or 'interrupted'}; resumes from step "
+                                                         f"{checkpoint_step(run.dir)}")
+            log.write(f"{str(e) or 'interrupted'}\n")
+            write_json(path, record)
+            raise
+    write_json(path, record)
     return record
 
 
@@ -298,17 +317,35 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     threads = threads_per_run(p, jobs) if launcher == "local" else (p.threads or slurm.cpus_per_run)
     root = Path(out or f"runs/ladder_{p.name}")
     pl, names = make_plan(p, variants, p.seeds if seeds is None else seeds, match, root, threads)
-    with ladder_lock(root) as stale:
+    with stop_signals(), ladder_lock(root) as stale:  # a lock naming this ladder: signals are handled
         if stale:
             (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
+        check_free(r.dir for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v))))
         board = Board({r.label: r.weight for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v)))},
                       stream=stream)
         lanes = Lanes(jobs, board) if launcher == "local" else JobLanes(launcher, root / "submitit", jobs, board,
                                                                          slurm)
         try:
             return _run(p, pl, names, match, root, lanes, board, after_run)
+        except BaseException as e:  # a stop signal, Ctrl-C, an error: no run goes on without the ladder
+            stopped = lanes.stop()
+            if isinstance(e, Stopped):
+                raise Stopped(e.signum, stop_line(e, stopped, p.suite)) from None
+            raise
         finally:
             lanes.close()
+
+
+def stop_line(e: Stopped, runs: Sequence[Run], suite: str) -> str:
+    """What a stopped ladder prints: the runs it interrupted, where each resumes, and what to do."""
+    def state_of(r: Run) -> str:
+        at = stage(r.dir, None if r.sweep else suite)
+        return {"finished": "finished", "trained": "trained; its scoring reruns"}.get(
+            at, f"resumes from step {checkpoint_step(r.dir)}")
+
+    where = ", ".join(f"{r.label} ({state_of(r)})" for r in runs)
+    return (f"{e}: {'interrupted ' + where if where else 'no run was in flight'}; the directory is unlocked, "
+            f"rerun the same command to resume")
 
 
 def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, lanes: Lanes | JobLanes,
