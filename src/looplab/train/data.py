@@ -18,7 +18,7 @@ from looplab.config import TrainConfig
 from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
-from looplab.eval.algorithmic import cell_rng, iid_accuracy, run_grid, score_examples
+from looplab.eval.algorithmic import cell_rng, drawn, iid_accuracy, run_grid, score_examples
 from looplab.models import get_spec
 
 ALG_VAL_BATCHES = 8  # fresh algorithmic batches (training distribution) scored at every evaluation
@@ -59,7 +59,7 @@ class TaskData:
                             max_new_tokens=self.max_new_tokens)
 
     def final_eval(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, Any]:
-        return run_grid(model, self.tokenizer, self.tasks, samples=samples, seed=seed,
+        return run_grid(model, self.tokenizer, self.tasks, problems=drawn(samples, seed),
                         max_new_tokens=self.max_new_tokens)
 
 
