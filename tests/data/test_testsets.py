@@ -12,8 +12,15 @@ import pytest
 from looplab.data.floors import answer_floor
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import TASKS
-from looplab.data.testsets import (DIGESTS, TEST_SEED, TestSet, cell_size, generate_cell, grid_cells,
-                                   write_test_sets)
+from looplab.data.testsets import (
+    DIGESTS,
+    TEST_SEED,
+    TestSet,
+    cell_size,
+    generate_cell,
+    grid_cells,
+    write_test_sets,
+)
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import cell_rng, drawn

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from looplab.data.tasks import TASKS, Task
+from looplab.data.tasks import Task
 from looplab.errors import LooplabError
 from looplab.io import atomic_write_bytes, write_json
 
@@ -182,8 +182,3 @@ def load_digests(directory: Path) -> dict[str, Any]:
     if not path.exists():
         raise LooplabError(f"--test_sets {directory} has no {DIGESTS} (a ladder writes it before scoring)")
     return json.loads(path.read_text())
-
-
-def registered(names: Sequence[str]) -> list[Task]:
-    """The registered tasks among `names` (task-file tasks have no generator of their own to test)."""
-    return [TASKS[n] for n in names if n in TASKS]

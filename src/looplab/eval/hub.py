@@ -170,6 +170,8 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
     grid = results.get("algorithmic", {}) if cfg.suite == "all" else results
     outputs = grid.pop("outputs", None)  # every example the grid decoded, kept beside the results
     test_set = grid.pop("test_set", None)  # what the grid was scored on, recorded with the metadata
+    if test_set and cfg.test_sets:
+        test_set["source"] = os.path.relpath(cfg.test_sets, out)  # a ladder directory stays movable
     if outputs is not None:
         grid["outputs_file"] = f"outputs_{cfg.suite}.jsonl"
         write_outputs(out / grid["outputs_file"], outputs)
