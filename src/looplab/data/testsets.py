@@ -124,22 +124,23 @@ class TestSet:
         name = cell_name(task.name, length)
         if name not in self.cells:
             want = cell_size(task, self.samples if split == "iid" else self.ood_samples)
-            pairs = self._read(name) if self.directory else generate_cell(task, length, want)
-            if len(pairs) != want:
-                raise LooplabError(f"test set {self.directory / (name + '.jsonl')} holds {len(pairs)} problems; "
-                                   f"this evaluation asks for {want} ({split} cells: --{'samples' if split == 'iid' else 'ood_samples'})")
+            pairs = self._read(self.directory, name, want, split) if self.directory else generate_cell(task, length, want)
             self.cells[name], self.digests[name] = pairs, sha256(cell_text(task.name, length, pairs))
         return self.cells[name]
 
-    def _read(self, name: str) -> Pairs:
-        assert self.directory is not None
-        path = self.directory / f"{name}.jsonl"
+    def _read(self, directory: Path, name: str, want: int, split: str) -> Pairs:
+        path = directory / f"{name}.jsonl"
         if name not in self.expected or not path.exists():
-            raise LooplabError(f"test set {self.directory} has no cell {name}; it was written for "
+            raise LooplabError(f"test set {directory} has no cell {name}; it was written for "
                                f"{', '.join(self.expected) or 'no cells'}")
         if sha256(path.read_bytes()) != self.expected[name]:
             raise LooplabError(f"test set file {path} does not match its digest in {DIGESTS}")
-        return read_cell(path)
+        pairs = read_cell(path)
+        if len(pairs) != want:
+            flag = "--samples" if split == "iid" else "--ood_samples"
+            raise LooplabError(f"test set file {path} holds {len(pairs)} problems; this evaluation asks for {want} "
+                               f"({flag})")
+        return pairs
 
     def record(self) -> dict[str, Any]:
         """What a results file keeps: the seed, where the problems came from, per cell its digest and
