@@ -281,10 +281,15 @@ class EvalConfig:
     tasks: tuple[str, ...] = setting((), "tasks to evaluate (default: the trained ones)")
     answer_format: str = setting("msd", "with --tasks: arithmetic tasks in this digit order (reversed: <task>_rev)",
                                  choices=ANSWER_FORMATS)
-    samples: int = setting(100, "examples per task and length", aliases=("eval_samples",))
+    samples: int = setting(100, "test problems per in-distribution (task, length) cell (balanced cells: rounded up to "
+                           "a multiple of their answers)", aliases=("eval_samples",))
+    ood_samples: int = setting(0, "test problems per out-of-distribution cell (0: as many as --samples)", range=">= 0")
+    test_sets: str = setting("", "directory of fixed test sets (<task>_<length>.jsonl and DIGESTS.json, as a ladder "
+                             "writes them); empty: the same sets generated in memory")
     max_new_tokens: int = setting(32, "generation cap per example", aliases=("eval_max_new_tokens",))
     batch_size: int = setting(64, "prompts decoded together")
-    seed: int = setting(1234, "evaluation sampling seed, distinct from training seeds")
+    seed: int = setting(1234, "sampling seed of longctx and selftest (the algorithmic grid scores the fixed test "
+                        "sets, data.testsets)")
     use_cache: bool = setting(True, "decode by full recomputation (slow reference)", negate="no_cache")
     exits: tuple[str, ...] = setting((), "looped variants: also score with each example's loop count chosen by these "
                                      "exit criteria (convergence, confidence)", choices=EXIT_CRITERIA)
@@ -307,8 +312,8 @@ class EvalConfig:
         if self.exit_threshold <= 0:
             raise LooplabError(f"--exit_threshold must be positive, got {self.exit_threshold}")
         _choice(self.answer_format, ANSWER_FORMATS, "answer_format")
-        if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
-            raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1")
+        if self.samples < 1 or self.ood_samples < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1, ood_samples >= 0")
         if any(n < 1 for n in self.n_loops):
             raise LooplabError(f"--n_loops expects positive integers such as 1,2,4,8,16, got "
                                f"{','.join(map(str, self.n_loops))}")
@@ -319,3 +324,8 @@ class EvalConfig:
             raise LooplabError(f"--needle_lengths must be token counts >= 64, got {list(self.needle_lengths)}")
         if not self.needle_depths or not all(0.0 <= d <= 1.0 for d in self.needle_depths):
             raise LooplabError(f"--needle_depths must be fractions in [0, 1], got {list(self.needle_depths)}")
+
+    @property
+    def ood_count(self) -> int:
+        """Test problems per out-of-distribution cell."""
+        return self.ood_samples or self.samples

@@ -81,7 +81,7 @@ def test_outputs_round_trip(tmp_path):
 
 def test_grid_cells_hold_the_readings_and_the_outputs():
     m = tiny_model("baseline")
-    res = algorithmic.run_grid(m, TOK, ["parity"], samples=3, seed=0, max_new_tokens=4, keep_outputs=True)
+    res = algorithmic.run_grid(m, TOK, ["parity"], problems=algorithmic.drawn(3, 0), max_new_tokens=4, keep_outputs=True)
     cell = res["tasks"]["parity"]["lengths"]["8"]
     assert {"acc", "exact", "well_formed", "stops", "length_error", "token_acc", "prefix_acc", "outcomes"} <= set(cell)
     assert cell["exact"] <= cell["acc"] and len(cell["outcomes"]) == cell["n"] == 3
@@ -89,4 +89,4 @@ def test_grid_cells_hold_the_readings_and_the_outputs():
     outs = [o for o in res["outputs"] if o["length"] == 8]
     assert [o["index"] for o in outs] == [0, 1, 2]
     assert "".join("1" if o["answer"] else "0" for o in outs) == cell["outcomes"]
-    assert "outputs" not in algorithmic.run_grid(m, TOK, ["parity"], samples=2, seed=0, max_new_tokens=4)
+    assert "outputs" not in algorithmic.run_grid(m, TOK, ["parity"], problems=algorithmic.drawn(2, 0), max_new_tokens=4)

@@ -11,7 +11,7 @@ from looplab.data.packing import encode_example
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.eval import exits
-from looplab.eval.algorithmic import cell_pairs, grid_cells, run_grid
+from looplab.eval.algorithmic import drawn, grid_cells, run_grid
 from tests.helpers import tiny_model
 
 
@@ -37,8 +37,8 @@ def test_exit_grid_scores_each_example_at_its_chosen_count(monkeypatch):
     m = tiny_model("shared_loop")
     tok = ByteTokenizer()
     monkeypatch.setattr(exits, "choose_loops", lambda model, contexts, criterion, cap, threshold: [3] * len(contexts))
-    got = exits.exit_grid(m, tok, ["parity"], "confidence", threshold=1e-3, samples=4, seed=0, max_new_tokens=3)
-    want = run_grid(m, tok, ["parity"], samples=4, seed=0, max_new_tokens=3, n_loops=3)
+    got = exits.exit_grid(m, tok, ["parity"], "confidence", threshold=1e-3, problems=drawn(4, 0), max_new_tokens=3)
+    want = run_grid(m, tok, ["parity"], problems=drawn(4, 0), max_new_tokens=3, n_loops=3)
     for n, cell in want["tasks"]["parity"]["lengths"].items():
         assert got["tasks"]["parity"]["lengths"][n]["acc"] == cell["acc"]
         assert got["tasks"]["parity"]["lengths"][n]["mean_loops"] == 3.0
@@ -51,14 +51,14 @@ def test_real_choice_is_the_rule_on_separate_forwards_at_each_count():
     distributions of forward(n_loops=k), k = 1..cap, run one count at a time (and the counts differ)."""
     m, tok = tiny_model("shared_loop"), ByteTokenizer()
     task, length, split = grid_cells(["parity"])[0]
-    contexts = torch.tensor([encode_example(tok, p, t)[0] for p, t in cell_pairs((task, length, split), 8, 0)])
+    contexts = torch.tensor([encode_example(tok, p, t)[0] for p, t in drawn(8, 0)((task, length, split))])
     cap = 2 * m.n_loops
     logp = torch.stack([m(contexts, n_loops=k).logits[:, -1].log_softmax(-1) for k in range(1, cap + 1)])
     kl = (logp[1:].exp() * (logp[1:] - logp[:-1])).sum(-1)  # (K-1, B)
     threshold = float(kl[0].median())  # half of the examples settle at loop 2
     want = exits.converged(logp, threshold)
     assert len(set(want.tolist())) > 1
-    got = exits.exit_grid(m, tok, ["parity"], "convergence", threshold=threshold, samples=8, seed=0, max_new_tokens=3)
+    got = exits.exit_grid(m, tok, ["parity"], "convergence", threshold=threshold, problems=drawn(8, 0), max_new_tokens=3)
     cell = got["tasks"]["parity"]["lengths"][str(length)]
     assert cell["mean_loops"] == pytest.approx(want.float().mean().item()) and cell["max_loops"] == cap
 
@@ -66,7 +66,7 @@ def test_real_choice_is_the_rule_on_separate_forwards_at_each_count():
 def test_exits_refuse_what_they_cannot_do():
     with pytest.raises(LooplabError, match="has no loop count"):
         exits.exit_grid(tiny_model("baseline"), ByteTokenizer(), ["parity"], "confidence", threshold=1e-3,
-                        samples=2, seed=0, max_new_tokens=3)
+                        problems=drawn(2, 0), max_new_tokens=3)
     with pytest.raises(LooplabError, match="allowed: convergence, confidence"):
         EvalConfig(checkpoint="x.pt", exits=("patience",))
 

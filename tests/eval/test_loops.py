@@ -8,7 +8,7 @@ import torch
 from looplab.cli import Parser, add_eval_args
 from looplab.config import EvalConfig
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import loop_sweep
+from looplab.eval.algorithmic import drawn, loop_sweep
 from looplab.eval.decode import greedy, greedy_reference
 from looplab.flags import read_flags
 from looplab.models import MODELS
@@ -58,7 +58,7 @@ def test_loops_context_for_other_models():
 
 
 def test_loop_sweep_reports_each_count(byte_tok):
-    grid = dict(samples=2, seed=0, max_new_tokens=4, batch_size=8)
+    grid = dict(problems=drawn(2, 0), max_new_tokens=4, batch_size=8)
     res = loop_sweep(_model("shared_loop"), byte_tok, ["parity"], (1, 2, 4), **grid)
     assert list(res["loops"]) == ["1", "2", "4"] and res["trained_n_loops"] == 2
     for cell in res["loops"].values():

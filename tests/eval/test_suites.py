@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import jsonschema
 import pytest
@@ -63,10 +64,19 @@ def test_registry_names():
     assert {"algorithmic", "longctx", "ppl", "selftest", "all"} <= set(SUITES)
 
 
-def test_cells_carry_their_chance_floor(tiny_ckpt, tmp_path):
-    grid = _run(tiny_ckpt, tmp_path, "algorithmic", tasks=("parity",))["results"]
-    floors = {n: c["floor"] for n, c in grid["tasks"]["parity"]["lengths"].items()}
-    assert set(floors) == {"4", "8", "16", "32", "64"} and all(0.48 < f < 0.53 for f in floors.values())
+def test_cells_carry_the_floor_of_their_own_problems(tiny_ckpt, tmp_path):
+    """The floor is the most frequent answer's share among the cell's problems (1/2 on balanced parity);
+    OOD cells hold --ood_samples problems, and the metadata names each cell's digest and size."""
+    doc = _run(tiny_ckpt, tmp_path, "algorithmic", tasks=("parity", "passkey"), samples=4, ood_samples=6)
+    grid, record = doc["results"], doc["metadata"]["test_set"]
+    rows = read_outputs(tmp_path / grid["outputs_file"])
+    for task, entry in grid["tasks"].items():
+        for n, cell in entry["lengths"].items():
+            targets = [r["target"] for r in rows if r["task"] == task and str(r["length"]) == n]
+            assert cell["floor"] == max(Counter(targets).values()) / len(targets)
+            assert cell["n"] == len(targets) == (4 if cell["split"] == "iid" else 6) == record["cells"][f"{task}_{n}"]["n"]
+    assert {c["floor"] for c in grid["tasks"]["parity"]["lengths"].values()} == {0.5}
+    assert record["source"] == "generated" and len(record["digest"]) == 64
 
 
 def test_the_grid_keeps_what_the_model_said(tiny_ckpt, tmp_path):

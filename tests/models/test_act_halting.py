@@ -8,7 +8,7 @@ import torch
 
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import halting_by_length
+from looplab.eval.algorithmic import drawn, halting_by_length
 from tests.helpers import V, tiny_model
 
 
@@ -48,7 +48,7 @@ def test_bad_halting_options_are_errors():
 
 def test_halting_depth_by_length_covers_the_grid():
     m = tiny_model("act", n_loops=4)
-    out = halting_by_length(m, ByteTokenizer(), ["parity"], samples=3, seed=0)
+    out = halting_by_length(m, ByteTokenizer(), ["parity"], problems=drawn(3, 0))
     assert list(out["parity"]) == ["4", "8", "16", "32", "64"]
     assert all(v == 4.0 for v in out["parity"].values())  # the deep start: every position runs to the cap
-    assert halting_by_length(tiny_model("shared_loop"), ByteTokenizer(), ["parity"], samples=3, seed=0) == {}
+    assert halting_by_length(tiny_model("shared_loop"), ByteTokenizer(), ["parity"], problems=drawn(3, 0)) == {}

@@ -70,11 +70,11 @@ def test_evaluation_runs_each_cell_at_its_count(monkeypatch):
         return real(model, tokenizer, pairs, **kw)
 
     monkeypatch.setattr(algorithmic, "read_examples", spy)
-    res = algorithmic.run_grid(m, ByteTokenizer(), ["parity"], samples=2, seed=0, max_new_tokens=3)
+    res = algorithmic.run_grid(m, ByteTokenizer(), ["parity"], problems=algorithmic.drawn(2, 0), max_new_tokens=3)
     assert sorted(seen) == [(3, {4}), (5, {8, 16, 32, 64})]
     cells = res["tasks"]["parity"]["lengths"]
     assert [cells[n]["loops"] for n in ("4", "8", "32")] == [3, 5, 5]
-    swept = algorithmic.run_grid(m, ByteTokenizer(), ["parity"], samples=2, seed=0, max_new_tokens=3, n_loops=2)
+    swept = algorithmic.run_grid(m, ByteTokenizer(), ["parity"], problems=algorithmic.drawn(2, 0), max_new_tokens=3, n_loops=2)
     assert "loops" not in swept["tasks"]["parity"]["lengths"]["4"] and seen[-1][0] == 2
 
 

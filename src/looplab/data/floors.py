@@ -1,16 +1,19 @@
 """Chance floors: the exact match a model scores without reading the prompt.
 
-The floor of a (task, length) cell is the share of the most frequent answer among FLOOR_DRAWS
-examples drawn from the task's generator with a fixed seed: what always giving the single best
-constant answer would score. It is 1/2 for parity and dyck, about 0.4 for compare (its answers are
-'<' and '>' 40% of the time each), and close to 0 for tasks whose answers are spread over many
-strings (copy, addition). Reports put it beside every accuracy and normalise by it, so that a
+The floor of a (task, length) cell is the share of the most frequent answer: what always giving the
+single best constant answer would score. A scored cell computes it on its own problems
+(`answer_floor`; 1/k exactly on the balanced test cells of parity, compare and dyck);
+`chance_floor` estimates it for a task and length from FLOOR_DRAWS examples of the task's generator
+with a fixed seed (what reading older results, without a floor of their own, still needs): 1/2 for
+parity and dyck, about 0.4 for compare (its generator gives '<' and '>' 40% of the time each), and
+close to 0 for tasks whose answers are spread over many strings (copy, addition). Reports put it beside every accuracy and normalise by it, so that a
 binary task at 50% is not read as half-learned.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
@@ -35,8 +38,13 @@ def _registered_floor(name: str, length: int) -> float:
 
 def _floor(task: Task, length: int) -> float:
     ex = task.generate(np.random.default_rng([FLOOR_SEED, length]), FLOOR_DRAWS, length)
-    counts = Counter(row[:n].tobytes() for row, n in zip(ex.target, ex.target_len.tolist()))
-    return max(counts.values()) / len(ex)
+    return answer_floor([row[:n].tobytes() for row, n in zip(ex.target, ex.target_len.tolist())])
+
+
+def answer_floor(targets: Sequence[str | bytes]) -> float:
+    """The share of the most frequent target: the floor of a scored cell, computed on its own problems
+    (1/k exactly on a balanced test cell)."""
+    return max(Counter(targets).values()) / len(targets) if len(targets) else 0.0
 
 
 def normalised(acc: float, floor: float) -> float:

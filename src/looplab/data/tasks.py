@@ -54,6 +54,7 @@ class Task:
     ood_lengths: tuple[int, ...]  # evaluation lengths beyond it (2x to 8x the training max)
     generate: Callable[[np.random.Generator, int, int], Examples]  # (rng, n, length) -> examples
     solve: Callable[[str], str]  # independent reference: prompt text -> target text
+    answers: tuple[str, ...] = ()  # every possible answer, for a task with few (test sets hold each equally often)
 
 
 # --- vectorised string building ---------------------------------------------------------------
@@ -358,24 +359,27 @@ def solve_passkey(p: str) -> str:
 
 
 def _task(name: str, tag: str, knob: str, train: tuple[int, int], iid: tuple[int, ...], ood: tuple[int, ...],
-          gen: Callable[[np.random.Generator, int, int], Examples], solve: Callable[[str], str]) -> Task:
+          gen: Callable[[np.random.Generator, int, int], Examples], solve: Callable[[str], str],
+          answers: tuple[str, ...] = ()) -> Task:
     return Task(name=name, tag=tag, knob=knob, train_lengths=train, iid_lengths=iid, ood_lengths=ood,
-                generate=gen, solve=solve)
+                generate=gen, solve=solve, answers=answers)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     _task("mod_add", "MOD:", "number of terms (each 0-96), summed mod 97", (2, 4), (2, 4), (8, 16, 32),
           gen_mod_add, solve_mod_add),
-    _task("parity", "PAR:", "number of bits", (1, 8), (4, 8), (16, 32, 64), gen_parity, solve_parity),
+    _task("parity", "PAR:", "number of bits", (1, 8), (4, 8), (16, 32, 64), gen_parity, solve_parity,
+          answers=("0", "1")),
     _task("addition", "ADD:", "digits per operand", (1, 4), (2, 4), (5, 6, 7, 8), gen_addition, solve_addition),
     _task("multiplication", "MUL:", "digits per operand", (1, 3), (2, 3), (4, 5, 6),
           gen_multiplication, solve_multiplication),
     _task("copy", "CPY:", "letters to copy", (1, 8), (4, 8), (16, 32, 64), gen_copy, solve_copy),
     _task("reverse", "REV:", "letters to reverse", (1, 8), (4, 8), (16, 32, 64), gen_reverse, solve_reverse),
     _task("dyck", "DYK:", "bracket pairs (two kinds); is the string balanced?", (1, 8), (4, 8), (16, 32, 64),
-          gen_dyck, solve_dyck),
+          gen_dyck, solve_dyck, answers=("0", "1")),
     _task("chain", "CHN:", "+/- operations on single digits", (1, 4), (2, 4), (8, 16, 32), gen_chain, solve_chain),
-    _task("compare", "CMP:", "digits per number", (1, 4), (2, 4), (8, 12, 16), gen_compare, solve_compare),
+    _task("compare", "CMP:", "digits per number", (1, 4), (2, 4), (8, 12, 16), gen_compare, solve_compare,
+          answers=("<", "=", ">")),
     _task("successor", "SUC:", "digits", (1, 4), (2, 4), (8, 12, 16), gen_successor, solve_successor),
     _task("passkey", "KEY:", "filler units of 37 letters around the key", (1, 4), (2, 4), (8, 16),
           gen_passkey, solve_passkey),

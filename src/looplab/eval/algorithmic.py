@@ -1,11 +1,14 @@
 """The algorithmic suite: answer accuracy per task and length, in and out of distribution.
 
-Each (task, length) cell draws `samples` examples from a generator seeded by (eval seed, task,
-length), so every model is scored on the very same problems. The greedy continuation of
+A cell's problems come from `problems`, a function of the cell: the hub passes a fixed test set
+(looplab.data.testsets.TestSet: the same problems for every run and seed, balanced over the answers
+of parity, compare and dyck), training-time checks pass `drawn(samples, seed)`, fresh draws from
+`cell_rng` (never from the test sets' seed). The greedy continuation of
 `[bos] prompt [sep]` is read by looplab.eval.answers: a cell's `acc` is answer accuracy (the output up
 to its stop is the target), `exact` the old exact match (the answer followed by EOS), beside
-well-formedness, stop reasons and per-example `outcomes`. Each cell also records its chance floor
-(looplab.data.floors), which reports print beside its accuracy.
+well-formedness, stop reasons and per-example `outcomes`. Each cell also records its floor, the share
+of the most frequent answer among its own problems (looplab.data.floors.answer_floor), which reports
+print beside its accuracy.
 """
 
 from __future__ import annotations
@@ -13,27 +16,41 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from looplab.data.floors import chance_floor
+from looplab.data import testsets
+from looplab.data.floors import answer_floor
 from looplab.data.packing import encode_example
 from looplab.data.tasks import Task, get_tasks
+from looplab.errors import LooplabError
 from looplab.eval.answers import Reading, Record, cell_summary, read_output
 from looplab.eval.decode import greedy
 from looplab.models.base import LoopedModel, loops_context
 
-GRID_VERSION = "algorithmic-v1"
+GRID_VERSION = "algorithmic-v2"  # v2: fixed test sets (data.testsets), balanced, floors on the set (v1: cell_rng(seed))
 OOD_PROBES = {"parity": 32, "addition": 8}  # the seed's headline out-of-distribution cells
 
 
+Cell = testsets.Cell  # (task, length, split)
+Problems = Callable[[Cell], list[tuple[str, str]]]  # a cell -> its (prompt, target) pairs
+
+
 def cell_rng(seed: int, task: str, length: int) -> np.random.Generator:
-    """A generator that depends only on (seed, task, length): stable across runs and processes."""
+    """A generator that depends only on (seed, task, length): stable across runs and processes. The
+    test sets' seed is refused: what draws here (periodic evaluation, probes) never sees a test problem."""
+    if seed == testsets.TEST_SEED:
+        raise LooplabError(f"seed {seed} is the test sets' seed (data.testsets.TEST_SEED); draw from another")
     return np.random.default_rng([seed, zlib.crc32(task.encode()), length])
+
+
+def drawn(samples: int, seed: int) -> Problems:
+    """`samples` fresh problems per cell from `cell_rng(seed, ...)`: training-time checks, not a test set."""
+    return lambda cell: cell[0].generate(cell_rng(seed, cell[0].name, cell[1]), samples, cell[1]).texts()
 
 
 def read_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
@@ -58,8 +75,8 @@ def score_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, 
                                             batch_size=batch_size, use_cache=use_cache, n_loops=n_loops)]
 
 
-def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task, int, str]], *,
-                   samples: int, seed: int, max_new_tokens: int, batch_size: int = 64,
+def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[Cell], *,
+                   problems: Problems, max_new_tokens: int, batch_size: int = 64,
                    use_cache: bool = True, n_loops: int | None = None,
                    keep_outputs: bool = False) -> dict[str, Any]:
     """Accuracy for each (task, length, split) cell, decoded in one batched pass per loop count: a
@@ -67,10 +84,10 @@ def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task,
     its length unless `n_loops` is given, and the cell records the count it ran (`loops`).
 
     A cell holds `acc` (answer accuracy), `exact`, `n`, `split`, `floor` and the fields of
-    `answers.cell_summary`. With `keep_outputs`, `outputs` lists every example as a JSON-ready dict
+    `answers.cell_summary`; `floor` is the share of the most frequent target among the cell's problems. With `keep_outputs`, `outputs` lists every example as a JSON-ready dict
     (an `answers.Record`) for the caller to write beside the results (`answers.write_outputs`)."""
     counts = [cell_loops(model, length, n_loops) for _, length, _ in cells]
-    pairs = [cell_pairs(cell, samples, seed) for cell in cells]
+    pairs = [problems(cell) for cell in cells]
     readings: dict[int, list[Reading]] = {}
     for count in dict.fromkeys(counts):
         group = [i for i, c in enumerate(counts) if c == count]
@@ -86,7 +103,7 @@ def evaluate_cells(model: nn.Module, tokenizer: Any, cells: Sequence[tuple[Task,
                           well_formed=r.well_formed, exact=r.exact, loops=counts[i])
                    for k, ((p, t), r) in enumerate(zip(pairs[i], readings[i]))]
         outputs += [dataclasses.asdict(r) for r in records] if keep_outputs else []
-        cell = {"n": len(records), "split": split, "floor": chance_floor(task, length),
+        cell = {"n": len(records), "split": split, "floor": answer_floor([t for _, t in pairs[i]]),
                 **cell_summary(records, readings[i])}
         if counts[i] is not None and n_loops is None:
             cell["loops"] = counts[i]
@@ -102,11 +119,6 @@ def split_means(tasks: dict[str, Any]) -> dict[str, Any]:
             accs = [c["acc"] for c in entry["lengths"].values() if c["split"] == split]
             entry[f"{split}_acc"] = float(np.mean(accs)) if accs else None
     return tasks
-
-
-def cell_pairs(cell: tuple[Task, int, str], samples: int, seed: int) -> list[tuple[str, str]]:
-    task, length, _ = cell
-    return task.generate(cell_rng(seed, task.name, length), samples, length).texts()
 
 
 def cell_loops(model: nn.Module, length: int, n_loops: int | None) -> int | None:
@@ -125,19 +137,15 @@ def _means(tasks: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def grid_cells(task_names: Sequence[str] | None) -> list[tuple[Task, int, str]]:
+def grid_cells(task_names: Sequence[str | Task] | None) -> list[Cell]:
     """The full grid: every task's in-distribution and out-of-distribution lengths."""
-    cells = []
-    for task in get_tasks(task_names):
-        cells += [(task, n, "iid") for n in task.iid_lengths]
-        cells += [(task, n, "ood") for n in task.ood_lengths]
-    return cells
+    return testsets.grid_cells(get_tasks(task_names))
 
 
-def run_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
-             seed: int, max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
+def run_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task] | None, *, problems: Problems,
+             max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
              n_loops: int | None = None, keep_outputs: bool = False) -> dict[str, Any]:
-    return evaluate_cells(model, tokenizer, grid_cells(task_names), samples=samples, seed=seed,
+    return evaluate_cells(model, tokenizer, grid_cells(task_names), problems=problems,
                           max_new_tokens=max_new_tokens, batch_size=batch_size, use_cache=use_cache,
                           n_loops=n_loops, keep_outputs=keep_outputs)
 
@@ -157,8 +165,8 @@ def ood_summary(results: dict[str, Any]) -> dict[str, Any]:
                                               "by_task": {k: v["ood_acc"] for k, v in tasks.items()}}}
 
 
-def halting_by_length(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
-                      seed: int) -> dict[str, dict[str, float]]:
+def halting_by_length(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task] | None, *,
+                      problems: Problems) -> dict[str, dict[str, float]]:
     """For a model with adaptive halting (act): per task and length, the mean loop at which the
     position that starts the answer (the separator) halts, on the grid's own problems. Does its
     compute grow with the problem? {} for other models."""
@@ -167,7 +175,7 @@ def halting_by_length(model: nn.Module, tokenizer: Any, task_names: Sequence[str
     out: dict[str, dict[str, float]] = {}
     device = next(model.parameters()).device
     for cell in grid_cells(task_names):
-        contexts = [encode_example(tokenizer, p, t)[0] for p, t in cell_pairs(cell, samples, seed)]
+        contexts = [encode_example(tokenizer, p, t)[0] for p, t in problems(cell)]
         depths = []
         for size in sorted({len(c) for c in contexts}):  # equal lengths batch together without padding
             idx = torch.tensor([c for c in contexts if len(c) == size], device=device)
@@ -191,19 +199,19 @@ def loop_sweep(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | Non
 def iid_accuracy(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task], *, samples: int, seed: int,
                  max_new_tokens: int) -> dict[str, float]:
     """Training-time check: per task, the mean answer accuracy over its in-distribution cells (the same
-    cells and definition as the grid's `iid_acc`), `samples` examples per cell, all decoded in one pass."""
+    cells and definition as the grid's `iid_acc`), `samples` fresh examples per cell from `cell_rng(seed)`
+    (not the test sets), all decoded in one pass."""
     cells = [(task, n, "iid") for task in get_tasks(task_names) for n in task.iid_lengths]
-    grid = evaluate_cells(model, tokenizer, cells, samples=samples, seed=seed, max_new_tokens=max_new_tokens)
+    grid = evaluate_cells(model, tokenizer, cells, problems=drawn(samples, seed), max_new_tokens=max_new_tokens)
     return {name: entry["iid_acc"] for name, entry in grid["tasks"].items()}
 
 
-def approximate_cache_speed(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, *, samples: int,
-                            seed: int, max_new_tokens: int, batch_size: int = 64) -> dict[str, Any]:
+def approximate_cache_speed(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task] | None, *,
+                            problems: Problems, samples: int, max_new_tokens: int, batch_size: int = 64) -> dict[str, Any]:
     """A variant's approximate decoding cache (prc's recurrence budget) as a speed figure only: generated
-    tokens per second with it and with the exact cache that scores, on the IID prompts, and the share
-    of examples on which both decode the same tokens."""
-    pairs = [p for task in get_tasks(task_names) for n in task.iid_lengths
-             for p in task.generate(cell_rng(seed, task.name, n), samples, n).texts()]
+    tokens per second with it and with the exact cache that scores, on the first `samples` prompts of
+    each IID cell, and the share of examples on which both decode the same tokens."""
+    pairs = [p for cell in grid_cells(task_names) if cell[2] == "iid" for p in problems(cell)[:samples]]
     contexts = [encode_example(tokenizer, p, t)[0] for p, t in pairs]
     runs = {}
     for exact in (True, False):

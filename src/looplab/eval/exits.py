@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from looplab.data.floors import chance_floor
+from looplab.data.floors import answer_floor
 from looplab.data.packing import encode_example
 from looplab.errors import LooplabError
-from looplab.eval.algorithmic import cell_loops, cell_pairs, grid_cells, score_examples, split_means
+from looplab.eval.algorithmic import Problems, cell_loops, grid_cells, score_examples, split_means
 from looplab.models.base import LoopedModel
 
 
@@ -73,15 +73,16 @@ def choose_loops(model: LoopedModel, contexts: Sequence[list[int]], criterion: s
 
 
 def exit_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None, criterion: str, *,
-              threshold: float, samples: int, seed: int, max_new_tokens: int, batch_size: int = 64,
+              threshold: float, problems: Problems, max_new_tokens: int, batch_size: int = 64,
               use_cache: bool = True) -> dict[str, Any]:
-    """The grid's cells scored with each example's loop count chosen by `criterion`."""
+    """The grid's cells (their `problems`, the main grid's) scored with each example's loop count chosen by
+    `criterion`."""
     if not isinstance(model, LoopedModel):
         raise LooplabError(f"variant '{model.cfg.variant}' has no loop count; exit criteria apply to looped variants")
     tasks: dict[str, Any] = {}
     for cell in grid_cells(task_names):
         task, length, split = cell
-        pairs = cell_pairs(cell, samples, seed)
+        pairs = problems(cell)
         contexts = [encode_example(tokenizer, p, t)[0] for p, t in pairs]
         cap = 2 * (cell_loops(model, length, None) or model.n_loops)
         chosen = choose_loops(model, contexts, criterion, cap, threshold)
@@ -94,6 +95,6 @@ def exit_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None
                 correct[i] = ok
         entry = tasks.setdefault(task.name, {"lengths": {}})
         entry["lengths"][str(length)] = {"acc": float(np.mean(correct)), "n": len(pairs), "split": split,
-                                         "floor": chance_floor(task, length), "mean_loops": float(np.mean(chosen)),
+                                         "floor": answer_floor([t for _, t in pairs]), "mean_loops": float(np.mean(chosen)),
                                          "max_loops": cap}
     return {"criterion": criterion, "threshold": threshold, "tasks": split_means(tasks)}

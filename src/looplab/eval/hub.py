@@ -1,7 +1,9 @@
 """eval_hub: load a checkpoint, run a suite, write `results_<suite>.json` with full metadata.
 
 Suites are a plain registry from name to runner `(checkpoint, EvalConfig) -> results dict`; `all`
-runs every applicable suite into one `results_all.json`. The algorithmic suite also scores the exit
+runs every applicable suite into one `results_all.json`. The algorithmic suite scores the fixed test
+sets (looplab.data.testsets: read from `EvalConfig.test_sets`, else generated, the same problems either
+way) and records their digests and sizes in `metadata.test_set`. It also scores the exit
 criteria asked for (`EvalConfig.exits`, looplab.eval.exits) on the grid's own examples; the report
 shows them (looplab.eval.report_exits). The checkpoint's path is recorded relative to the results
 file's directory. Every file this module writes validates
@@ -21,6 +23,7 @@ from typing import Any
 from looplab.checkpoint import Checkpoint, load_checkpoint
 from looplab.config import EvalConfig
 from looplab.data.tasks import in_format
+from looplab.data.testsets import TestSet
 from looplab.errors import LooplabError
 from looplab.eval import algorithmic, longctx, ppl, selftest
 from looplab.eval.answers import write_outputs
@@ -43,13 +46,15 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     """The grid at the trained loop count, with per-length curves and the OOD summary; with
     `n_loops`, also `results["loops"][str(n)]`, the same grid at each loop count (looped variants;
     others get an empty sweep and `loops_note`). Scores come from exact decoding; a variant with an
-    approximate cache gets its speed in `approximate_cache`, never a score."""
+    approximate cache gets its speed in `approximate_cache`, never a score. Every one of them reads the
+    same test set, whose record (digests, sizes) is `results["test_set"]`."""
     tasks = in_format(cfg.tasks, cfg.answer_format) if cfg.tasks else ckpt.meta.get("tasks") or None
-    grid = dict(samples=cfg.samples, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
-                batch_size=cfg.batch_size, use_cache=cfg.use_cache)
+    test_set = TestSet(cfg.samples, cfg.ood_count, cfg.test_sets)
+    grid = dict(problems=test_set, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                use_cache=cfg.use_cache)
     results = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, keep_outputs=True, **grid)
     results.update(algorithmic.ood_summary(results))
-    halting = algorithmic.halting_by_length(ckpt.model, ckpt.tokenizer, tasks, samples=cfg.samples, seed=cfg.seed)
+    halting = algorithmic.halting_by_length(ckpt.model, ckpt.tokenizer, tasks, problems=test_set)
     if halting:
         results["halting_by_length"] = halting
     if cfg.n_loops:
@@ -61,8 +66,9 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
         results["exits_note"] = f"variant '{ckpt.model.cfg.variant}' has no loop count; exits not scored"
     if cfg.use_cache and ckpt.model.approximate_cache():
         results["approximate_cache"] = algorithmic.approximate_cache_speed(
-            ckpt.model, ckpt.tokenizer, tasks, samples=min(cfg.samples, 32), seed=cfg.seed,
+            ckpt.model, ckpt.tokenizer, tasks, problems=test_set, samples=min(cfg.samples, 32),
             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+    results["test_set"] = test_set.record()
     return results
 
 
@@ -163,6 +169,9 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
     results = SUITES[cfg.suite](ckpt, cfg)
     grid = results.get("algorithmic", {}) if cfg.suite == "all" else results
     outputs = grid.pop("outputs", None)  # every example the grid decoded, kept beside the results
+    test_set = grid.pop("test_set", None)  # what the grid was scored on, recorded with the metadata
+    if test_set and cfg.test_sets:
+        test_set["source"] = os.path.relpath(cfg.test_sets, out)  # a ladder directory stays movable
     if outputs is not None:
         grid["outputs_file"] = f"outputs_{cfg.suite}.jsonl"
         write_outputs(out / grid["outputs_file"], outputs)
@@ -177,6 +186,7 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
             "grid_version": algorithmic.GRID_VERSION,
             "suite_versions": VERSIONS,
             "samples_per_cell": cfg.samples,
+            **({"test_set": test_set} if test_set else {}),
             "settings": settings(cfg),
             "model_config": ckpt.config.to_dict(),
             "tokenizer": {"name": ckpt.tokenizer.name, "vocab_size": ckpt.tokenizer.vocab_size,

@@ -18,6 +18,11 @@ differs per run, trained through `train.launch.launch` and scored through the ev
 the seed README did by hand with `train.py ...` and `eval_hub.py ...`; the flags it corresponds to
 are recorded in its directory's `ladder_run.json`. `--jobs N` runs N at once (lanes.py).
 
+Test sets: before anything is scored the ladder writes one fixed test set per (task, length) to
+`testsets/` (looplab.data.testsets, with DIGESTS.json), every run is scored on those files, and the
+report is refused when the results of two runs name different test sets (each run's digest is in
+`ladder.json`).
+
 Restartable: a run with summary.json and its evaluation is skipped; one with last_model.pt but no
 summary.json resumes from it (`--resume`); one with only summary.json is just evaluated. A failing
 run is recorded with its one-line error (traceback in its `ladder.log`) and shown as failed in the
@@ -42,6 +47,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from looplab.config import EvalConfig, LaunchConfig
+from looplab.data import testsets
+from looplab.data.tasks import get_tasks, in_format, training_tasks
 from looplab.errors import LooplabError, Stopped
 from looplab.flags import to_argv
 from looplab.io import write_json
@@ -55,6 +62,7 @@ from looplab.ladder.stop import stop_signals
 from looplab.ladder.summary import write_ladder_report
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
+TESTSETS = "testsets"  # the ladder's test sets, beside runs/
 FREE_FLAGS = ("--threads",)  # flags that may differ between invocations (lanes share the cores)
 
 
@@ -192,7 +200,9 @@ def settings(run: Run, p: LadderPreset) -> dict[str, Any]:
         if flag in argv:
             i = argv.index(flag)
             argv = argv[:i] + argv[i + 2:]
-    return {"train": argv, "eval": None if run.sweep else to_argv(eval_config(run, p))}
+    root = str(run.dir.parent.parent)
+    return {"train": argv, "eval": None if run.sweep else [a.replace(root, "<ladder>") for a in
+                                                          to_argv(eval_config(run, p))]}
 
 
 def check_record(run: Run, p: LadderPreset) -> None:
@@ -210,7 +220,33 @@ def one_line(e: BaseException) -> str:
 def eval_config(run: Run, p: LadderPreset) -> EvalConfig:
     from looplab.models import MODELS
 
-    return p.eval_config(MODELS[run.launch.variant].looped)
+    cfg = p.eval_config(MODELS[run.launch.variant].looped)
+    return replace(cfg, test_sets=str(run.dir.parent.parent / TESTSETS)) if scores_test_sets(p) else cfg
+
+
+def scores_test_sets(p: LadderPreset) -> bool:
+    return p.suite in ("algorithmic", "all")
+
+
+def write_test_sets(p: LadderPreset, root: Path) -> None:
+    """The test sets every run of the ladder is scored on: the evaluated tasks' cells, written once."""
+    if not scores_test_sets(p):
+        return
+    cfg = p.eval_config(False)
+    tasks = get_tasks(in_format(cfg.tasks, cfg.answer_format)) if cfg.tasks else training_tasks(
+        p.base.alg_tasks, p.base.answer_format)
+    testsets.write_test_sets(root / TESTSETS, tasks, samples=cfg.samples, ood_samples=cfg.ood_count)
+
+
+def scored_digests(p: LadderPreset, runs: Sequence[Run]) -> dict[str, str]:
+    """Each scored run's test set digest, read from its results file."""
+    out = {}
+    for run in runs:
+        path = run.dir / "eval_results" / f"results_{p.suite}.json"
+        digest = json.loads(path.read_text())["metadata"].get("test_set", {}).get("digest") if path.exists() else None
+        if digest:
+            out[run.label] = digest
+    return out
 
 
 def train_run(run: Run, at: str, log: TextIO) -> None:
@@ -355,6 +391,7 @@ def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, la
     for run in [r for v in names for r in (*sweeps[v], *guess[v])]:
         if run.sweep or not sweeps[run.variant]:
             check_record(run, p)
+    write_test_sets(p, root)
     records: dict[str, dict[str, Any]] = {}
     chosen: dict[str, float] = {}
     runs: dict[str, list[Run]] = {}
@@ -396,6 +433,12 @@ def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, la
                 after_run(run, record)
     sweep = {v: {"grid": {f"{r.lr:g}": sweep_loss(r) for r in sweeps[v]}, "chosen": chosen.get(v)}
              for v in names if sweeps[v]}
+    used = scored_digests(p, [r for v in names for r in runs[v]])
+    for label, digest in used.items():
+        records.setdefault(label, {})["test_set"] = digest
+    if len(set(used.values())) > 1:
+        raise LooplabError(f"the runs of {root} were scored on different test sets ("
+                           + ", ".join(f"{k}: {v[:12]}" for k, v in used.items()) + "); re-evaluate them")
     return write_ladder_report(p, [r for v in names for r in runs[v]], records, match, root,
                                sweep=sweep, sweep_runs=[r for v in names for r in sweeps[v]])
 

@@ -18,7 +18,7 @@ from looplab.config import TrainConfig
 from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
-from looplab.eval.algorithmic import cell_rng, evaluate_cells, run_grid, score_examples
+from looplab.eval.algorithmic import cell_rng, drawn, evaluate_cells, run_grid, score_examples
 from looplab.models import get_spec
 
 ALG_VAL_BATCHES = 8  # fresh algorithmic batches (training distribution) scored at every evaluation
@@ -58,12 +58,12 @@ class TaskData:
         """Answer accuracy of every IID cell, task -> length -> accuracy, all decoded in one pass (the
         cells `iid_accuracy` averages per task)."""
         cells = [(task, n, "iid") for task in self.tasks for n in task.iid_lengths]
-        grid = evaluate_cells(model, self.tokenizer, cells, samples=samples, seed=seed,
+        grid = evaluate_cells(model, self.tokenizer, cells, problems=drawn(samples, seed),
                               max_new_tokens=self.max_new_tokens)
         return {name: {k: c["acc"] for k, c in entry["lengths"].items()} for name, entry in grid["tasks"].items()}
 
     def final_eval(self, model: torch.nn.Module, *, samples: int, seed: int) -> dict[str, Any]:
-        return run_grid(model, self.tokenizer, self.tasks, samples=samples, seed=seed,
+        return run_grid(model, self.tokenizer, self.tasks, problems=drawn(samples, seed),
                         max_new_tokens=self.max_new_tokens)
 
 
