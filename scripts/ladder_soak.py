@@ -163,7 +163,8 @@ PHASES = ("training", "evaluation", "report")
 def unfinished(root: Path) -> bool:
     """Some run still has training or evaluation to do (or the ladder has not planned them all yet)."""
     done = snapshot(root)
-    return len(done) < len(VARIANTS) * (len(PRESET.lr_grid) + PRESET.seeds) or not all(f for _, f in done.values())
+    seeds = [d for d in done if not d.startswith("sweep/")]  # planned once a variant's sweep has settled
+    return len(seeds) < len(VARIANTS) * PRESET.seeds or not all(f for _, f in done.values())
 
 
 def touched(d: Path, since: float) -> bool:

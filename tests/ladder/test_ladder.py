@@ -170,8 +170,10 @@ def test_matching_brings_every_variant_within_tolerance(mode):
             assert abs(shape.ratio - 1) <= TOLERANCES[mode], (variant, shape)
 
 
-SWEEP = dataclasses.replace(MICRO, lr_grid=(3e-4, 3e-3), sweep_tokens=1024,
+# two rates, two seeds each, one extension: a winner at either edge of a two-value grid adds one rate
+SWEEP = dataclasses.replace(MICRO, lr_grid=(3e-4, 3e-3), sweep_tokens=1024, sweep_steps=1,
                             evaluation={**MICRO.evaluation, "suite": "algorithmic"})
+SWEPT = ["baseline"]
 
 
 def weights(out: Path) -> dict[str, str]:
@@ -183,41 +185,79 @@ def weights(out: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("swept")
-    run_ladder(SWEEP, variants=VARIANTS, out=str(out), stream=io.StringIO())
+    run_ladder(SWEEP, variants=SWEPT, out=str(out), stream=io.StringIO())
     return out
 
 
-def test_sweep_picks_the_lowest_validation_loss_for_every_seed(swept):
+def test_sweep_extends_past_the_winning_edge_and_is_reported(swept):
+    """Both seeds at both rates, then one rate a factor 2 past the winning edge; every seed trains at the
+    rate the rule picks from the sweep runs' summaries; the report holds the table and the plot."""
+    from looplab.ladder.sweep import choose, score
+
     doc = json.loads((swept / "ladder.json").read_text())
-    for variant in VARIANTS:
-        grid = doc["lr_sweep"][variant]["grid"]
-        assert set(grid) == {"0.0003", "0.003"}
-        losses = [json.loads((swept / "sweep" / f"{variant}_lr{lr}" / "summary.json").read_text())["final_alg_val_loss"]
-                  for lr in grid]
-        assert list(grid.values()) == losses
-        chosen = doc["lr_sweep"][variant]["chosen"]
-        assert grid[f"{chosen:g}"] == min(losses)
-        argv = doc["runs"][f"{variant} s0"]["argv"]
-        assert float(argv[argv.index("--lr") + 1]) == chosen
-    assert "## Learning-rate sweep" in (swept / "report" / "REPORT.md").read_text()
-    assert not (swept / "sweep" / "baseline_lr0.003" / "eval_results").exists()  # sweeps are not evaluated
+    entry = doc["lr_sweep"]["baseline"]
+    assert len(entry["extended"]) == 1
+    added = entry["extended"][0]
+    assert added in (3e-4 / 2, 3e-3 * 2)
+    points = {lr: [score(swept / "sweep" / f"baseline_lr{lr:g}_s{seed}") for seed in (0, 1)]
+              for lr in (3e-4, 3e-3, added)}
+    assert all(not s.failed for ss in points.values() for s in ss)
+    first = choose({lr: points[lr] for lr in (3e-4, 3e-3)})
+    assert added == (first * 2 if first == 3e-3 else first / 2)  # beyond the edge that won the grid
+    assert entry["chosen"] == choose(points)
+    assert set(entry["points"]) == {f"{lr:g}" for lr in points}
+    summary = json.loads((swept / "sweep" / f"baseline_lr{added:g}_s1" / "summary.json").read_text())
+    assert entry["points"][f"{added:g}"]["seeds"][1] == {"iid_acc": summary["final_eval"]["iid_acc"],
+                                                         "val_loss": summary["final_alg_val_loss"]}
+    argv = doc["runs"]["baseline s0"]["argv"]
+    assert float(argv[argv.index("--lr") + 1]) == entry["chosen"]
+    report = (swept / "report" / "REPORT.md").read_text()
+    assert "## Learning-rate sweep" in report and "![sweep](sweep.png)" in report
+    assert (swept / "report" / "sweep.png").stat().st_size > 0
+    section = report[report.index("## Learning-rate sweep"):report.index("## Ladder runs")]
+    rows = [line for line in section.splitlines() if line.startswith("| `baseline` | ")]
+    assert len(rows) == 3  # one row per rate tried
+    notes = [r.split("|")[-2] for r in rows]
+    assert sum("extension" in n for n in notes) == 1 and sum("chosen" in n for n in notes) == 1
+    assert f"**{entry['chosen']:g}**" in section
+    assert not (swept / "sweep" / "baseline_lr0.003_s0" / "eval_results").exists()  # sweeps are not evaluated
+
+
+def test_restarted_ladder_recomputes_the_extension(swept, tmp_path):
+    """A ladder stopped after its grid's sweep runs (before the extension trains) queues the same
+    extension on the rerun from the recorded runs, and trains nothing twice."""
+    def stop_after_grid(run, record):
+        if run.sweep and len(list(tmp_path.glob("sweep/*/summary.json"))) == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ladder(SWEEP, variants=SWEPT, out=str(tmp_path), stream=io.StringIO(), after_run=stop_after_grid)
+    assert len(list(tmp_path.glob("sweep/*"))) == 4 and not (tmp_path / "runs").exists()
+    grid = {p: p.stat().st_mtime_ns for p in tmp_path.glob("sweep/*/summary.json")}
+    run_ladder(SWEEP, variants=SWEPT, out=str(tmp_path), stream=io.StringIO())
+    assert {p: p.stat().st_mtime_ns for p in grid} == grid
+    assert json.loads((tmp_path / "ladder.json").read_text())["lr_sweep"] == \
+        json.loads((swept / "ladder.json").read_text())["lr_sweep"]
+    assert weights(tmp_path) == weights(swept)
 
 
 def test_two_lanes_train_the_same_weights(swept, tmp_path):
     """--jobs 2 runs two runs at once in worker processes; every run ends with the serial ladder's weights."""
-    run_ladder(SWEEP, variants=VARIANTS, out=str(tmp_path), stream=io.StringIO(), jobs=2)
-    assert weights(tmp_path) == weights(swept) and len(weights(swept)) == len(VARIANTS)
+    run_ladder(SWEEP, variants=SWEPT, out=str(tmp_path), stream=io.StringIO(), jobs=2)
+    assert weights(tmp_path) == weights(swept) and len(weights(swept)) == len(SWEPT)
     assert json.loads((tmp_path / "ladder.json").read_text())["lr_sweep"] == \
         json.loads((swept / "ladder.json").read_text())["lr_sweep"]
 
 
-def test_submitit_local_executor_gives_the_same_ladder(swept, tmp_path):
+def test_submitit_local_executor_gives_the_same_ladder(tmp_path):
     """--launcher submitit_local: each run a submitit job (as on SLURM, here local processes)."""
     pytest.importorskip("submitit")
-    report = run_ladder(SWEEP, variants=["baseline"], out=str(tmp_path), stream=io.StringIO(), jobs=2,
-                        launcher="submitit_local")  # one variant: its sweep and seed jobs, as the full ladder's
-    assert weights(tmp_path) == {k: v for k, v in weights(swept).items() if k.startswith("baseline")}
-    assert (tmp_path / "submitit").is_dir() and "baseline" in table_rows(report)
+    small = dataclasses.replace(SWEEP, sweep_seeds=1, sweep_steps=0)  # a job per process start: few jobs
+    run_ladder(small, variants=SWEPT, out=str(tmp_path / "serial"), stream=io.StringIO())
+    report = run_ladder(small, variants=SWEPT, out=str(tmp_path / "jobs"), stream=io.StringIO(), jobs=2,
+                        launcher="submitit_local")  # its sweep and seed jobs
+    assert weights(tmp_path / "jobs") == weights(tmp_path / "serial") and len(weights(tmp_path / "serial")) == 1
+    assert (tmp_path / "jobs" / "submitit").is_dir() and "baseline" in table_rows(report)
 
 
 def test_each_lane_sees_one_gpu(monkeypatch):

@@ -36,6 +36,10 @@ class Board:
         self.t0 = time.perf_counter()
         self.drawn = 0  # lines of the last in-place draw
 
+    def add(self, label: str, weight: float) -> None:
+        """A row for a run planned after the board was drawn (a sweep's extension)."""
+        self.rows.setdefault(label, Row(weight=weight))
+
     def set(self, label: str, state: str, note: str = "") -> None:
         row, now = self.rows[label], time.perf_counter()
         if row.start is None and state in ("training", "evaluating"):

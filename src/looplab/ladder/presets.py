@@ -39,8 +39,10 @@ class LadderPreset:
     evaluation: Mapping[str, Any] = field(default_factory=dict)  # EvalConfig fields each finished run is scored with
     n_loops: tuple[int, ...] = (1, 2, 4, 8, 16)  # loop sweep for looped variants (MODELS[v].looped)
     lrs: Mapping[str, float] = field(default_factory=dict)  # variant -> peak lr without a sweep (else train["lr"])
-    lr_grid: tuple[float, ...] = ()  # peak learning rates tried per variant (seed 0, sweep_tokens); () no sweep
+    lr_grid: tuple[float, ...] = ()  # peak learning rates swept per variant, ascending; () means no sweep
     sweep_tokens: int = 0  # training tokens of each sweep run
+    sweep_seeds: int = 2  # seeds 0..sweep_seeds-1 trained at each rate of the sweep
+    sweep_steps: int = 2  # most rates a variant's sweep adds beyond an edge of lr_grid that won (ladder.sweep)
     threads: int = 0  # CPU threads per run; 0 means all cores shared among the lanes
     jobs: int = 1  # runs at once (lanes) unless --jobs says otherwise
     seeds: int = 1  # seeds 0..seeds-1 per variant unless --seeds says otherwise
@@ -68,6 +70,12 @@ class LadderPreset:
         if self.lr_grid and (len(self.lr_grid) < 2 or self.sweep_tokens < base.tokens_per_step):
             raise LooplabError(f"preset {self.name}: an lr_grid needs >= 2 values and sweep_tokens of at least "
                                "one batch")
+        if list(self.lr_grid) != sorted(set(self.lr_grid)) or any(lr <= 0 for lr in self.lr_grid):
+            raise LooplabError(f"preset {self.name}: lr_grid must be positive, distinct and ascending, got "
+                               f"{self.lr_grid}")
+        if self.sweep_seeds < 1 or self.sweep_steps < 0:
+            raise LooplabError(f"preset {self.name}: sweep_seeds must be >= 1 and sweep_steps >= 0, got "
+                               f"{self.sweep_seeds} and {self.sweep_steps}")
         if base.eval_every_tokens < base.tokens_per_step:
             raise LooplabError(f"preset {self.name}: eval_every_tokens is smaller than one batch")
 
@@ -150,20 +158,23 @@ PRESETS: dict[str, LadderPreset] = {
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, options=CPU_OPTIONS,
     ),
     # The answer on this CPU: every generic variant at matched realised training FLOPs, 5 seeds, a
-    # learning rate per variant from a sweep, each run trained until 95% IID answer accuracy on every
-    # (task, length) cell and then annealed (wsd), or for 4M tokens, then scored in and out of
-    # distribution. Two single-thread lanes. The 45-minute cap is a safety stop (about 4x the slowest
-    # variant's 4M tokens): the 6-minute cap of the first run stopped six of eight variants mid-cosine.
+    # learning rate per variant from a sweep (five rates a factor 2 apart, 2 seeds, a quarter of the
+    # budget each, chosen on IID answer accuracy and extended past a winning edge), each run trained
+    # until 95% IID answer accuracy on every (task, length) cell and then annealed (wsd), or for 4M
+    # tokens, then scored in and out of distribution. Two single-thread lanes. The 45-minute cap is a
+    # safety stop (about 4x the slowest variant's 4M tokens): the 6-minute cap of the first run stopped
+    # six of eight variants mid-cosine.
     "cpu": LadderPreset(
         name="cpu", size="tiny",
         note="CPU answer: tiny models, parity, addition (numbers reversed), copy, successor; one example per "
-             "row; 5 seeds; lr swept per variant; each run to 95% on every IID cell (500 examples) then a wsd "
-             "decay, or 4M tokens",
+             "row; 5 seeds; lr swept per variant (2.5e-4 to 4e-3, factor 2, 2 seeds, 1M tokens); each run to 95% "
+             "on every IID cell (500 examples) then a wsd decay, or 4M tokens",
         train=dict(alg_tasks=CPU_TASKS, alg_tokens=4_000_000, total_tokens=4_000_000, seq_len=24, batch_size=16,
                    packing="single", warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95,
                    max_minutes=45.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(1, 2, 4, 8),
-        lr_grid=(5e-4, 1e-3, 2e-3), sweep_tokens=300_000, threads=1, jobs=2, seeds=5, options=CPU_OPTIONS,
+        lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), sweep_tokens=1_000_000, threads=1, jobs=2, seeds=5,
+        options=CPU_OPTIONS,
     ),
     # The length-generalisation axes on this CPU: position encoding (rope, nope, random) on the baseline,
     # one shared block looped 3 times (nope) or once per unit of input length (nope, rope), and the SSM

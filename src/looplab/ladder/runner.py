@@ -4,10 +4,12 @@ For each seed every variant gets the same data stream (the trainer seeds it from
 same tokenizer (bytes) and the same token budget; only the variant, its width (matched to the
 baseline's training FLOPs per token by default, looplab.ladder.match) and its learning rate differ.
 
-Learning rate: with a preset `lr_grid`, each variant first trains seed 0 for `sweep_tokens` at every
-value of the grid (`sweep/<variant>_lr<lr>/`), and every seed of it then trains at the value with
-the lowest IID validation loss (the trainer's `final_alg_val_loss`: fresh batches from the training
-distribution). The same procedure for every variant; the sweep is part of the report.
+Learning rate: with a preset `lr_grid`, each variant first trains seeds 0..sweep_seeds-1 for
+`sweep_tokens` at every value of the grid (`sweep/<variant>_lr<lr>_s<seed>/`); the value with the
+highest mean IID answer accuracy wins, the validation loss breaking ties, and a winner at an edge of
+the values tried adds one more value beyond it (up to `sweep_steps`; looplab.ladder.sweep). Once no
+value is left to try, every seed of the variant trains at the winner. The same procedure for every
+variant; the sweep (table and plot) is part of the report.
 
 Competence: with a preset `competence`, a run stops at the first periodic evaluation where every
 IID (task, length) cell reaches that answer accuracy, under `wsd` after the decay this starts (the
@@ -29,13 +31,12 @@ run is recorded with its one-line error (traceback in its `ladder.log`) and show
 report, and the rest carry on. SIGTERM or SIGHUP stops the ladder: its runs in flight are stopped
 (each records that it was interrupted), the lock is released, and one line says what to rerun. Each
 run directory is locked by the process working on it (lock.py). Layout of `--out`: `sweep/`,
-`runs/<variant>_s<seed>/`, `report/REPORT.md` with its plots, `ladder.json`.
+`runs/<variant>_s<seed>/`, `report/REPORT.md` with its plots (`sweep.png` among them), `ladder.json`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -60,6 +61,7 @@ from looplab.ladder.presets import INPUTS, LadderPreset, get_preset
 from looplab.ladder.runs import LOG, RECORD, Run, checkpoint_step, stage
 from looplab.ladder.stop import stop_signals
 from looplab.ladder.summary import write_ladder_report
+from looplab.ladder.sweep import Score, choose, extension, outcome, score
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
 TESTSETS = "testsets"  # the ladder's test sets, beside runs/
@@ -110,11 +112,15 @@ class Plan:
         return (self.flops.get(variant) or (sum(self.flops.values()) / max(1, len(self.flops)))) * tokens
 
     def sweep_runs(self, variant: str) -> list[Run]:
-        p = self.preset
-        if not p.lr_grid or variant in INPUTS:  # a variant built on another's checkpoint keeps the preset lr
+        """The sweep's runs over the preset grid (its extensions come from `sweep_point` once they finish)."""
+        if not self.preset.lr_grid or variant in INPUTS:  # one built on another's checkpoint keeps the preset lr
             return []
-        return [make_run(self, variant, 0, self.root / "sweep" / f"{variant}_lr{lr:g}", lr=lr, tokens=p.sweep_tokens)
-                for lr in p.lr_grid]
+        return [r for lr in self.preset.lr_grid for r in self.sweep_point(variant, lr)]
+
+    def sweep_point(self, variant: str, lr: float) -> list[Run]:
+        p = self.preset
+        return [make_run(self, variant, seed, self.root / "sweep" / f"{variant}_lr{lr:g}_s{seed}", lr=lr,
+                         tokens=p.sweep_tokens) for seed in range(p.sweep_seeds)]
 
     def seed_runs(self, variant: str, lr: float) -> list[Run]:
         return [make_run(self, variant, seed, self.root / "runs" / f"{variant}_s{seed}", lr=lr)
@@ -319,20 +325,17 @@ def advance(run: Run, p: LadderPreset, board: Any) -> dict[str, Any]:
     return record
 
 
-def sweep_loss(run: Run) -> float:
-    """The sweep's selection figure: final IID validation loss (inf for a failed or diverged run)."""
-    path = run.dir / "summary.json"
-    loss = json.loads(path.read_text()).get("final_alg_val_loss") if path.exists() else None
-    return float(loss) if loss is not None and math.isfinite(loss) else math.inf
+def sweep_points(sweep: Sequence[Run]) -> dict[float, list[Score]]:
+    """Each rate of a variant's sweep runs -> its seeds' scores (seed order)."""
+    points: dict[float, list[Score]] = {}
+    for run in sorted(sweep, key=lambda r: (r.lr, r.seed)):
+        points.setdefault(run.lr, []).append(score(run.dir))
+    return points
 
 
 def choose_lr(sweep: Sequence[Run]) -> float:
-    """The grid value with the lowest IID validation loss (the smaller learning rate on a tie)."""
-    losses = {r.lr: sweep_loss(r) for r in sweep}
-    if all(math.isinf(v) for v in losses.values()):
-        raise LooplabError(f"every learning-rate sweep run of {sweep[0].variant} failed or diverged; see "
-                           f"sweep/{sweep[0].variant}_lr*/ladder.log in the ladder directory")
-    return min(losses, key=lambda lr: (losses[lr], lr))
+    """The learning rate a variant's finished sweep runs choose (looplab.ladder.sweep.choose)."""
+    return choose(sweep_points(sweep), sweep[0].variant)
 
 
 def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = None, seeds: int | None = None,
@@ -399,9 +402,24 @@ def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, la
     waiting = list(names)  # variants whose seed runs are not queued yet
     done: set[str] = set()
 
+    def swept(variant: str) -> bool:
+        """Every sweep run of it is done, and no rate is left to try: else the next one is queued."""
+        if not all(r.label in done for r in sweeps[variant]):
+            return False
+        lr = extension(p.lr_grid, sweep_points(sweeps[variant]), p.sweep_steps) if sweeps[variant] else None
+        if lr is None:
+            return True
+        added = pl.sweep_point(variant, lr)
+        for r in added:
+            check_record(r, p)
+            board.add(r.label, r.weight)
+        sweeps[variant] += added
+        todo[:0] = added  # ahead of other runs: the variant's seeds wait for them
+        return False
+
     def ready(variant: str) -> bool:
-        """Its sweep is done, and so is every seed of each variant whose checkpoints it builds on."""
-        return all(r.label in done for r in sweeps[variant]) and all(
+        """Its sweep has settled, and every seed of each variant whose checkpoints it builds on is done."""
+        return swept(variant) and all(
             s in runs and all(r.label in done for r in runs[s]) for s in INPUTS.get(variant, {}).values())
 
     while todo or waiting or lanes.running:
@@ -431,8 +449,7 @@ def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, la
             done.add(run.label)
             if after_run is not None:
                 after_run(run, record)
-    sweep = {v: {"grid": {f"{r.lr:g}": sweep_loss(r) for r in sweeps[v]}, "chosen": chosen.get(v)}
-             for v in names if sweeps[v]}
+    sweep = {v: outcome(p.lr_grid, sweep_points(sweeps[v]), chosen.get(v)) for v in names if sweeps[v]}
     used = scored_digests(p, [r for v in names for r in runs[v]])
     for label, digest in used.items():
         records.setdefault(label, {})["test_set"] = digest

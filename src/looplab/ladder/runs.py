@@ -37,7 +37,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"{self.variant} lr{self.lr:g}" if self.sweep else f"{self.variant} s{self.seed}"
+        return f"{self.variant} lr{self.lr:g} s{self.seed}" if self.sweep else f"{self.variant} s{self.seed}"
 
     @property
     def argv(self) -> list[str]:

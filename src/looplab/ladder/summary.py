@@ -2,8 +2,9 @@
 
 The report names every run by its arm (a preset's arm, else its variant), states the matching mode
 and lists failed arms (with their one-line errors); the appended sections give the learning-rate
-sweep (every value's IID validation loss and the chosen one) and each run's state, shape, matched
-figure, learning rate, packing, tokens, why it stopped and wall times. `ladder.json` beside it holds
+sweep (every rate each arm tried, each seed's IID answer accuracy and validation loss, the chosen rate
+and the edge extensions, with `sweep.png`: accuracy against the rate) and each run's state, shape,
+matched figure, learning rate, packing, tokens, why it stopped and wall times. `ladder.json` beside it holds
 the same in machine-readable form. Every path written is relative to the ladder directory.
 
 A run the time cap stopped (summary.json `stopped_by: time_cap`) trained less than the budget it was
@@ -13,7 +14,6 @@ compared on, so it is kept out of the report's comparisons and listed with the f
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from looplab.eval.report import write_report
 from looplab.ladder.match import KEYS, MATCH_MODES
 from looplab.ladder.presets import LadderPreset
 from looplab.ladder.runs import Run, relative, stage
+from looplab.ladder.sweep import STEP, TIE
 
 
 def _shape_text(run: Run) -> str:
@@ -57,24 +58,84 @@ def stopped_by(run: Run) -> str | None:
     return _summary(run).get("stopped_by")
 
 
-def sweep_section(p: LadderPreset, sweep: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _fig(x: float | None, percent: bool = False) -> str:
+    if x is None:
+        return "failed"
+    return f"{100 * x:.1f}%" if percent else f"{x:.4f}"
+
+
+def sweep_section(p: LadderPreset, sweep: Mapping[str, Mapping[str, Any]], plot: Path | None = None) -> list[str]:
+    """The sweep's table (every rate each arm tried, each seed's figures and their means) and its plot."""
     if not sweep:
         return []
-    grid = [f"{lr:g}" for lr in p.lr_grid]
+    seeds = range(p.sweep_seeds)
     lines = ["## Learning-rate sweep", "",
-             f"Every variant trained seed 0 for {p.sweep_tokens:,} tokens at each peak learning rate; the one "
-             "with the lowest IID validation loss (answer tokens of fresh batches from the training "
-             "distribution, the same batches for every variant) trained every seed. Bold: chosen; inf: the "
-             "run failed or diverged.", "",
-             "| variant | " + " | ".join(f"lr {g}" for g in grid) + " |", "|" + "---|" * (len(grid) + 1)]
-    for variant, s in sweep.items():
-        cells = []
-        for g in grid:
-            loss = s["grid"].get(g)
-            text = "n/a" if loss is None else ("inf" if math.isinf(loss) else f"{loss:.4f}")
-            cells.append(f"**{text}**" if s.get("chosen") is not None and f"{s['chosen']:g}" == g else text)
-        lines.append(f"| `{variant}` | " + " | ".join(cells) + " |")
+             f"Every arm trained seeds {', '.join(map(str, seeds))} for {p.sweep_tokens:,} tokens at each peak "
+             f"learning rate of {', '.join(f'{lr:g}' for lr in p.lr_grid)}. The rate with the highest mean IID "
+             f"answer accuracy (the run's final in-distribution grid) trained every seed; rates within "
+             f"{100 * TIE:g} points of the best count as tied, and the lowest mean IID validation loss among "
+             f"them wins. A winner at an edge of the rates tried added one more a factor {STEP:g} beyond it "
+             f"(extension), at most {p.sweep_steps} per arm; a chosen rate still at an edge was not bracketed. "
+             "Bold: chosen; failed: the run failed or diverged (a rate with a failed seed is not chosen).", "",
+             "| arm | lr | " + " | ".join(f"IID acc s{s}" for s in seeds) + " | mean IID acc | "
+             + " | ".join(f"val loss s{s}" for s in seeds) + " | mean val loss | |",
+             "|" + "---|" * (2 * len(seeds) + 5)]
+    for arm, s in sweep.items():
+        lrs = [point["lr"] for point in s["points"].values()]
+        for key, point in s["points"].items():
+            chosen = s.get("chosen") is not None and f"{s['chosen']:g}" == key
+            cells = ([_fig(x["iid_acc"], True) for x in point["seeds"]] + [_fig(point["iid_acc"], True)]
+                     + [_fig(x["val_loss"]) for x in point["seeds"]] + [_fig(point["val_loss"])])
+            edge = chosen and point["lr"] in (min(lrs), max(lrs))
+            note = ", ".join(n for n, on in (("chosen", chosen), ("extension", point["extended"]),
+                                             ("at an edge: not bracketed", edge)) if on)
+            lr = f"**{key}**" if chosen else key
+            lines.append(f"| `{arm}` | {lr} | " + " | ".join(cells) + f" | {note} |")
+    if plot is not None:
+        lines += ["", f"![sweep]({plot.name})"]
     return lines + [""]
+
+
+def sweep_plot(sweep: Mapping[str, Mapping[str, Any]], out: Path) -> Path | None:
+    """IID answer accuracy against the learning rate (log x): one line per arm through its seed means,
+    each seed a point, the chosen rate ringed. None when no run of the sweep has figures."""
+    arms = {arm: [pt for pt in s["points"].values() if any(x["iid_acc"] is not None for x in pt["seeds"])]
+            for arm, s in sweep.items()}
+    if not any(arms.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm, pts in arms.items():
+        if not pts:
+            continue
+        means = [(pt["lr"], pt["iid_acc"]) for pt in pts if pt["iid_acc"] is not None]
+        (line,) = ax.plot([m[0] for m in means], [m[1] for m in means], marker="o", label=arm)
+        seeds = [(pt["lr"], x["iid_acc"]) for pt in pts for x in pt["seeds"] if x["iid_acc"] is not None]
+        ax.scatter([x[0] for x in seeds], [x[1] for x in seeds], s=14, alpha=0.5, color=line.get_color())
+        added = [(pt["lr"], pt["iid_acc"]) for pt in pts if pt["extended"] and pt["iid_acc"] is not None]
+        ax.scatter([a[0] for a in added], [a[1] for a in added], s=70, marker="s", facecolors="none",
+                   edgecolors=line.get_color())
+        won = [m for m in means if sweep[arm].get("chosen") == m[0]]
+        if won:
+            ax.scatter([won[0][0]], [won[0][1]], s=160, facecolors="none", edgecolors=line.get_color())
+    rates = sorted({pt["lr"] for pts in arms.values() for pt in pts})
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{lr:g}" for lr in rates], rotation=45)
+    ax.minorticks_off()
+    ax.set_ylim(-0.03, 1.03)
+    ax.set(xlabel="peak learning rate", ylabel="IID answer accuracy",
+           title="Learning-rate sweep: line = seed mean, dots = seeds, square = extension, ring = chosen")
+    ax.legend(fontsize=8)
+    ax.title.set_fontsize(9)
+    fig.tight_layout()
+    path = out / "sweep.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
@@ -127,7 +188,8 @@ def write_ladder_report(p: LadderPreset, runs: Sequence[Run], records: dict[str,
         raise LooplabError(f"every ladder run failed ({first[0]}: {first[1]}); see {root}/runs/*/ladder.log")
     path = write_report(finished, str(root / "report"), match=match, match_note=f"`{match}`: {MATCH_MODES[match]}",
                         failed=failed, root=root)
+    plot = sweep_plot(sweep or {}, path.parent)
     with path.open("a") as f:
-        f.write("\n" + "\n".join([*sweep_section(p, sweep or {}), *ladder_section(p, runs, records, match, seeds)])
+        f.write("\n" + "\n".join([*sweep_section(p, sweep or {}, plot), *ladder_section(p, runs, records, match, seeds)])
                 + "\n")
     return path
