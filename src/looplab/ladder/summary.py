@@ -72,7 +72,8 @@ def sweep_section(p: LadderPreset, sweep: Mapping[str, Mapping[str, Any]], plot:
     lines = ["## Learning-rate sweep", "",
              f"Every arm trained seeds {', '.join(map(str, seeds))} for {p.sweep_tokens:,} tokens at each peak "
              f"learning rate of {', '.join(f'{lr:g}' for lr in p.lr_grid)}. The rate with the highest mean IID "
-             f"answer accuracy (the run's final in-distribution grid) trained every seed; rates within "
+             f"answer accuracy (the run's final in-distribution grid, {p.base.screen_samples or p.base.eval_samples} "
+             f"problems per cell) trained every seed; rates within "
              f"{100 * TIE:g} points of the best count as tied, and the lowest mean IID validation loss among "
              f"them wins. A winner at an edge of the rates tried added one more a factor {STEP:g} beyond it "
              f"(extension), at most {p.sweep_steps} per arm; a chosen rate still at an edge was not bracketed. "

@@ -6,7 +6,7 @@ loss (`final_alg_val_loss`: answer tokens of fresh batches from the training dis
 figures are the means over the sweep's seeds; a rate where a seed failed or diverged is never chosen.
 
 The choice (`choose`): the highest mean IID answer accuracy, where rates within TIE of the best count
-as tied (at a few hundred problems per cell, half a point is noise), and among the tied the lowest
+as tied (half a point is within the noise of the runs' final grid), and among the tied the lowest
 mean validation loss wins, then the smaller rate.
 
 The extension (`extension`): a winner at an edge of the rates tried has not been bracketed, so one
