@@ -1,4 +1,5 @@
-"""Shared fixtures: small models and the default tokenizer; paths to the shared data when present."""
+"""Shared fixtures: small models and the default tokenizer; paths to the shared data when present; one
+tiny trained run per session."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ SHARED = REPO.parent / "shared" / "data"
 def _threads() -> None:
     """Tiny tensors: one thread, since OpenMP hand-offs dominate (and stall on a busy CPU)."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny baseline trained once per session (tests.helpers.TRAINED_ARGS): the run directory with every
+    artefact a finished run writes. Tests that only need *a* trained run read it and never write into
+    it (copy it first); tests that assert on training itself train their own."""
+    from tests.helpers import train_tiny_run
+
+    torch.set_num_threads(1)
+    return train_tiny_run(tmp_path_factory.mktemp("trained") / "run")
 
 
 @pytest.fixture
