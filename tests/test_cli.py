@@ -121,9 +121,10 @@ def test_eval_corrupt_checkpoints(trained, tmp_path, capsys):
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", str(garbage)), "garbage.pt")
 
 
-def test_eval_suite_without_its_data(trained, capsys):
+def test_eval_suite_without_its_data(trained, tmp_path, capsys):
+    # --out_dir: the refusal comes after the results directory is made, which must not be in the shared run
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", str(trained / "best_model.pt"), "--suite",
-                               "custom"), "--suite custom needs at least one --data PATH")
+                               "custom", "--out_dir", str(tmp_path)), "--suite custom needs at least one --data PATH")
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", "x.pt", "--suite", "nope"), "invalid choice")
 
 
@@ -161,12 +162,12 @@ def test_eval_hub_suite_all_is_valid(trained, tmp_path, capsys):
     assert doc["metadata"]["settings"]["needle_lengths"] == [96, 128]
 
 
-def test_eval_hub_bad_needle_flags(trained, capsys):
-    ckpt = str(trained / "best_model.pt")
-    assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", ckpt, "--suite", "longctx", "--needle_lengths",
-                               "1k"), "--needle_lengths expects numbers")
-    assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", ckpt, "--suite", "longctx", "--needle_depths",
-                               "2"), "--needle_depths must be fractions")
+def test_eval_hub_bad_needle_flags(trained, tmp_path, capsys):
+    ckpt, out = str(trained / "best_model.pt"), str(tmp_path)
+    assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", ckpt, "--out_dir", out, "--suite", "longctx",
+                               "--needle_lengths", "1k"), "--needle_lengths expects numbers")
+    assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", ckpt, "--out_dir", out, "--suite", "longctx",
+                               "--needle_depths", "2"), "--needle_depths must be fractions")
 
 
 def test_report_command(trained, tmp_path):
