@@ -1,6 +1,9 @@
-"""Helpers shared by the tests: the variant lists (from the registry), small models, overfitting."""
+"""Helpers shared by the tests: the variant lists (from the registry), small models, overfitting, and
+the flags of the one trained run the session shares (tests/conftest.py's `trained_run`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -42,3 +45,22 @@ def fitted_model(variant: str, steps: int = 25, seed: int = 0, **kw):
     with torch.enable_grad():
         overfit(model, torch.randint(0, 256, (4, 33), generator=g), steps)
     return model.eval()
+
+
+# train.py's flags for the session's shared run (tests that resume it pass the same ones): a tiny
+# baseline on the tasks the evaluation tests read (parity's 32-bit probe, passkey's curve), two
+# evaluations so that last_model.prev.pt exists, a metrics row every other step.
+TRAINED_TASKS = ["parity", "passkey"]
+TRAINED_TOKENS = 6 * 8 * 192
+TRAINED_ARGS = ["--model_size", "tiny", "--variant", "baseline", "--alg_tasks", *TRAINED_TASKS,
+                "--alg_tokens", str(TRAINED_TOKENS), "--seq_len", "192", "--batch_size", "8",
+                "--warmup_tokens", "1024", "--log_every", "2", "--eval_every_tokens", str(TRAINED_TOKENS // 2),
+                "--eval_samples", "4", "--eval_max_new_tokens", "8", "--threads", "1", "--no_progress"]
+
+
+def train_tiny_run(out: Path) -> Path:
+    """Train the shared run into `out` through train.py's code path, in this process."""
+    from looplab.cli import train_main
+
+    assert train_main([*TRAINED_ARGS, "--output_dir", str(out)]) == 0
+    return out

@@ -1,39 +1,18 @@
-"""A tiny checkpoint the evaluation tests train and save themselves, and the results schema."""
+"""The tiny checkpoint the evaluation tests read (the session's trained run), and the results schema."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import torch
 
-from looplab.checkpoint import save_checkpoint
-from looplab.data.packing import AlgoStream
-from looplab.data.tokenizer import ByteTokenizer
 from looplab.eval.hub import SCHEMA_PATH
-from tests.helpers import tiny_model
-
-TASKS = ["parity", "passkey"]
 
 
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory):
-    """A `tiny` baseline after a few optimiser steps on parity and passkey, saved as a checkpoint."""
-    torch.set_num_threads(1)
-    tok = ByteTokenizer()
-    model = tiny_model("baseline")
-    stream = AlgoStream(tok, TASKS, seq_len=192, batch_size=4, seed=0, loss_on="answer")
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(3):
-        batch = stream.next_batch()
-        x, y = batch.tokens, batch.targets
-        model(x, y).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    path = tmp_path_factory.mktemp("ckpt") / "best_model.pt"
-    save_checkpoint(path, model.eval(), tok, meta={"tasks": TASKS, "tokens": 3 * 4 * 192})
-    return path
+def tiny_ckpt(trained_run):
+    """The session's trained run's best checkpoint: a `tiny` baseline trained on parity and passkey."""
+    return trained_run / "best_model.pt"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The ladder end to end on a micro preset: report rows, skipping, failures, restarts, bad input."""
+"""The ladder end to end on a micro preset: report rows, skipping, failures, restarts, bad input. The
+runs are evaluated on the algorithmic suite, except the end-to-end ladder's (FULL: every suite)."""
 
 from __future__ import annotations
 
@@ -18,21 +19,22 @@ from looplab.ladder import LadderPreset, run_ladder
 from looplab.ladder import runner as ladder_runner
 from looplab.ladder.match import TOLERANCES, match_shape
 from tests.helpers import GENERIC
+from tests.test_cli import call
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO = LadderPreset(
     name="micro", note="test preset", size="tiny",
     train=dict(alg_tasks=("copy", "successor"), alg_tokens=4096, total_tokens=4096, seq_len=32, batch_size=8,
                warmup_tokens=512, eval_every_tokens=2048, eval_samples=4),
-    evaluation=dict(suite="all", samples=4, needle_lengths=(64,), needle_depths=(0.5,), needle_trials=1,
-                    ppl_tokens=256),
-    n_loops=(1, 2), threads=1,
+    evaluation=dict(suite="algorithmic", samples=4), n_loops=(1, 2), threads=1,
 )
+FULL = dataclasses.replace(MICRO, evaluation=dict(suite="all", samples=4, needle_lengths=(64,), needle_depths=(0.5,),
+                                                  needle_trials=1, ppl_tokens=256))
 VARIANTS = ["baseline", "shared_loop"]
 
 
-def ladder(out: Path, stream: io.StringIO | None = None, **kw) -> Path:
-    return run_ladder(MICRO, variants=kw.pop("variants", VARIANTS), out=str(out), stream=stream or io.StringIO(), **kw)
+def ladder(out: Path, stream: io.StringIO | None = None, preset: LadderPreset = MICRO, **kw) -> Path:
+    return run_ladder(preset, variants=kw.pop("variants", VARIANTS), out=str(out), stream=stream or io.StringIO(), **kw)
 
 
 def table_rows(report: Path) -> dict[str, str]:
@@ -48,7 +50,7 @@ def mtimes(out: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ladder")
-    ladder(out)
+    ladder(out, preset=FULL)
     return out
 
 
@@ -68,7 +70,7 @@ def test_end_to_end_writes_report_with_a_row_per_variant(finished):
 
 def test_second_invocation_skips_finished_runs(finished):
     before = mtimes(finished)
-    ladder(finished)
+    ladder(finished, preset=FULL)
     assert mtimes(finished) == before
     doc = json.loads((finished / "ladder.json").read_text())
     assert {r["state"] for r in doc["runs"].values()} == {"done"}  # what the first invocation recorded
@@ -77,7 +79,7 @@ def test_second_invocation_skips_finished_runs(finished):
 
 def test_changed_settings_are_refused(finished):
     with pytest.raises(LooplabError, match="other settings"):
-        run_ladder(dataclasses.replace(MICRO, train={**MICRO.train, "lr": 2e-3}), variants=VARIANTS, out=str(finished), stream=io.StringIO())
+        run_ladder(dataclasses.replace(FULL, train={**FULL.train, "lr": 2e-3}), variants=VARIANTS, out=str(finished), stream=io.StringIO())
 
 
 def test_failed_variant_is_reported_and_the_other_finishes(tmp_path, monkeypatch):
@@ -138,7 +140,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     board = io.StringIO()
     ladder(tmp_path, board, variants=["baseline"])
     assert "resuming" in board.getvalue()
-    assert ladder_runner.stage(first.dir) == "finished"
+    assert ladder_runner.stage(first.dir, MICRO.suite) == "finished"
 
 
 @pytest.mark.parametrize(("kw", "needle"), [
@@ -155,9 +157,8 @@ def test_bad_input_is_one_line_error(tmp_path, kw, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_cli_bad_preset_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "looplab.cli", "ladder", "--preset", "huge", "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+def test_cli_bad_preset_is_one_line(tmp_path, capsys):
+    proc = call(capsys, "looplab", "ladder", "--preset", "huge", "--out", str(tmp_path))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "allowed: smoke, cpu, axes, halting, parity_ssm, nano" in proc.stderr
 
