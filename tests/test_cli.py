@@ -122,9 +122,10 @@ def test_eval_corrupt_checkpoints(trained, tmp_path, capsys):
 
 
 def test_eval_suite_without_its_data(trained, tmp_path, capsys):
-    # --out_dir: the refusal comes after the results directory is made, which must not be in the shared run
+    out = tmp_path / "results"  # refused input leaves nothing behind: not even the results directory
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", str(trained / "best_model.pt"), "--suite",
-                               "custom", "--out_dir", str(tmp_path)), "--suite custom needs at least one --data PATH")
+                               "custom", "--out_dir", str(out)), "--suite custom needs at least one --data PATH")
+    assert not out.exists()
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", "x.pt", "--suite", "nope"), "invalid choice")
 
 
@@ -163,11 +164,12 @@ def test_eval_hub_suite_all_is_valid(trained, tmp_path, capsys):
 
 
 def test_eval_hub_bad_needle_flags(trained, tmp_path, capsys):
-    ckpt, out = str(trained / "best_model.pt"), str(tmp_path)
+    ckpt, out = str(trained / "best_model.pt"), str(tmp_path / "results")
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", ckpt, "--out_dir", out, "--suite", "longctx",
                                "--needle_lengths", "1k"), "--needle_lengths expects numbers")
     assert_one_line_error(call(capsys, "eval_hub.py", "--checkpoint", ckpt, "--out_dir", out, "--suite", "longctx",
                                "--needle_depths", "2"), "--needle_depths must be fractions")
+    assert not (tmp_path / "results").exists()
 
 
 def test_report_command(trained, tmp_path):

@@ -161,12 +161,13 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
         raise LooplabError(f"'{path}' is an {ckpt.config.variant} checkpoint; the suites score next-token models, "
                            "use looplab probe")
     out = Path(out_dir) if out_dir else Path(path).parent / "eval_results"
+    check_writable(out)
+    t0 = time.perf_counter()
+    results = SUITES[cfg.suite](ckpt, cfg)  # refuses bad suite input before anything is written
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LooplabError(f"--out_dir {out} is not writable ({e.strerror})") from None
-    t0 = time.perf_counter()
-    results = SUITES[cfg.suite](ckpt, cfg)
     grid = results.get("algorithmic", {}) if cfg.suite == "all" else results
     outputs = grid.pop("outputs", None)  # every example the grid decoded, kept beside the results
     test_set = grid.pop("test_set", None)  # what the grid was scored on, recorded with the metadata
@@ -201,6 +202,14 @@ def evaluate_checkpoint(path: str, cfg: EvalConfig, *, out_dir: str | None = Non
     target = out / f"results_{cfg.suite}.json"
     write_json(target, doc)
     return target, doc
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output directory that cannot be written, before the suites run and without creating it
+    (bad input must leave nothing behind)."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LooplabError(f"--out_dir {out} is not writable ({existing or out} is not a writable directory)")
 
 
 def load_schema() -> dict[str, Any]:
