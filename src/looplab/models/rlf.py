@@ -351,7 +351,11 @@ class RLF(nn.Module):
         aux = {"n_loops": float(n), "gate_mean": self.gate.detach().mean()}
         return ModelOutput(logits=tr.logits, loss=loss, aux=aux)
 
-    def cost(self, seq_len: int) -> dict[str, float]:
+    def realised_flops_per_token(self, aux: dict[str, Any], seq_len: int) -> float:
+        """Training FLOPs per token at the loops this forward ran (its targets' width)."""
+        return self.cost(seq_len, n_loops=int(aux.get("n_loops", self.opts.max_loops)))["flops_per_token"]
+
+    def cost(self, seq_len: int, n_loops: int | None = None) -> dict[str, float]:
         """Parameters (all, trainable, base), effective depth at max_loops, and training FLOPs per
         token at max_loops: forward only through the frozen base (2 per weight), forward and
         backward through the core every loop (6 per weight per loop). With core_scope=query the core
@@ -359,7 +363,7 @@ class RLF(nn.Module):
         params, base = count_params(self), count_params(self.base)
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         core = count_params(self.core)
-        n = self.opts.max_loops
+        n = n_loops or self.opts.max_loops
         core_passes = 1 + n / seq_len if self.opts.core_scope == "query" else n
         return {"params": params, "params_trainable": trainable, "params_base": base,
                 "params_non_embedding": params - base, "params_effective": params - base + (n - 1) * core,
