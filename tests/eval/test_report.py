@@ -233,3 +233,16 @@ def test_realised_flops_and_the_recorded_stop_are_what_the_report_reads(tmp_path
     assert "`shared_loop`: **withheld**: realised training FLOPs per token is 2.00x the baseline's" in md
     per_run = section(md, "Competence per run")
     assert per_run.count("| time cap |") == 3 and "| 6.00M, 6e+12 |" in per_run
+
+
+def test_the_report_states_the_test_set_and_refuses_to_hide_a_mismatch(tmp_path):
+    runs = [fake_run(tmp_path, "baseline", s, 0.9, 0.1) for s in range(3)]
+    for i, d in enumerate(runs):
+        path = d / "eval_results" / "results_all.json"
+        doc = json.loads(path.read_text())
+        doc["metadata"] = {"test_set": {"digest": "ab" * 32 if i < 2 else "cd" * 32, "samples": 500, "ood_samples": 1000}}
+        path.write_text(json.dumps(doc))
+    md = write_report([str(r) for r in runs[:2]], str(tmp_path / "same")).read_text()
+    assert f"one test set for every run, digest `{'ab' * 8}`, 500 problems per IID cell and 1000 per OOD cell" in md
+    md = write_report([str(r) for r in runs], str(tmp_path / "mixed")).read_text()
+    assert "**2 different test sets**" in md

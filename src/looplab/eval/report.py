@@ -308,6 +308,23 @@ def hypothesis_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStat
     return lines
 
 
+def protocol_line(groups: dict[str, list[Run]]) -> str:
+    """How the runs were scored: the score, the test set (digest and problems per cell) and the seeds."""
+    runs = [r for rs in groups.values() for r in rs]
+    digests = sorted({r.test_set.get("digest", "") for r in runs})
+    sizes = {(r.test_set.get("samples"), r.test_set.get("ood_samples")) for r in runs if r.test_set}
+    if digests == [""]:
+        where = "each run's own draws (results from before fixed test sets)"
+    elif len(digests) == 1:
+        iid, ood = next(iter(sizes)) if len(sizes) == 1 else (None, None)
+        where = (f"one test set for every run, digest `{digests[0][:16]}`"
+                 + (f", {iid} problems per IID cell and {ood or iid} per OOD cell" if iid else ""))
+    else:
+        where = f"**{len(digests)} different test sets** (runs not scored on the same problems)"
+    seeds = ", ".join(f"`{n}` {len(rs)}" for n, rs in groups.items())
+    return f"Protocol: answer accuracy (well-formedness beside it) on {where}; seeds per arm: {seeds}."
+
+
 # --- the report ----------------------------------------------------------------------------------
 def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops", match_note: str = "",
                  failed: dict[str, str] | None = None, root: str | Path | None = None) -> Path:
@@ -330,6 +347,7 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
     md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} arms: "
           + ", ".join(f"`{n}` x{len(r)}" for n, r in groups.items()) + ".", "",
           *arm_table(groups), "",
+          protocol_line(groups), "",
           f"Matching: {match_note or match}.", "",
           *([f"Failed: {', '.join(f'`{n}` ({e})' for n, e in failed.items())}.", ""] if failed else []),
           "## Comparison", "",

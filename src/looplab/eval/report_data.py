@@ -42,6 +42,7 @@ class Run:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite -> results payload
     arm: str = ""  # the run's name in tables and plots (config.json's train.arm; empty: the variant)
     settings: dict[str, Any] = field(default_factory=dict)  # model options and non-default shared fields
+    test_set: dict[str, Any] = field(default_factory=dict)  # what its algorithmic grid was scored on (digest, sizes)
 
     @property
     def name(self) -> str:
@@ -66,9 +67,11 @@ def _read_json(path: Path) -> Any:
         raise LooplabError(f"cannot read {path} ({type(e).__name__})") from None
 
 
-def load_results(eval_dir: Path) -> dict[str, dict[str, Any]]:
-    """Suite -> results from `results_all.json`, then single-suite files (which take precedence)."""
+def load_results(eval_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Suite -> results from `results_all.json`, then single-suite files (which take precedence), and the
+    test set the algorithmic grid was scored on (its metadata; {} for older results)."""
     out: dict[str, dict[str, Any]] = {}
+    test_set: dict[str, Any] = {}
     files = sorted(eval_dir.glob("results_*.json"), key=lambda p: (p.name != "results_all.json", p.name))
     for f in files:
         doc = _read_json(f)
@@ -77,7 +80,9 @@ def load_results(eval_dir: Path) -> dict[str, dict[str, Any]]:
             out.update({k: v for k, v in res.items() if k not in ("skipped", "suite_seconds")})
         elif "suite" in doc:
             out[doc["suite"]] = res
-    return out
+        if doc.get("suite") in ("all", "algorithmic"):
+            test_set = doc.get("metadata", {}).get("test_set") or test_set
+    return out, test_set
 
 
 LABEL_FIELDS = {"pos_encoding": "rope", "pos_range": 0}  # shared model fields that name a group when not default
@@ -97,9 +102,9 @@ def load_run(path: str | Path) -> Run:
     opts = dict(model.get("options") or {})
     opts.update({k: model[k] for k, default in LABEL_FIELDS.items() if model.get(k, default) != default})
     seed = config.get("train", {}).get("seed")
-    results = load_results(p / "eval_results") if (p / "eval_results").is_dir() else {}
+    results, test_set = load_results(p / "eval_results") if (p / "eval_results").is_dir() else ({}, {})
     return Run(path=p, variant=variant, seed=seed, summary=summary, config=config, metrics=metrics, results=results,
-               arm=config.get("train", {}).get("arm") or "", settings=opts)
+               arm=config.get("train", {}).get("arm") or "", settings=opts, test_set=test_set)
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
