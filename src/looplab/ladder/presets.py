@@ -150,7 +150,7 @@ PRESETS: dict[str, LadderPreset] = {
     "smoke": LadderPreset(
         name="smoke", size="tiny",
         note="CPU demo: tiny models, successor with numbers in both digit orders, one seed, each run stops at "
-             "95% IID exact match",
+             "95% IID answer accuracy on every cell",
         train=dict(alg_tasks=("successor", "successor_rev"), alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24,
                    batch_size=16, packing="single", warmup_tokens=20_000, eval_every_tokens=100_000,
                    competence=0.95, eval_samples=50, max_minutes=3.0),
