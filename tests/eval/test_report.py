@@ -246,3 +246,21 @@ def test_the_report_states_the_test_set_and_refuses_to_hide_a_mismatch(tmp_path)
     assert f"one test set for every run, digest `{'ab' * 8}`, 500 problems per IID cell and 1000 per OOD cell" in md
     md = write_report([str(r) for r in runs], str(tmp_path / "mixed")).read_text()
     assert "**2 different test sets**" in md
+
+
+def test_learning_curves_and_the_scored_checkpoint(tmp_path):
+    """Accuracy against tokens and seconds per arm (seed bands) from the periodic evaluations; the
+    competence table names the checkpoint that was scored."""
+    runs = [fake_run(tmp_path, v, s, 0.9, 0.1) for v in ("baseline", "shared_loop") for s in range(2)]
+    for k, d in enumerate(runs):
+        rows = json.loads((d / "metrics.json").read_text())
+        rows += [{"step": s, "tokens": 1000 * s, "train_seconds": (1 + k) * s, "eval_mean_acc": min(1.0, s / 10)}
+                 for s in (2, 5, 10)]
+        (d / "metrics.json").write_text(json.dumps(rows))
+        doc = json.loads((d / "summary.json").read_text())
+        doc["scored"] = {"step": 500, "tokens": 500_000, "why": "first competent"}
+        (d / "summary.json").write_text(json.dumps(doc))
+    out = tmp_path / "report"
+    md = write_report([str(r) for r in runs], str(out)).read_text()
+    assert "(learning.png)" in md and (out / "learning.png").stat().st_size > 1000
+    assert section(md, "Competence per run").count("| step 500 (first competent) |") == 4

@@ -255,16 +255,17 @@ def seed_table(groups: dict[str, list[Run]]) -> list[str]:
 
 
 def competence_table(groups: dict[str, list[Run]]) -> list[str]:
-    lines = ["| run | target | reached | tokens to competence | tokens trained | stopped by | best periodic IID "
-             "| realised FLOPs per token, total |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | target | reached | tokens to competence | tokens trained | stopped by | checkpoint scored "
+             "| best periodic IID | realised FLOPs per token, total |", "|---|---|---|---|---|---|---|---|---|"]
     for name, runs in groups.items():
         for r in runs:
             c = competence(r)
             reached = "n/a" if c.reached is None else ("yes" if c.reached else "**no**")
-            total = r.summary.get("realised_flops")
+            total, scored = r.summary.get("realised_flops"), r.summary.get("scored") or {}
+            kept = f"step {scored['step']:,} ({scored.get('why', '')})" if scored.get("step") is not None else "n/a"
             lines.append(f"| `{name}` seed {r.seed} | {pct(c.threshold, 0)} | {reached} | "
                          f"{'n/a' if c.tokens is None else f'{c.tokens:,}'} | {r.summary.get('tokens', 0):,} | "
-                         f"{stopped_by(r)} | {pct(c.best_iid)} | {count(realised_flops_per_token(r))}, "
+                         f"{stopped_by(r)} | {kept} | {pct(c.best_iid)} | {count(realised_flops_per_token(r))}, "
                          f"{'n/a' if total is None else f'{total:.3g}'} |")
     return lines
 

@@ -234,6 +234,48 @@ def plot_losses(groups: dict[str, list[Run]], out: Path) -> Path | None:
     return path
 
 
+def _eval_curve(run: Run, x: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, IID answer accuracy) at each periodic evaluation of the run; x is `tokens` or `train_seconds`."""
+    pts = [(m[x], m["eval_mean_acc"]) for m in run.metrics if "eval_mean_acc" in m and x in m]
+    if len(pts) < 1:
+        return None
+    xs, ys = (np.array(v, dtype=np.float64) for v in zip(*pts))
+    return xs, ys
+
+
+def plot_learning_curves(groups: dict[str, list[Run]], out: Path) -> Path | None:
+    """IID answer accuracy (the periodic evaluation's mean over tasks) against training tokens and against
+    training seconds, per arm: the mean over seeds with a band from the lowest to the highest seed, each
+    seed's curve read on a common grid (linear between evaluations, up to the shortest seed's end)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    drawn = 0
+    for col, (x, label) in enumerate((("tokens", "training tokens"), ("train_seconds", "training seconds"))):
+        ax = axes[0, col]
+        for i, (name, runs) in enumerate(groups.items()):
+            curves = [c for c in (_eval_curve(r, x) for r in runs) if c is not None]
+            if not curves:
+                continue
+            end = min(c[0][-1] for c in curves)
+            grid = np.linspace(min(c[0][0] for c in curves), end, 50) if end > 0 else np.array([0.0])
+            ys = np.stack([np.interp(grid, cx, cy) for cx, cy in curves])  # (S, G)
+            ax.plot(grid, ys.mean(axis=0), color=f"C{i}", label=f"{name} ({len(curves)} seeds)")
+            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=f"C{i}", alpha=0.2, linewidth=0)
+            drawn += 1
+        ax.set_xlabel(label)
+        ax.set_ylabel("IID answer accuracy (periodic evaluation)")
+        ax.set_ylim(-0.02, 1.02)
+    if not drawn:
+        plt.close(fig)
+        return None
+    axes[0, 1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Accuracy against training tokens and seconds (mean over seeds, band: lowest to highest seed)")
+    path = out / "learning.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def write_plots(groups: dict[str, list[Run]], out: Path) -> tuple[list[Path], list[str]]:
     plots, notes = [], []
     for name, runs in groups.items():
@@ -243,7 +285,7 @@ def write_plots(groups: dict[str, list[Run]], out: Path) -> tuple[list[Path], li
     p = plot_loops(groups, out)
     plots += [p] if p else []
     notes += [] if p else ["no loop-count plot: no run has an `--n_loops` sweep in eval_results/results_algorithmic.json"]
-    for plot in (plot_length_curves, plot_compute_by_length):
+    for plot in (plot_length_curves, plot_compute_by_length, plot_learning_curves):
         p = plot(groups, out)
         plots += [p] if p else []
     p = plot_losses(groups, out)

@@ -78,7 +78,7 @@ class Evaluation:
         acc = task_means(cells)
         mean = sum(acc.values()) / len(acc)
         row = {"step": self.step, "tokens": self.tokens, "phase": self.phase(self.step - 1),
-               "eval_mean_acc": mean, "eval_min_cell_acc": min(a for c in cells.values() for a in c.values()),
+               "train_seconds": self.train_seconds, "eval_mean_acc": mean, "eval_min_cell_acc": min(a for c in cells.values() for a in c.values()),
                **{f"eval_acc/{k}": v for k, v in acc.items()}}
         competent = False
         if cfg.competence and (self.competent_at is None or self.annealed()):
