@@ -39,7 +39,11 @@ def child(out: str) -> None:
 
 
 def start(out: Path, new_session: bool = False) -> subprocess.Popen:
-    script = "import sys; sys.path.insert(0, sys.argv[2]); from tests.ladder.test_signals import child; child(sys.argv[1])"
+    # A terminal starts a command with Ctrl-C at its default; a child inherits an ignored SIGINT from its
+    # parent (here the test process, whose earlier tests may have left it so), and Python then never
+    # raises KeyboardInterrupt: start from the default, as a user's shell does.
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "sys.path.insert(0, sys.argv[2]); from tests.ladder.test_signals import child; child(sys.argv[1])")
     return subprocess.Popen([sys.executable, "-c", script, str(out), str(REPO)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
