@@ -39,9 +39,9 @@ def child(out: str) -> None:
 
 
 def start(out: Path, new_session: bool = False) -> subprocess.Popen:
-    # A terminal starts a command with Ctrl-C at its default; a child inherits an ignored SIGINT from its
-    # parent (here the test process, whose earlier tests may have left it so), and Python then never
-    # raises KeyboardInterrupt: start from the default, as a user's shell does.
+    # A shell starts a command with Ctrl-C at its default. A child inherits an ignored SIGINT from its
+    # parent, and Python then never raises KeyboardInterrupt; so the child sets the default itself and
+    # the Ctrl-C test does not depend on the test process's own disposition.
     script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
               "sys.path.insert(0, sys.argv[2]); from tests.ladder.test_signals import child; child(sys.argv[1])")
     return subprocess.Popen([sys.executable, "-c", script, str(out), str(REPO)], cwd=REPO, stdout=subprocess.PIPE,
