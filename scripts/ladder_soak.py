@@ -39,6 +39,7 @@ from pathlib import Path
 from looplab.cli import guarded
 from looplab.ladder import LadderPreset, run_ladder
 from looplab.ladder.lock import LOCK
+from looplab.ladder.procs import alive, descendants
 from looplab.ladder.runs import RECORD, checkpoint_step, stage
 
 PRESET = LadderPreset(
@@ -65,32 +66,6 @@ def child(out: str, jobs: int) -> int:
 def launch(out: Path, jobs: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, "--child", str(out), "--jobs", str(jobs)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live (not zombie) process below `pid`, from /proc."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    out, todo = set(), [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [c for c, pp in parents.items() if pp == parent]
-        out.update(kids)
-        todo += kids
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def left_after(pids: set[int], seconds: float) -> list[int]:

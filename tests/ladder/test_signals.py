@@ -20,6 +20,7 @@ from looplab.cli import guarded, main
 from looplab.errors import LooplabError
 from looplab.ladder import LadderPreset, run_ladder
 from looplab.ladder.lock import LOCK, check_free, run_lock
+from looplab.ladder.procs import alive, descendants
 from looplab.ladder.runs import RECORD, checkpoint_step, stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,32 +47,6 @@ def start(out: Path, new_session: bool = False) -> subprocess.Popen:
               "sys.path.insert(0, sys.argv[2]); from tests.ladder.test_signals import child; child(sys.argv[1])")
     return subprocess.Popen([sys.executable, "-c", script, str(out), str(REPO)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=new_session)
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (from /proc)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parents.items() if pp == p]
-        out.update(kids)
-        todo += kids
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def both_training(out: Path, proc: subprocess.Popen) -> None:
