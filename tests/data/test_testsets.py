@@ -109,3 +109,19 @@ def test_no_check_draws_from_the_test_seed():
     with pytest.raises(LooplabError, match="test sets' seed"):
         cell_rng(TEST_SEED, "parity", 8)
     assert TEST_SEED not in (ALG_VAL_SEED, 1234) and TEST_SEED > 10**6
+
+
+def test_the_generator_floor_agrees_with_the_answer_share_on_a_large_draw():
+    """chance_floor (older results without a floor of their own) estimates what answer_floor computes on
+    a test cell: parity near 1/2, compare near its commonest answer's share; a task copied out of the
+    registry is estimated the same way without the cache."""
+    import dataclasses
+
+    from looplab.data.floors import answer_floor, chance_floor, normalised
+    from looplab.data.tasks import TASKS
+
+    assert abs(chance_floor(TASKS["parity"], 16) - 0.5) < 0.03
+    copy = dataclasses.replace(TASKS["parity"])
+    assert chance_floor(copy, 16) == chance_floor(TASKS["parity"], 16)
+    assert answer_floor(["1", "0", "1", "1"]) == 0.75 and answer_floor([]) == 0.0
+    assert normalised(0.75, 0.5) == 0.5 and normalised(1.0, 1.0) == 0.0

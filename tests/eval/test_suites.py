@@ -115,3 +115,11 @@ def test_prc_is_scored_exactly_and_its_approximate_cache_only_timed(tmp_path, sc
     speed = cached["results"]["approximate_cache"]
     assert speed["exact_tokens_per_s"] > 0 and speed["approximate_tokens_per_s"] > 0 and 0 <= speed["same_output"] <= 1
     assert "approximate_cache" not in recomputed["results"]
+
+
+def test_an_output_directory_that_cannot_be_written_is_refused_before_scoring(tiny_ckpt, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(LooplabError, match="is not writable"):
+        evaluate_checkpoint(str(tiny_ckpt), EvalConfig(suite="algorithmic", **SMALL), out_dir=str(blocker / "out"))
+    assert blocker.read_text() == "x"
