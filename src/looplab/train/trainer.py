@@ -206,7 +206,7 @@ class Trainer(Resumable, Evaluation):
 
     def realised_flops_per_token(self, aux: dict[str, Any]) -> float:
         """The model's training FLOPs per token at the loop count a forward executed (cached per count)."""
-        key = aux.get("loops_run")
+        key = aux.get("loops_run", aux.get("n_loops"))  # rlf reports its loops as n_loops
         if key not in self.flops_at:
             self.flops_at[key] = self.model.realised_flops_per_token(aux, self.cfg.seq_len)
         return self.flops_at[key]
