@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,16 @@ class Run:
         """Variant plus settings: the name when two configurations share an arm name."""
         return self.variant + ("(" + ",".join(f"{k}={v}" for k, v in sorted(self.settings.items())) + ")"
                                if self.settings else "")
+
+    @cached_property
+    def cells(self) -> dict[tuple[str, int], Cell]:
+        """(task, length) -> cell of its algorithmic grid, read once."""
+        return grid_cells(self)
+
+    @cached_property
+    def outcomes(self) -> dict[tuple[str, int], np.ndarray]:
+        """(task, length) -> per-problem answer outcomes (N,) where its grid kept them, read once."""
+        return grid_outcomes(self)
 
     @property
     def packing(self) -> str | None:
@@ -143,6 +154,10 @@ def cell_floor(task: str, length: int, cell: dict[str, Any]) -> float:
 
 def run_cells(run: Run) -> dict[tuple[str, int], Cell]:
     """(task, length) -> cell of the run's algorithmic grid."""
+    return run.cells
+
+
+def grid_cells(run: Run) -> dict[tuple[str, int], Cell]:
     out = {}
     for task, entry in ((algorithmic_grid(run) or {}).get("tasks") or {}).items():
         for length, c in entry.get("lengths", {}).items():
@@ -161,18 +176,22 @@ def cells_of(runs: Sequence[Run], keys: Sequence[tuple[str, int]], *, normalise:
     acc = np.array([[cells[k].acc for k in keys] for cells in per_run])  # (S, C)
     n = np.array([[cells[k].n for k in keys] for cells in per_run])
     floor = np.array([per_run[0][k].floor if normalise else 0.0 for k in keys])
+    return Cells(acc=acc, n=n, floor=floor, weight=task_weights(keys))
+
+
+def task_weights(keys: Sequence[tuple[str, int]]) -> np.ndarray:
+    """(C,) every task weighs the same in a figure, shared equally among its cells."""
     tasks = [k[0] for k in keys]
-    weight = np.array([1.0 / (len(set(tasks)) * tasks.count(t)) for t in tasks])
-    return Cells(acc=acc, n=n, floor=floor, weight=weight)
+    return np.array([1.0 / (len(set(tasks)) * tasks.count(t)) for t in tasks])
 
 
-def run_outcomes(run: Run) -> dict[tuple[str, int], np.ndarray]:
-    """(task, length) -> the run's per-problem answer outcomes (N,) where its grid kept them."""
+def grid_outcomes(run: Run) -> dict[tuple[str, int], np.ndarray]:
     out = {}
     for task, entry in ((algorithmic_grid(run) or {}).get("tasks") or {}).items():
         for length, c in entry.get("lengths", {}).items():
-            if c.get("outcomes"):
-                out[task, int(length)] = np.array([ch == "1" for ch in c["outcomes"]], dtype=np.float64)
+            if c.get("outcomes"):  # "1"/"0" per problem
+                out[task, int(length)] = (np.frombuffer(c["outcomes"].encode(), dtype=np.uint8) == ord("1")).astype(
+                    np.float64)
     return out
 
 
@@ -183,16 +202,15 @@ def outcomes_of(runs: Sequence[Run], keys: Sequence[tuple[str, int]], *,
     the caller falls back to `cells_of`)."""
     if not runs or not keys:
         return None
-    per_run = [run_outcomes(r) for r in runs]
+    per_run = [r.outcomes for r in runs]
     if any(k not in o for o in per_run for k in keys):
         return None
     if any(len({len(o[k]) for o in per_run}) != 1 for k in keys):
         return None
-    cells = run_cells(runs[0])
-    tasks = [k[0] for k in keys]
+    cells = runs[0].cells
     return stats.Outcomes(cells=tuple(np.stack([o[k] for o in per_run]) for k in keys),
                           floor=np.array([cells[k].floor if normalise else 0.0 for k in keys]),
-                          weight=np.array([1.0 / (len(set(tasks)) * tasks.count(t)) for t in tasks]))
+                          weight=task_weights(keys))
 
 
 def shared_keys(runs: Sequence[Run], split: str) -> list[tuple[str, int]]:
