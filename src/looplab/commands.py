@@ -38,8 +38,9 @@ def add_ladder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", nargs="+", default=None, help="variants to train (default: the preset's, else "
                    "every generic one)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per variant (default: the preset's)")
-    p.add_argument("--match", default="flops", help="flops (default: training FLOPs per token matched to the "
-                   "baseline's), params, or config (same size preset; verdicts withheld where FLOPs differ)")
+    p.add_argument("--match", default=None, help="flops (training FLOPs per token matched to the baseline's), "
+                   "params, or config (same size preset; verdicts withheld where FLOPs differ); default: the "
+                   "preset's (flops, except the reproductions, which build the papers' shapes)")
     p.add_argument("--jobs", type=int, default=None, help="runs at once: local lanes sharing the CPU threads, or "
                    "cluster jobs in flight (default: the preset's)")
     p.add_argument("--out", default=None, help="ladder directory (default runs/ladder_<preset>); reruns resume")

@@ -58,6 +58,9 @@ class ModelConfig:
     norm_eps: float = setting(1e-5, "RMSNorm epsilon", range="> 0")
     tie_embeddings: bool = setting(True, "share the token embedding with the output head")
     dropout: float = setting(0.0, "residual dropout (0 for the algorithmic tasks)", range="[0, 1)")
+    answer_at_once: bool = setting(False, "answers at once (Fan et al.): the answer's tokens reach the input as "
+                                   "blank slots, so every answer token is predicted from the prompt alone, in "
+                                   "training and when scored (one forward, no token-by-token decoding)")
     options: Mapping[str, Any] = field(default_factory=dict)  # variant-specific settings
 
     def __post_init__(self) -> None:
@@ -163,8 +166,9 @@ class TrainConfig:
     seed: int = setting(0, "seeds model init, data stream and evaluation sampling", per_run=True)
     device: str = setting("auto", "auto picks cuda when available", choices=DEVICES, resume_free=True)
     dtype: str = setting("auto", "auto: bf16 autocast on a GPU, fp32 on the CPU", choices=DTYPES)
-    compile: bool = setting(False, "torch.compile the model (CPU: ~1.1x faster steps after a ~40 s compile; pays "
-                            "off in runs over ~7 minutes)")
+    compile: bool = setting(False, "torch.compile the training step (CPU, cpu preset shapes: 1.1-1.6x faster steps "
+                            "after a first compile of 4-60 s; pays off within 0.5-1.6M tokens; a ladder's runs share "
+                            "one compile cache)")
     threads: int = setting(0, "CPU threads (0: all cores)", per_run=True, resume_free=True)
     eval_every_tokens: int = setting(50_000, "tokens between periodic evaluations (each writes last_model.pt)",
                                      resume_free=True)
@@ -194,8 +198,11 @@ class TrainConfig:
     task_files: tuple[str, ...] = setting((), "JSONL tasks {task, length, prompt, target} to train on as well "
                                           "(repeatable)", flag="task_file", append=True, metavar="PATH")
     use_task_curriculum: bool = setting(False, "per-task difficulty from measured competence")
-    task_curriculum_strategy: str = setting("linear", "linear (all tasks) or dag (unlock along prerequisites)")
+    task_curriculum_strategy: str = setting("linear", "linear (all tasks), dag (unlock along prerequisites) or "
+                                            "schedule (the maximum length rises every curriculum_schedule_steps)")
     curriculum_every: int = setting(10, "optimiser steps between competence probes")
+    curriculum_schedule_steps: int = setting(500, "schedule strategy: optimiser steps per +1 of the maximum "
+                                             "training length (Fan et al.: 500 for parity)", range=">= 1")
     curriculum_samples: int = setting(32, "examples per task per competence probe")
     curriculum_cooldown: int = setting(20, "steps between two difficulty changes of a task")
     curriculum_min_task_evals: int = setting(2, "probes at a difficulty before it may change")

@@ -102,8 +102,8 @@ def test_state_round_trip_and_mismatch():
 
 
 def test_registry_and_bad_settings():
-    assert set(CURRICULA) == {"linear", "dag"}
-    with pytest.raises(LooplabError, match="allowed: linear, dag"):
+    assert set(CURRICULA) == {"linear", "dag", "schedule"}
+    with pytest.raises(LooplabError, match="allowed: linear, dag, schedule"):
         build_curriculum("spiral", get_tasks(["copy"]))
     with pytest.raises(LooplabError, match="jitter"):
         build_curriculum("linear", get_tasks(["copy"]), jitter=1.5)

@@ -104,8 +104,7 @@ def test_no_target_crosses_examples_and_the_state_resumes():
     assert torch.equal(b2.lengths, b3.lengths)
 
 
-@pytest.mark.parametrize("variant,opts,match", [("ssm", {}, "cannot"), ("baseline", {"pos_encoding": "random"},
-                                                                          "random positions")])
+@pytest.mark.parametrize("variant,opts,match", [("ssm", {}, "cannot")])
 def test_isolation_refuses_what_cannot_isolate(tmp_path, ssm_refuses, variant, opts, match):
     cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,
                       packing="isolated", alg_tasks=("copy",), progress=False)
@@ -134,7 +133,7 @@ def test_training_feeds_each_micro_batch_its_rows(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("variant,opts,want", [("baseline", {}, "isolated"), ("ssm", {}, "isolated"),
-                                                ("shared_loop", {"pos_encoding": "random"}, "single")])
+                                                ("shared_loop", {"pos_encoding": "random"}, "isolated")])
 def test_auto_packing_isolates_where_the_variant_can(tmp_path, variant, opts, want):
     cfg = TrainConfig(output_dir=str(tmp_path / "r"), alg_tokens=4096, total_tokens=4096, seq_len=64, batch_size=8,
                       alg_tasks=("copy",), progress=False)

@@ -70,11 +70,11 @@ def test_grids(name):
 
 def test_tags_are_unique_and_short():
     tags = [t.tag for t in TASKS.values()]
-    assert len(set(tags)) == len(tags) == 14
+    assert len(set(tags)) == len(tags) == 16
     assert all(re.fullmatch(r"[A-Z]{3}R?:", tag) for tag in tags)
-    assert list(TASKS) == ["mod_add", "parity", "addition", "multiplication", "copy", "reverse", "dyck",
-                           "chain", "compare", "successor", "passkey", "addition_rev", "multiplication_rev",
-                           "successor_rev"]
+    assert list(TASKS) == ["mod_add", "parity", "addition", "addition_bin", "multiplication", "copy", "reverse",
+                           "dyck", "chain", "compare", "successor", "passkey", "addition_rev", "multiplication_rev",
+                           "successor_rev", "parity_long"]
 
 
 @pytest.mark.parametrize("name", ["addition", "multiplication", "successor"])
@@ -161,3 +161,20 @@ def test_answer_format_option_maps_the_arithmetic_tasks():
     assert training_tasks(("none",), "reversed") == []
     with pytest.raises(LooplabError, match="allowed: msd, reversed"):
         in_format(["addition"], "lsd")
+
+
+def test_binary_addition_is_fan_et_al_s_format():
+    """Operands of exactly n bits (zeros allowed), the sum in n + 1 bits, least significant bit first."""
+    ex = TASKS["addition_bin"].generate(np.random.default_rng(3), 200, 6)
+    for prompt, target in ex.texts():
+        a, b = prompt[4:-1].split("+")
+        assert len(a) == len(b) == 6 and len(target) == 7 and set(a + b + target) <= {"0", "1"}
+        assert int(target[::-1], 2) == int(a[::-1], 2) + int(b[::-1], 2)
+    assert TASKS["addition_bin"].solve("BIN:11+10=") == "001"  # 3 + 1 = 4, written 001 from the low bit
+
+
+def test_parity_long_is_parity_at_grazzi_et_al_s_lengths():
+    task = TASKS["parity_long"]
+    assert (task.train_lengths, task.ood_lengths[-1]) == ((3, 40), 256)
+    prompt, target = task.generate(np.random.default_rng(0), 1, 256).texts()[0]
+    assert prompt.startswith("PRL:") and len(prompt) == 4 + 256 + 1 and target == str(prompt.count("1") % 2)

@@ -213,7 +213,9 @@ def test_report_reads_per_problem_outcomes_paired_and_per_seed(tmp_path):
     assert "paired, p = " in verdicts and "before Holm" in verdicts
     assert "IID: **no difference at this budget**" in verdicts and "OOD: **helps**" in verdicts
     seeds = section(md, "Per seed")  # copy @16 and parity @32, the longest cells
-    assert seeds.count("2/3 ≥ 90%: s0 100%, s1 100%, s2 50%") == 2 and seeds.count("0/3 ≥ 90%") == 2
+    assert seeds.count("2/3 ≥ 90%: s0 100%, s1 100%, s2 50%; scaled median 1.00, best 1.00") == 2
+    assert seeds.count("0/3 ≥ 90%") == 2
+    assert "s2 11%; scaled median -0.79, best -0.78" in seeds  # parity @32 below chance: (0.105 - 0.5) / 0.5
     assert "| 75.0% |" in section(md, "Comparison")  # well-formed beside the accuracies
     copy = md.split("### copy", 1)[1].split("###", 1)[0]
     perfect = copy.split("| `baseline` |")[1].split("|")[0]  # copy @4: every problem right in every seed

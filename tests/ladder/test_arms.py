@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from looplab.ladder.runner import check_packing, select_variants
 from looplab.models import MODELS
 from looplab.train.launch import packing_for
 from looplab.train.trainer import resolve_packing
-from tests.helpers import tiny_model
 
 ONE_BLOCK = {"preset": "custom", "n_unique": 1, "n_loops": 3, "pos_encoding": "nope"}
 ARMS = {"loop_len_nope": ("shared_loop", {**ONE_BLOCK, "loops_per_length": 1.0, "loops_cap": 6}),
@@ -101,14 +101,13 @@ def test_no_file_under_the_ladder_holds_an_absolute_path(two_arms):
 
 def test_a_ladder_that_would_mix_packings_writes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "mixed"
-    arms = {"rope": ("baseline", {}), "random": ("baseline", {"pos_encoding": "random"})}
-    preset = dataclasses.replace(TWO_ARMS, variants=tuple(arms), arms=arms, train={**TWO_ARMS.train})
-    with pytest.raises(LooplabError) as err:  # random positions cannot restart per example: auto gives single
+    monkeypatch.setitem(MODELS, "ssm", dataclasses.replace(MODELS["ssm"], isolates=False))  # one that cannot isolate
+    preset = dataclasses.replace(TWO_ARMS, variants=("baseline", "ssm"), arms={}, train={**TWO_ARMS.train})
+    with pytest.raises(LooplabError) as err:  # auto resolves per variant: isolated rows for one, single for the other
         run_ladder(preset, out=str(out), stream=io.StringIO())
-    assert str(err.value) == ("preset two_arms: packing auto would train rope on isolated rows; random on single "
+    assert str(err.value) == ("preset two_arms: packing auto would train baseline on isolated rows; ssm on single "
                               "rows; set one packing in the preset's train settings (single works for every variant)")
     assert not out.exists()
-    monkeypatch.setitem(MODELS, "ssm", dataclasses.replace(MODELS["ssm"], isolates=False))  # one that cannot isolate
     mixed = dataclasses.replace(preset, variants=("baseline", "ssm"), arms={}, train={**preset.train, "packing": "isolated"})
     with pytest.raises(LooplabError, match="ssm: --packing isolated"):  # one that cannot be met: named, nothing written
         run_ladder(mixed, out=str(out), stream=io.StringIO())
@@ -121,23 +120,30 @@ def test_every_preset_trains_on_one_packing(name):
     names = select_variants(p.variants or None, tuple(p.arms))
     packing = check_packing(p, names)
     assert packing in ("single", "isolated", "packed")
-    assert {packing_for(p.variant_of(n), p.size, p.options_of(n), p.base.packing) for n in names} == {packing}
+    assert {packing_for(p.variant_of(n), p.base.packing) for n in names} == {packing}
 
 
 @pytest.mark.parametrize("variant", [v for v, spec in MODELS.items() if spec.generic])
-@pytest.mark.parametrize("pos_encoding", ["rope", "nope", "random"])
 @pytest.mark.parametrize("packing", ["auto", "single", "isolated"])
-def test_packing_from_the_registry_is_what_the_trainer_resolves(variant, pos_encoding, packing):
-    """packing_for reads the options before any model exists; the trainer resolves from the built model's
-    variant and position encoding: they agree (or both refuse)."""
-    try:
-        model = tiny_model(variant, pos_encoding=pos_encoding)
-    except LooplabError:  # a combination the variant refuses to build (absolute with random positions)
-        return
-    try:
-        want = resolve_packing(model.cfg.variant, model.cfg.pos_encoding, packing)
-    except LooplabError as e:
-        with pytest.raises(LooplabError, match=str(e)[:30]):
-            packing_for(variant, "tiny", {"pos_encoding": pos_encoding}, packing)
-        return
-    assert packing_for(variant, "tiny", {"pos_encoding": pos_encoding}, packing) == want
+def test_packing_from_the_registry_is_what_the_trainer_resolves(variant, packing):
+    """Every generic variant keeps packed examples apart, so auto means isolated for all of them; a variant
+    that could not is refused isolated rows by the trainer and by packing_for alike."""
+    assert packing_for(variant, packing) == resolve_packing(variant, packing) == (
+        "isolated" if packing == "auto" else packing)
+
+
+def test_a_compiling_ladder_shares_one_compile_cache_in_its_directory(tmp_path, monkeypatch):
+    """The runs of a ladder that compiles read and write torch.compile's cache under the ladder, so a
+    variant's later seeds reuse its compiled graphs (torch itself sets the variable to its default in
+    /tmp once it has compiled anything, so the ladder sets it for its runs)."""
+    import looplab.ladder.runner as runner
+
+    seen = []
+    monkeypatch.setattr(runner, "_run", lambda *a, **k: seen.append(os.environ.get("TORCHINDUCTOR_CACHE_DIR")))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    compiling = dataclasses.replace(TWO_ARMS, train={**TWO_ARMS.train, "compile": True})
+    run_ladder(compiling, out=str(tmp_path / "c"), stream=io.StringIO())
+    assert seen == [str((tmp_path / "c" / runner.COMPILE_CACHE).resolve())]
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    run_ladder(TWO_ARMS, out=str(tmp_path / "d"), stream=io.StringIO())  # eager runs: nothing set
+    assert seen[-1] is None

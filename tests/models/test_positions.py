@@ -74,6 +74,46 @@ def test_random_draw_is_sorted_in_range_per_row_in_training_and_fixed_per_length
         pos.draw(1, 65, torch.device("cpu"))
 
 
+def test_packed_examples_each_draw_their_own_sorted_random_positions():
+    """Random positions in isolated packed rows: every example a sorted, distinct subset of [0, range) of
+    its own length, drawn independently of its row-mates; one fixed draw per row length in evaluation."""
+    cfg = model_config("tiny", V, pos_encoding="random", pos_range=64)
+    pos = Positions(cfg, cfg.head_dim).train()
+    within = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]])  # 4 + 3 + 2 + 1; 8 + 2
+    ids = pos.draw(2, 10, torch.device("cpu"), within=within)
+    assert ids.shape == (2, 10) and int(ids.min()) >= 0 and int(ids.max()) < 64
+    for row, runs in ((0, [(0, 4), (4, 7), (7, 9), (9, 10)]), (1, [(0, 8), (8, 10)])):
+        for a, b in runs:
+            assert bool((ids[row, a + 1 : b] > ids[row, a : b - 1]).all())  # sorted, distinct within the example
+    starts = torch.stack([pos.draw(1, 10, torch.device("cpu"), within=within[:1])[0, [0, 4, 7]] for _ in range(200)])
+    assert len({tuple(r.tolist()) for r in starts}) > 150 and not bool((starts[:, 0] == starts[:, 1]).all())
+    # the first position of a 4-long example is uniform over 0..60 in law: its mean is (64 - 4) / 5 = 12
+    assert abs(float(starts[:, 0].float().mean()) - 12.0) < 3.0
+    pos.eval()
+    a, b = pos.draw(2, 10, torch.device("cpu"), within=within), pos.draw(2, 10, torch.device("cpu"), within=within)
+    assert torch.equal(a, b)
+    with pytest.raises(LooplabError, match="pos_range 64"):
+        pos.draw(1, 70, torch.device("cpu"), within=torch.arange(70)[None])
+
+
+@pytest.mark.parametrize("variant", ["baseline", "latent", "shared_loop"])
+def test_random_positions_train_on_isolated_packed_rows(variant):
+    """A packed row of two examples with random positions: attention stays within each example (the
+    second example's logits do not depend on the first's tokens) and the loss is finite."""
+    from looplab.data.batch import Batch, Segments
+
+    m = tiny_model(variant, pos_encoding="random").eval()
+    x = tokens(1, 12, 7)
+    seg_ids = torch.tensor([[0] * 5 + [1] * 7])
+    within = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6]])
+    out = m(Batch(x, x, segments=Segments(seg_ids, within)))
+    y = x.clone()
+    y[:, :5] = tokens(1, 5, 8)
+    again = m(Batch(y, y, segments=Segments(seg_ids, within)))
+    assert torch.isfinite(out.loss)
+    torch.testing.assert_close(out.logits[:, 5:], again.logits[:, 5:], rtol=0, atol=1e-5)
+
+
 def test_rotary_tables_at_positions_equal_the_contiguous_tables():
     """The per-row path (random positions) against the shared one: ids 0..T-1 give the same rotation."""
     cfg = model_config("tiny", V)

@@ -8,7 +8,8 @@ it measured the old level. A level rises when the EMA reaches `up` and falls whe
 falling back waits for `down_evals` probes at the level (hysteresis: a fresh level always starts
 near zero, and falling back at once makes a task oscillate between two lengths).
 
-`linear` trains every task from the start. `dag` starts with the tasks that have no
+`linear` trains every task from the start. `schedule` ignores competence: the maximum length rises
+one level every `steps_per_level` steps and lengths are drawn uniformly up to it (Fan et al.). `dag` starts with the tasks that have no
 prerequisites and unlocks a task once each of its prerequisites (among the trained tasks) has
 held an EMA of at least `unlock` for `patience` consecutive probes; competent tasks are then
 replayed with a `replay` share of the mix while the rest trains on the frontier. The idea follows
@@ -196,7 +197,40 @@ class DagCurriculum(Curriculum):
         return out
 
 
-CURRICULA: dict[str, type[Curriculum]] = {"linear": Curriculum, "dag": DagCurriculum}
+class ScheduleCurriculum(Curriculum):
+    """The `schedule` strategy: every task's maximum training length rises one level every
+    `steps_per_level` optimiser steps, whatever the probes say, and training draws lengths uniformly up
+    to it (Fan et al., arXiv 2409.15647: +1 every 500 steps for parity, 1,600 for addition). Probes are
+    still taken and logged."""
+
+    strategy = "schedule"
+
+    def __init__(self, tasks: Sequence[Task], *, steps_per_level: int = 500, **kw: Any) -> None:
+        super().__init__(tasks, **kw)
+        if steps_per_level < 1:
+            raise LooplabError(f"--curriculum_schedule_steps must be >= 1, got {steps_per_level}")
+        self.steps_per_level = steps_per_level
+
+    def length_mix(self, name: str) -> tuple[tuple[int, int], list[float]]:
+        levels, k = self.levels[name], self.state[name].level
+        lo, hi = levels[0], levels[k]
+        allowed = set(levels[: k + 1])
+        return (lo, hi), [1.0 if n in allowed else 0.0 for n in range(lo, hi + 1)]
+
+    def update(self, step: int, acc: Mapping[str, float]) -> list[dict[str, Any]]:
+        new = []
+        for name, s in self.state.items():
+            if name in acc:
+                s.ema = float(acc[name])
+                s.evals += 1
+            level = min(len(self.levels[name]) - 1, step // self.steps_per_level)
+            if level != s.level:
+                s.level, s.evals, s.last_change = level, 0, step
+                new.append(self._event(step, name, "up"))
+        return new
+
+
+CURRICULA: dict[str, type[Curriculum]] = {"linear": Curriculum, "dag": DagCurriculum, "schedule": ScheduleCurriculum}
 
 
 def build_curriculum(strategy: str, tasks: Sequence[Task], **kw: Any) -> Curriculum:

@@ -1,5 +1,9 @@
 """Examples -> training batches: `[bos] prompt [sep] answer [eos]`, whole examples packed into rows.
 
+With `at_once` (a model with `answer_at_once`, Fan et al.'s answer slots) the input holds a blank
+slot (the pad token) wherever the answer's tokens would be, while the targets keep them: the
+position before slot i predicts answer token i from the prompt alone.
+
 Each row holds whole examples back to back (none is split across rows) and is padded to T + 1
 tokens; x = row[:-1], y = row[1:], with y = -100 where there is no loss (padding, and the prompt
 when the loss is on answers only). Rows are filled next-fit: examples in a random order, each in
@@ -97,7 +101,7 @@ class AlgoStream:
 
     def __init__(self, tokenizer: Any, tasks: Sequence[str | Task], *, seq_len: int, batch_size: int, seed: int,
                  loss_on: str = "answer", lengths: Mapping[str, tuple[int, int]] | None = None,
-                 block_batches: int = 32, packing: str = "packed") -> None:
+                 block_batches: int = 32, packing: str = "packed", at_once: bool = False) -> None:
         if loss_on not in LOSS_ON:
             raise LooplabError(f"unknown loss_on '{loss_on}'; allowed: {', '.join(LOSS_ON)}")
         if packing not in LAYOUTS:
@@ -108,6 +112,7 @@ class AlgoStream:
         self.tok, self.tasks = tokenizer, get_tasks(tasks)
         self.seq_len, self.batch_size, self.loss_on, self.packing = seq_len, batch_size, loss_on, packing
         self.block_batches = block_batches
+        self.at_once = at_once  # answers reach the input as blank slots (ModelConfig.answer_at_once)
         self.to_tokens = byte_tokens if tokenizer.is_byte_level else generic_tokens
         self.lengths = {t.name: t.train_lengths for t in self.tasks}
         self.length_p: dict[str, tuple[float, ...] | None] = {t.name: None for t in self.tasks}  # None: uniform
@@ -236,18 +241,23 @@ class AlgoStream:
         loss = np.zeros(R * W, dtype=bool)
         loss[dest[placed]] = answer[placed] if self.loss_on == "answer" else True
         rows, loss = rows.reshape(R, W), loss.reshape(R, W)
+        x = rows[:, :-1]
+        if self.at_once:  # the answer's tokens reach the input as blank slots; the targets keep them
+            slot = np.zeros(R * W, dtype=bool)
+            slot[dest[placed]] = answer[placed]
+            x = np.where(slot.reshape(R, W)[:, :-1], self.tok.pad_id, x)
         row_length = np.zeros(R, dtype=np.int64)
         np.maximum.at(row_length, start[start >= 0] // W, knob[start >= 0])
         y = np.where(loss[:, 1:], rows[:, 1:], IGNORE)
         if self.packing != "isolated":
-            return np.ascontiguousarray(rows[:, :-1]), y, row_length
+            return np.ascontiguousarray(x), y, row_length
         example = np.full(R * W, -1, dtype=np.int64)  # padding: an example of its own
         example[dest[placed]] = np.repeat(np.arange(len(lens)), lens)[placed]
         position = np.zeros(R * W, dtype=np.int64)
         position[dest[placed]] = (np.arange(len(flat)) - np.repeat(src, lens))[placed]
         example, position = example.reshape(R, W), position.reshape(R, W)
         y = np.where(example[:, 1:] == example[:, :-1], y, IGNORE)  # no target across two examples
-        return (np.ascontiguousarray(rows[:, :-1]), y, row_length, np.ascontiguousarray(example[:, :-1]),
+        return (np.ascontiguousarray(x), y, row_length, np.ascontiguousarray(example[:, :-1]),
                 np.ascontiguousarray(position[:, :-1]))
 
     def next_batch(self) -> Batch:

@@ -145,6 +145,22 @@ def gen_parity(rng: np.random.Generator, n: int, length: int) -> Examples:
     return make(prompt, symbol(b"01", bits.sum(axis=1, dtype=np.int64) % 2))
 
 
+def gen_addition_bin(rng: np.random.Generator, n: int, length: int) -> Examples:
+    """Binary addition as Fan et al. pose it: two `length`-bit operands (leading zeros allowed, so every
+    operand has exactly `length` bits) and their sum zero-padded to length + 1 bits, every number
+    least-significant bit first (the carry then runs left to right, the order the answer is written)."""
+    a = rng.integers(0, 2, size=(n, length), dtype=np.uint8)
+    b = rng.integers(0, 2, size=(n, length), dtype=np.uint8)
+    out = np.zeros((n, length + 1), dtype=np.uint8)
+    carry = np.zeros(n, dtype=np.uint8)
+    for i in range(length):  # bit i of both, least significant first
+        total = a[:, i] + b[:, i] + carry
+        out[:, i], carry = total % 2, total // 2
+    out[:, length] = carry
+    return make(concat(lit("BIN:", n), full(a + DIGIT0), lit("+", n), full(b + DIGIT0), lit("=", n)),
+                full(out + DIGIT0))
+
+
 def gen_addition(rng: np.random.Generator, n: int, length: int) -> Examples:
     a, b = random_numbers(rng, n, length), random_numbers(rng, n, length)
     return make(concat(lit("ADD:", n), digits_of(a), lit("+", n), digits_of(b), lit("=", n)), digits_of(a + b))
@@ -308,6 +324,12 @@ def solve_addition(p: str) -> str:
     return str(int(a) + int(b))
 
 
+def solve_addition_bin(p: str) -> str:
+    a, b = _body(p, "BIN:").split("+")
+    total = int(a[::-1], 2) + int(b[::-1], 2)
+    return format(total, "b").zfill(len(a) + 1)[::-1]
+
+
 def solve_multiplication(p: str) -> str:
     a, b = _body(p, "MUL:").split("*")
     return str(int(a) * int(b))
@@ -371,6 +393,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     _task("parity", "PAR:", "number of bits", (1, 8), (4, 8), (16, 32, 64), gen_parity, solve_parity,
           answers=("0", "1")),
     _task("addition", "ADD:", "digits per operand", (1, 4), (2, 4), (5, 6, 7, 8), gen_addition, solve_addition),
+    _task("addition_bin", "BIN:", "bits per operand (zero-padded, least significant first, as Fan et al.)", (1, 8),
+          (4, 8), (12, 16, 32), gen_addition_bin, solve_addition_bin),
     _task("multiplication", "MUL:", "digits per operand", (1, 3), (2, 3), (4, 5, 6),
           gen_multiplication, solve_multiplication),
     _task("copy", "CPY:", "letters to copy", (1, 8), (4, 8), (16, 32, 64), gen_copy, solve_copy),
@@ -427,7 +451,27 @@ def flip_numbers(text: str) -> str:
 REVERSIBLE = ("addition", "multiplication", "successor")  # tasks with a reversed-answer form, `<name>_rev`
 TASKS.update({f"{name}_rev": reversed_numbers(TASKS[name]) for name in REVERSIBLE})
 
-OPT_IN = ("passkey", *(f"{name}_rev" for name in REVERSIBLE))  # prompts of hundreds of tokens: trained and evaluated only when named
+
+
+def retagged(base: Task, name: str, tag: str, train: tuple[int, int], iid: tuple[int, ...], ood: tuple[int, ...],
+             why: str) -> Task:
+    """`base` under another name and tag at other lengths (a paper's ranges), generated and solved by
+    base's own functions."""
+    def generate(rng: np.random.Generator, n: int, length: int) -> Examples:
+        ex = base.generate(rng, n, length)
+        prompt = concat(lit(tag, n), (ex.prompt[:, len(base.tag):], ex.prompt_len - len(base.tag)))
+        return Examples(prompt=prompt[0], prompt_len=prompt[1], target=ex.target, target_len=ex.target_len)
+
+    return dataclasses.replace(base, name=name, tag=tag, knob=f"{base.knob} ({why})", train_lengths=train,
+                               iid_lengths=iid, ood_lengths=ood, generate=generate,
+                               solve=lambda prompt: base.solve(base.tag + _body(prompt, tag) + "="))
+
+
+# Grazzi et al.'s parity lengths (arXiv 2411.12537, Table 3): trained on 3-40 bits, tested on 40-256
+TASKS["parity_long"] = retagged(TASKS["parity"], "parity_long", "PRL:", (3, 40), (20, 40), (64, 128, 256),
+                                "trained on 3-40, tested to 256, as Grazzi et al.")
+# trained and evaluated only when named: prompts of hundreds of tokens (passkey, parity_long), other formats
+OPT_IN = ("passkey", "parity_long", "addition_bin", *(f"{name}_rev" for name in REVERSIBLE))
 
 
 NO_TASKS = "none"  # --alg_tasks none: train on --task_file tasks only

@@ -29,7 +29,7 @@ from looplab.data.packing import encode_example
 from looplab.data.tasks import Task, get_tasks
 from looplab.errors import LooplabError
 from looplab.eval.answers import Reading, Record, cell_summary, read_output
-from looplab.eval.decode import greedy
+from looplab.eval.decode import at_once, greedy
 from looplab.models.base import LoopedModel, loops_context
 
 GRID_VERSION = "algorithmic-v2"  # v2: fixed test sets (data.testsets), balanced, floors on the set (v1: cell_rng(seed))
@@ -62,9 +62,18 @@ def read_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, s
     # A cap below the longest answer (EOS included) would score long OOD answers as wrong by construction.
     cap = max(max_new_tokens, max(len(a) for a in answers))
     with loops_context(model, n_loops):
-        outs = greedy(model, contexts, max_new_tokens=cap, eos_id=tokenizer.eos_id,
-                      batch_size=batch_size, use_cache=use_cache)
+        if reads_at_once(model):  # as many slots as the target has tokens: the papers' setting
+            outs = at_once(model, contexts, [len(a) for a in answers], slot_id=tokenizer.pad_id,
+                           eos_id=tokenizer.eos_id, batch_size=batch_size)
+        else:
+            outs = greedy(model, contexts, max_new_tokens=cap, eos_id=tokenizer.eos_id,
+                          batch_size=batch_size, use_cache=use_cache)
     return [read_output(o, a[:-1], tokenizer.eos_id) for o, a in zip(outs, answers)]
+
+
+def reads_at_once(model: nn.Module) -> bool:
+    """Whether the model was trained to give its answers at once (ModelConfig.answer_at_once)."""
+    return bool(getattr(getattr(model, "cfg", None), "answer_at_once", False))
 
 
 def score_examples(model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,

@@ -5,7 +5,8 @@ state (KV cache or recurrent state). `greedy_reference` recomputes the whole seq
 step: slow and obviously correct, the reference the fast path is tested against.
 
 Prompts are bucketed by length, so a batch needs no padding and positions stay exact. Generation
-stops at EOS or after `max_new_tokens`, so it can never hang.
+stops at EOS or after `max_new_tokens`, so it can never hang. `at_once` reads the answers of a
+model trained with `answer_at_once` from blank slots in one forward.
 """
 
 from __future__ import annotations
@@ -68,6 +69,25 @@ def _decode_batch(model: nn.Module, idx: torch.Tensor, state: object, max_new_to
         feed = nxt[:, None]
         seq = torch.cat([seq, feed], dim=1)
     return torch.stack(gen, dim=1)  # (B, N)
+
+
+@torch.no_grad()
+def at_once(model: nn.Module, prompts: Sequence[Sequence[int]], answer_lengths: Sequence[int], *, slot_id: int,
+            eos_id: int, batch_size: int = 64) -> list[list[int]]:
+    """Answers read at once (`answer_at_once` models): each prompt followed by n - 1 blank slots for an
+    answer of n tokens (EOS included), one forward, and the most likely token at the prompt's last
+    position and at every slot; trimmed after EOS as `greedy` trims. Prompts and slots are bucketed by
+    total length, so no batch is padded."""
+    device = next(model.parameters()).device
+    rows = [[*p, *[slot_id] * (n - 1)] for p, n in zip(prompts, answer_lengths)]
+    out: list[list[int]] = [[] for _ in prompts]
+    for idxs in _buckets(rows, batch_size):
+        idx = torch.tensor([rows[i] for i in idxs], dtype=torch.long, device=device)  # (B, T)
+        best = model(Batch(idx)).logits.argmax(dim=-1)  # (B, T)
+        for b, i in enumerate(idxs):
+            start = len(prompts[i]) - 1
+            out[i] = _trim(best[b, start : start + answer_lengths[i]].tolist(), eos_id)
+    return out
 
 
 @torch.no_grad()

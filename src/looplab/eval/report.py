@@ -24,6 +24,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from looplab.errors import LooplabError
 from looplab.eval import stats
 from looplab.eval.report_data import (
@@ -238,7 +240,8 @@ def task_tables(groups: dict[str, list[Run]]) -> list[str]:
 def seed_table(groups: dict[str, list[Run]]) -> list[str]:
     """How often does it work? Per task, at its longest cell: each seed's answer accuracy and the count of
     seeds at or above stats.EXTRAPOLATES there, since seeds often split between finding the algorithm
-    and not, which a mean hides."""
+    and not, which a mean hides; then the papers' figures: scaled accuracy (acc - floor) / (1 - floor)
+    (1 perfect, 0 chance), its median over seeds and the best seed."""
     keys = list(dict.fromkeys(k for runs in groups.values() for r in runs for k in run_cells(r)))
     longest = {task: max(n for t, n in keys if t == task) for task in dict.fromkeys(t for t, _ in keys)}
     lines = ["| arm | " + " | ".join(f"{t} @{n}" for t, n in longest.items()) + " |",
@@ -248,8 +251,11 @@ def seed_table(groups: dict[str, list[Run]]) -> list[str]:
         for task, n in longest.items():
             accs = [(r.seed, run_cells(r)[task, n].acc) for r in runs if (task, n) in run_cells(r)]
             good = sum(a >= stats.EXTRAPOLATES for _, a in accs)
+            floor = next((run_cells(r)[task, n].floor for r in runs if (task, n) in run_cells(r)), 0.0)
+            scaled = sorted(stats.scaled(a, floor) for _, a in accs)
             cols.append(f"{good}/{len(accs)} ≥ {stats.EXTRAPOLATES:.0%}: "
-                        + ", ".join(f"s{seed} {pct(a, 0)}" for seed, a in accs) if accs else "n/a")
+                        + ", ".join(f"s{seed} {pct(a, 0)}" for seed, a in accs)
+                        + f"; scaled median {np.median(scaled):.2f}, best {scaled[-1]:.2f}" if accs else "n/a")
         lines.append(f"| `{name}` | " + " | ".join(cols) + " |")
     return lines
 
@@ -373,7 +379,9 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           "the first row is the chance floor of each length.", "",
           *task_tables(groups),
           "## Per seed", "", "Each seed's answer accuracy at each task's longest length, and how many seeds "
-          f"reach {stats.EXTRAPOLATES:.0%} there (seeds often split between finding the algorithm and not).", "",
+          f"reach {stats.EXTRAPOLATES:.0%} there (seeds often split between finding the algorithm and not); then "
+          "the scaled accuracy (acc - chance) / (1 - chance) that papers report (1 perfect, 0 chance): the median "
+          "over seeds and the best seed.", "",
           *seed_table(groups), "",
           "## Competence per run", "", *competence_table(groups), "",
           *other_suites_table(groups, stats_by),

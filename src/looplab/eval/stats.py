@@ -288,6 +288,11 @@ def holm_verdicts(diffs: Sequence[Difference], higher_is_better: bool = True, le
             else "no difference at this budget" for d, q in zip(diffs, adjusted)]
 
 
+def scaled(acc: float, floor: float) -> float:
+    """Scaled accuracy (acc - floor) / (1 - floor): 1 perfect, 0 chance (Grazzi et al.'s metric)."""
+    return (acc - floor) / (1 - floor) if floor < 1 else 0.0
+
+
 def seed_summary(x: np.ndarray, threshold: float = EXTRAPOLATES) -> dict[str, object]:
     """Per seed: accuracy on a cell (S, N), and how many seeds reach `threshold` there."""
     acc = np.asarray(x, dtype=np.float64).mean(axis=1)

@@ -104,7 +104,7 @@ def calibrate(variant: str, size: str, vocab_size: int, options: Mapping[str, An
         return ()
     tokenizer = ByteTokenizer()
     tasks = [*training_tasks(train.alg_tasks, train.answer_format), *load_task_files(train.task_files)]
-    train = dataclasses.replace(train, packing=resolve_packing(variant, model.cfg.pos_encoding, train.packing))
+    train = dataclasses.replace(train, packing=resolve_packing(variant, train.packing))
     data = make_train_data(model, tokenizer, tasks, train)
     model.train()
     with torch.no_grad(), torch.random.fork_rng():

@@ -46,6 +46,7 @@ class LadderPreset:
     threads: int = 0  # CPU threads per run; 0 means all cores shared among the lanes
     jobs: int = 1  # runs at once (lanes) unless --jobs says otherwise
     seeds: int = 1  # seeds 0..seeds-1 per variant unless --seeds says otherwise
+    match: str = "flops"  # how runs are shaped unless --match says otherwise (ladder.match.MATCH_MODES)
     variants: tuple[str, ...] = ()  # variants run by default; () means every generic one
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # variant -> model options
     # arm -> (variant, model options): a named configuration of a variant that the ladder runs like a
@@ -117,6 +118,11 @@ CPU_SWEPT_LRS = {"baseline": 5e-4, "shared_loop": 2e-3, "latent": 2e-3, "act": 2
 # or competence (every IID cell at 95% on 500 examples, screened on 50 first) followed by a decay of
 # a fifth of the tokens so far, so the model scored is annealed; the time cap is a safety stop only
 # (a run it ends is flagged time_cap and kept out of verdicts).
+# The rows of the CPU answer presets: examples packed back to back and kept apart (every generic variant
+# isolates them), 48-token rows, 8 per batch (the 384 tokens per step of the earlier 16 x 24 single rows,
+# with 21% of the tokens supervised instead of 16%), steps compiled (a ladder's runs share one compile
+# cache, so a variant compiles once; docs/PERFORMANCE.md).
+CPU_ROWS = dict(seq_len=48, batch_size=8, packing="isolated", compile=True)
 ANSWER_BUDGET = dict(schedule="wsd", decay_fraction=0.2, eval_samples=500, screen_samples=50)
 # Test set sizes of the presets that give answers: at 500 problems a cell's 95% interval is at most
 # +-4.4 points, at 1,000 +-3.1 (the OOD cells carry the length-generalisation claims).
@@ -133,6 +139,8 @@ AXES_ARMS = {
     "loop_len_rope": ("shared_loop", {**ONE_BLOCK, **BY_LENGTH}),
     "ssm_neg": ("ssm", {"negative_eigenvalues": True}),
 }
+
+GRAZZI_SHAPE = {"n_layer": 2, "d_model": 128}  # Grazzi et al.'s parity models: 2 layers, width 128
 
 STRONG_PONDER = {"n_loops": 8, "lambda_ponder": 0.01}  # the ponder weight that collapsed halting to loop 1 (VARIANTS.md)
 HALTING_ARMS = {
@@ -152,7 +160,7 @@ PRESETS: dict[str, LadderPreset] = {
         note="CPU demo: tiny models, successor with numbers in both digit orders, one seed, each run stops at "
              "95% IID answer accuracy on every cell",
         train=dict(alg_tasks=("successor", "successor_rev"), alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24,
-                   batch_size=16, packing="single", warmup_tokens=20_000, eval_every_tokens=100_000,
+                   batch_size=16, packing="isolated", warmup_tokens=20_000, eval_every_tokens=100_000,
                    competence=0.95, eval_samples=50, max_minutes=3.0),
         evaluation=dict(suite="algorithmic", samples=50), n_loops=(1, 2, 4, 8),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, options=CPU_OPTIONS,
@@ -166,11 +174,11 @@ PRESETS: dict[str, LadderPreset] = {
     # six of eight variants mid-cosine.
     "cpu": LadderPreset(
         name="cpu", size="tiny",
-        note="CPU answer: tiny models, parity, addition (numbers reversed), copy, successor; one example per "
-             "row; 5 seeds; lr swept per variant (2.5e-4 to 4e-3, factor 2, 2 seeds, 1M tokens); each run to 95% "
+        note="CPU answer: tiny models, parity, addition (numbers reversed), copy, successor; examples packed "
+             "and kept apart in 48-token rows; 5 seeds; lr swept per variant (2.5e-4 to 4e-3, factor 2, 2 seeds, 1M tokens); each run to 95% "
              "on every IID cell (500 examples) then a wsd decay, or 4M tokens",
-        train=dict(alg_tasks=CPU_TASKS, alg_tokens=4_000_000, total_tokens=4_000_000, seq_len=24, batch_size=16,
-                   packing="single", warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95,
+        train=dict(alg_tasks=CPU_TASKS, alg_tokens=4_000_000, total_tokens=4_000_000, **CPU_ROWS,
+                   warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95,
                    max_minutes=45.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(1, 2, 4, 8),
         lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), sweep_tokens=1_000_000, threads=1, jobs=2, seeds=5,
@@ -186,10 +194,10 @@ PRESETS: dict[str, LadderPreset] = {
         name="axes", size="tiny",
         note="length-generalisation axes: position encoding x loop policy (fixed 3, one per unit of length) for "
              "baseline and one looped block, SSM with and without negative eigenvalues; parity, addition "
-             "(reversed), copy; one example per row; 5 seeds; each run to 95% on every IID cell then a wsd decay, "
+             "(reversed), copy; examples packed and kept apart; 5 seeds; each run to 95% on every IID cell then a wsd decay, "
              "or 3M tokens",
-        train=dict(alg_tasks=AXES_TASKS, alg_tokens=3_000_000, total_tokens=3_000_000, seq_len=24, batch_size=16,
-                   packing="single", warmup_tokens=20_000, eval_every_tokens=200_000, competence=0.95,
+        train=dict(alg_tasks=AXES_TASKS, alg_tokens=3_000_000, total_tokens=3_000_000, **CPU_ROWS,
+                   warmup_tokens=20_000, eval_every_tokens=200_000, competence=0.95,
                    max_minutes=45.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", exits=("convergence", "confidence"), **ANSWER_SETS), n_loops=(1, 4, 16),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms=AXES_ARMS,
@@ -202,8 +210,8 @@ PRESETS: dict[str, LadderPreset] = {
         name="halting", size="tiny",
         note="act halting: the default ponder weight, a strong one (0.01) alone and with a deep start (logit -3), "
              "a ponder warm-up or 10% minimum-step exploration; parity and reversed addition; one seed; 3 minutes each",
-        train=dict(alg_tasks=("parity", "addition_rev"), alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=24,
-                   batch_size=16, packing="single", warmup_tokens=20_000, eval_every_tokens=200_000,
+        train=dict(alg_tasks=("parity", "addition_rev"), alg_tokens=2_000_000, total_tokens=2_000_000,
+                   seq_len=48, batch_size=8, packing="isolated", warmup_tokens=20_000, eval_every_tokens=200_000,
                    competence=0.95, eval_samples=50, max_minutes=3.0),
         evaluation=dict(suite="algorithmic", samples=100), n_loops=(),
         lrs={"act": CPU_SWEPT_LRS["act"]}, threads=1, jobs=2, seeds=1, arms=HALTING_ARMS,
@@ -213,22 +221,41 @@ PRESETS: dict[str, LadderPreset] = {
     # trained on 1-8 bits and scored up to 64.
     "parity_ssm": LadderPreset(
         name="parity_ssm", size="tiny",
-        note="parity alone, ssm with and without negative eigenvalues; one example per row; 5 seeds; 1M tokens each "
+        note="parity alone, ssm with and without negative eigenvalues; examples packed and kept apart; 5 seeds; 1M tokens each "
              "(wsd)",
-        train=dict(alg_tasks=("parity",), alg_tokens=1_000_000, total_tokens=1_000_000, seq_len=24, batch_size=16,
-                   packing="single", warmup_tokens=20_000, eval_every_tokens=250_000, max_minutes=45.0,
+        train=dict(alg_tasks=("parity",), alg_tokens=1_000_000, total_tokens=1_000_000, **CPU_ROWS,
+                   warmup_tokens=20_000, eval_every_tokens=250_000, max_minutes=45.0,
                    **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
         variants=("ssm", "ssm_neg"),
     ),
-    # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant, one
-    # algorithmic example per row for every variant (`auto` would give the SSMs single rows and the others
-    # isolated packed rows: two data streams in one comparison; at seq_len 512 most of a row is padding).
+    # Calibration (docs/RESULTS.md "Calibration"): Grazzi et al. 2024 (arXiv 2411.12537), Table 3, on this CPU.
+    # Their setting: parity trained on 3-40 bits, tested on 40-256, scaled accuracy; Mamba with eigenvalues
+    # in [0, 1] 0.000 and in [-1, 1] 1.000, a Transformer 0.022 (best of 3 seeds); 2 layers, width 128; the
+    # public config trains 20k steps of 256 sequences at lr 1e-3. Here: the same lengths, tasks and metric,
+    # the same shape for all three arms (no FLOP matching), 5 seeds, 2.5M tokens (about 95k sequences,
+    # 2% of theirs), the learning rates of the `cpu` sweep, examples packed and kept apart.
+    "repro_grazzi": LadderPreset(
+        name="repro_grazzi", size="tiny",
+        note="reproduction of Grazzi et al. 2024 Table 3: parity trained on 3-40 bits, tested to 256 bits; ssm "
+             "(2 layers, width 128) with eigenvalues in [0, 1] and in [-1, 1], and the baseline at that shape; "
+             "5 seeds; 2.5M tokens each (wsd)",
+        train=dict(alg_tasks=("parity_long",), alg_tokens=2_500_000, total_tokens=2_500_000, seq_len=96,
+                   batch_size=16, packing="isolated", compile=True, warmup_tokens=100_000,
+                   eval_every_tokens=500_000, max_minutes=20.0, **ANSWER_BUDGET),
+        evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, match="config",
+        options={"baseline": GRAZZI_SHAPE, "ssm": GRAZZI_SHAPE}, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
+        variants=("ssm", "ssm_neg", "baseline"),
+    ),
+    # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant,
+    # algorithmic examples packed and kept apart for every variant (one example per 512-token row would be
+    # mostly padding).
     "nano": LadderPreset(
         name="nano", size="nano", note="seed nano ladder: 10M algorithmic + 10M TinyStories tokens, full eval",
         train=dict(alg_tokens=10_000_000, total_tokens=20_000_000, lang_data=str(TINYSTORIES / "train_sample.txt"),
-                   seq_len=512, batch_size=32, packing="single", warmup_tokens=500_000, eval_every_tokens=2_000_000),
+                   seq_len=512, batch_size=32, packing="isolated", warmup_tokens=500_000, eval_every_tokens=2_000_000),
         evaluation=dict(suite="all"),
     ),
 }

@@ -65,6 +65,7 @@ from looplab.ladder.sweep import Score, choose, extension, outcome, score
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
 TESTSETS = "testsets"  # the ladder's test sets, beside runs/
+COMPILE_CACHE = "compile_cache"  # torch.compile's cache (TORCHINDUCTOR_CACHE_DIR) of a ladder whose runs compile
 FREE_FLAGS = ("--threads",)  # flags that may differ between invocations (lanes share the cores)
 
 
@@ -156,7 +157,7 @@ def check_packing(p: LadderPreset, names: Sequence[str]) -> str:
     by: dict[str, list[str]] = {}
     for name in names:
         try:
-            packing = packing_for(p.variant_of(name), p.size, p.options_of(name), p.base.packing)
+            packing = packing_for(p.variant_of(name), p.base.packing)
         except LooplabError as e:
             raise LooplabError(f"preset {p.name}, {name}: {e}") from None
         if packing is not None:  # a variant with its own stream (rlf) has no packing to share
@@ -339,7 +340,7 @@ def choose_lr(sweep: Sequence[Run]) -> float:
 
 
 def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = None, seeds: int | None = None,
-               match: str = "flops", out: str | None = None, jobs: int | None = None, launcher: str = "local",
+               match: str | None = None, out: str | None = None, jobs: int | None = None, launcher: str = "local",
                slurm: SlurmOptions | None = None, stream: TextIO | None = None,
                after_run: Callable[[Run, dict[str, Any]], None] | None = None) -> Path:
     """Sweep (when the preset has a grid), train, evaluate and report the ladder, holding the
@@ -349,6 +350,7 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     if launcher not in LAUNCHERS:
         raise LooplabError(f"unknown --launcher '{launcher}'; allowed: {', '.join(LAUNCHERS)}")
     p = get_preset(preset) if isinstance(preset, str) else preset
+    match = match or p.match
     jobs = p.jobs if jobs is None else jobs
     if jobs < 1:
         raise LooplabError(f"--jobs must be >= 1, got {jobs}")
@@ -359,6 +361,8 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
     with stop_signals(), ladder_lock(root) as stale:  # a lock naming this ladder: signals are handled
         if stale:
             (stream or sys.stderr).write(f"cleared a stale lock of a ladder that did not finish: {stale}\n")
+        if p.base.compile:  # the runs of one ladder share their compiled graphs: a variant compiles once
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str((root / COMPILE_CACHE).resolve())
         check_free(r.dir for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v))))
         board = Board({r.label: r.weight for v in names for r in (*pl.sweep_runs(v), *pl.seed_runs(v, pl.fixed_lr(v)))},
                       stream=stream)

@@ -53,6 +53,12 @@ def _tokens(run: Run) -> str:
     return f"{s.get('tokens', 0):,}" if s else "n/a"
 
 
+def _rate(run: Run, record: dict[str, Any]) -> str:
+    """Training tokens per second of training time (evaluation excluded)."""
+    tokens, seconds = _summary(run).get("tokens"), record.get("train_seconds")
+    return f"{tokens / seconds:,.0f}" if tokens and seconds else "n/a"
+
+
 def stopped_by(run: Run) -> str | None:
     """Why the run's training ended (summary.json `stopped_by`: competence, token_budget, time_cap)."""
     return _summary(run).get("stopped_by")
@@ -151,14 +157,14 @@ def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict
              + (f", with a {b.max_minutes:g}-minute safety cap on training (a run it stops is kept out of the "
                 "comparisons)" if b.max_minutes else "") + ".", "",
              f"| run | state | shape | {key or 'matched figure'} / baseline | lr | packing | tokens | stopped by | "
-             "train s | eval s | error |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "train s | tokens/s | eval s | error |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         rec = records.get(run.label, {})
         times = [f"{rec[k]:.0f}" if k in rec else "n/a" for k in ("train_seconds", "eval_seconds")]
         lr = rec.get("lr")
         lines.append(f"| `{run.label}` | {rec.get('state', 'n/a')} | {_shape_text(run)} | {_ratio(run)} | "
                      f"{'n/a' if lr is None else f'{lr:g}'} | {_packing(run)} | {_tokens(run)} | "
-                     f"{stopped_by(run) or 'n/a'} | {' | '.join(times)} | "
+                     f"{stopped_by(run) or 'n/a'} | {times[0]} | {_rate(run, rec)} | {times[1]} | "
                      f"{rec.get('error', '')} |")
     return lines
 

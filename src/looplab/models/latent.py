@@ -294,8 +294,8 @@ class Latent(LoopedModel):
         """Packed examples kept apart (`batch.segments`) attend and take positions per example."""
         idx, ids, mask = batch.tokens, batch.positions, batch.mask
         n = self.loops(n_loops)
-        if ids is None:  # random positions (else None), shared by both widths
-            ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)
+        if self.positions.kind == "random":  # drawn once here, shared by both widths
+            ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device, within=ids)
         h, rope = self.prelude(idx, state, ids, mask)
         mem, z = self.read(h, state, ids, mask)
         z, halting = self.think(z, mem, n)
@@ -308,7 +308,7 @@ class Latent(LoopedModel):
     def prelude(self, idx: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Rope]:
         start = state.pos if state is not None else 0
-        rope = self.positions(start, idx.shape[1], idx.shape[0], ids)
+        rope = self.positions.tables(start, idx.shape[1], ids)
         h = self.embed_at(idx, start, ids)  # (B, T, C)
         for i in range(self.n_prelude):
             h = self.blocks[i](h, rope, state.tokens if state is not None else None, slot=i, mask=mask)
@@ -319,7 +319,7 @@ class Latent(LoopedModel):
         """The keys/values the thoughts read, and each position's seeded Z thoughts: shared
         thought embeddings plus a projection of that position's own token state."""
         x = self.read_norm(h)  # (B, T, C)
-        rope = self.thought_positions(state.pos if state is not None else 0, h.shape[1], h.shape[0], ids)
+        rope = self.thought_positions.tables(state.pos if state is not None else 0, h.shape[1], ids)
         mem = self.core.read(x, rope, state.thoughts if state is not None else None, mask)
         z = self.thought_embed + self.thought_in(x)[:, :, None]  # (B, T, Z, E)
         return mem, z

@@ -38,9 +38,10 @@ class TrainData(Protocol):
 class TaskData:
     """The algorithmic tasks: packed batches, IID answer accuracy per task, and the full IID/OOD grid."""
 
-    def __init__(self, tokenizer: Any, tasks: list[Task], cfg: TrainConfig) -> None:
+    def __init__(self, tokenizer: Any, tasks: list[Task], cfg: TrainConfig, at_once: bool = False) -> None:
         self.tokenizer, self.tasks, self.max_new_tokens = tokenizer, tasks, cfg.eval_max_new_tokens
-        kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing)
+        kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing,
+                  at_once=at_once)
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
         val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
         self.val_batches = [val.next_batch() for _ in range(ALG_VAL_BATCHES)]
@@ -70,7 +71,9 @@ class TaskData:
 def make_train_data(model: torch.nn.Module, tokenizer: Any, tasks: list[Task], cfg: TrainConfig) -> TrainData:
     """The variant's own stream when it has one, else the algorithmic tasks."""
     own = get_spec(model.cfg.variant).train_data
-    return own(model, tokenizer, cfg) if own is not None else TaskData(tokenizer, tasks, cfg)
+    if own is not None:
+        return own(model, tokenizer, cfg)
+    return TaskData(tokenizer, tasks, cfg, at_once=model.cfg.answer_at_once)
 
 
 @torch.no_grad()

@@ -10,10 +10,9 @@ before it builds or writes anything.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
-from looplab.config import SIZES, LaunchConfig, ModelConfig, TrainConfig, model_config
+from looplab.config import LaunchConfig, TrainConfig, model_config
 from looplab.data.curriculum import CURRICULA
 from looplab.data.tasks import NO_TASKS, training_tasks
 from looplab.data.tokenizer import load_tokenizer
@@ -54,11 +53,9 @@ def launch(lc: LaunchConfig, cfg: TrainConfig) -> dict[str, Any]:
 
 
 
-def packing_for(variant: str, size: str, options: Mapping[str, Any], packing: str) -> str | None:
-    """The packing a run of `variant` with these model options would train with under `--packing packing`,
-    without building the model (the trainer's `resolve_packing`). A variant with its own stream (rlf)
-    trains on its own rows: None."""
+def packing_for(variant: str, packing: str) -> str | None:
+    """The packing a run of `variant` would train with under `--packing packing`, from the registry alone
+    (the trainer's `resolve_packing`). A variant with its own stream (rlf) trains on its own rows: None."""
     if get_spec(variant).train_data is not None:
         return None
-    pos = {**SIZES[size], **options}.get("pos_encoding", ModelConfig().pos_encoding)
-    return resolve_packing(variant, pos, packing)
+    return resolve_packing(variant, packing)

@@ -57,21 +57,19 @@ VAL_BATCHES = 4  # held-out language batches scored at every evaluation
 
 
 
-def resolve_packing(variant: str, pos_encoding: str, packing: str) -> str:
+def resolve_packing(variant: str, packing: str) -> str:
     """The packing a run of `variant` trains with. `auto`: `isolated` where the registry says the variant
-    keeps packed examples apart (`ModelSpec.isolates`) and positions are not random, else `single`;
-    measured on the baseline, packing without isolation cost 47 points of IID exact match
-    (docs/RESULTS.md). `isolated` where that cannot hold is an error naming the variants that can."""
+    keeps packed examples apart (`ModelSpec.isolates`: every generic variant), else `single`; measured
+    on the baseline, packing without isolation cost 47 points of IID exact match (docs/RESULTS.md).
+    `isolated` where that cannot hold is an error naming the variants that can. Random positions are
+    drawn per packed example (models.positions), so every position encoding packs."""
     can = get_spec(variant).isolates
     if packing == "auto":
-        return "isolated" if can and pos_encoding != "random" else "single"
+        return "isolated" if can else "single"
     if packing == "isolated" and not can:
         allowed = ", ".join(v for v, s in MODELS.items() if s.isolates)
         raise LooplabError(f"--packing isolated keeps packed examples apart, which variant '{variant}' cannot "
                            f"(allowed: {allowed}); use --packing single")
-    if packing == "isolated" and pos_encoding == "random":
-        raise LooplabError("--packing isolated restarts positions per example, which random positions do not; "
-                           "use --packing single")
     return packing
 
 
@@ -111,13 +109,15 @@ class Trainer(Resumable, Evaluation):
         seed_everything(cfg.seed)
         self.model = build_model(model_cfg).to(self.device)
         self.model_cfg = self.model.cfg  # a builder may resolve options (rlf records its base's architecture)
-        self.cfg = cfg = dataclasses.replace(cfg, packing=resolve_packing(model_cfg.variant, self.model.cfg.pos_encoding, cfg.packing))
+        self.cfg = cfg = dataclasses.replace(cfg, packing=resolve_packing(model_cfg.variant, cfg.packing))
         self.data = make_train_data(self.model, tokenizer, self.task_objs, cfg)
         self.curriculum = None
         if cfg.use_task_curriculum:
+            by_schedule = {"steps_per_level": cfg.curriculum_schedule_steps} \
+                if cfg.task_curriculum_strategy == "schedule" else {}
             self.curriculum = build_curriculum(
                 cfg.task_curriculum_strategy, self.task_objs, cooldown=cfg.curriculum_cooldown,
-                min_evals=cfg.curriculum_min_task_evals, jitter=cfg.curriculum_jitter)
+                min_evals=cfg.curriculum_min_task_evals, jitter=cfg.curriculum_jitter, **by_schedule)
             self.curriculum.apply(self.data.stream)
         self.best_acc = -1.0
         self.competent_at: dict[str, int] | None = None  # step and tokens of the first competent evaluation
