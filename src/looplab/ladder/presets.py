@@ -142,6 +142,12 @@ AXES_ARMS = {
 
 GRAZZI_SHAPE = {"n_layer": 2, "d_model": 128}  # Grazzi et al.'s parity models: 2 layers, width 128
 
+SLOTS_NOPE = {"pos_encoding": "nope", "answer_at_once": True}  # Fan et al.'s positions and answer format
+FAN_ARMS = {
+    "loop_fan": ("shared_loop", {**ONE_BLOCK, **BY_LENGTH, **SLOTS_NOPE, "reinject": True}),
+    "baseline_slots": ("baseline", SLOTS_NOPE),
+}
+
 STRONG_PONDER = {"n_loops": 8, "lambda_ponder": 0.01}  # the ponder weight that collapsed halting to loop 1 (VARIANTS.md)
 HALTING_ARMS = {
     "act_light": ("act", {"n_loops": 8}),  # the default ponder weight 0.001
@@ -248,6 +254,29 @@ PRESETS: dict[str, LadderPreset] = {
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, match="config",
         options={"baseline": GRAZZI_SHAPE, "ssm": GRAZZI_SHAPE}, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
         variants=("ssm", "ssm_neg", "baseline"),
+    ),
+    # Calibration: Fan et al. 2024 (arXiv 2409.15647) on this CPU. Their recipe: one shared block without
+    # positions, the input embedding added back before every loop, loops = input length, the whole answer
+    # predicted at once from answer slots with the loss only there, the maximum training length raised
+    # on a schedule, and the loop count picked at test by maximum confidence. Here: that recipe (FAN_LOOP),
+    # the baseline given the same positions and answer slots, and the lab's default baseline, on parity,
+    # copy and binary addition trained up to 8 (their ~20) and scored up to 4-8x that; 5 seeds, 2M tokens
+    # each (their ~100k steps of 64), the maximum length +1 every 500 steps (as theirs for parity), the
+    # learning rates of the `cpu` sweep, FLOP-matched widths. Eager steps: the loop count changes with
+    # every batch, which would recompile a compiled step each time.
+    "repro_fan": LadderPreset(
+        name="repro_fan", size="tiny",
+        note="reproduction of Fan et al. 2024: one shared block looped once per unit of input length without "
+             "positions, input injection, answers at once from slots, a length schedule; against the baseline "
+             "with the same positions and answer slots and the default baseline; parity, copy, binary addition "
+             "trained up to 8, scored to 32-64; 5 seeds; 2M tokens each (wsd)",
+        train=dict(alg_tasks=("parity", "copy", "addition_bin"), alg_tokens=2_000_000, total_tokens=2_000_000,
+                   seq_len=48, batch_size=8, packing="isolated", warmup_tokens=20_000, eval_every_tokens=500_000,
+                   use_task_curriculum=True, task_curriculum_strategy="schedule", curriculum_schedule_steps=500,
+                   curriculum_every=50, curriculum_samples=16, max_minutes=20.0, **ANSWER_BUDGET),
+        evaluation=dict(suite="algorithmic", exits=("confidence",), samples=200, ood_samples=200), n_loops=(),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2,
+        seeds=5, arms=FAN_ARMS, variants=("loop_fan", "baseline_slots", "baseline"),
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant,
     # algorithmic examples packed and kept apart for every variant (one example per 512-token row would be
