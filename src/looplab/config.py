@@ -58,6 +58,11 @@ class ModelConfig:
     norm_eps: float = setting(1e-5, "RMSNorm epsilon", range="> 0")
     tie_embeddings: bool = setting(True, "share the token embedding with the output head")
     dropout: float = setting(0.0, "residual dropout (0 for the algorithmic tasks)", range="[0, 1)")
+    position_ids: str = setting("plain", "position ids from the data: plain, coupled (digits of equal significance "
+                                "share a position, Cho et al.) or abacus (an added embedding of each digit's "
+                                "significance, McLeish et al.); see data.digit_ids", choices=("plain", "coupled", "abacus"))
+    position_offset: int = setting(0, "coupled, abacus: training shifts each example's digit ids by a random offset "
+                                   "in [0, position_offset]", range=">= 0")
     answer_at_once: bool = setting(False, "answers at once (Fan et al.): the answer's tokens reach the input as "
                                    "blank slots, so every answer token is predicted from the prompt alone, in "
                                    "training and when scored (one forward, no token-by-token decoding)")
@@ -71,6 +76,12 @@ class ModelConfig:
             raise LooplabError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
         if (self.d_model // self.n_head) % 2:
             raise LooplabError("head dimension d_model / n_head must be even for rotary embeddings")
+        if self.position_ids == "coupled" and self.pos_encoding == "random":
+            raise LooplabError("position_ids coupled supplies the positions that random positions would draw; "
+                               "use pos_encoding rope or absolute")
+        if self.position_offset >= self.max_seq_len // 2:
+            raise LooplabError(f"position_offset {self.position_offset} must be below max_seq_len / 2 "
+                               f"({self.max_seq_len // 2}): offset digit ids index the model's position tables")
 
     @property
     def head_dim(self) -> int:

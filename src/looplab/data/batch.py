@@ -3,7 +3,8 @@
 A batch is the tokens (B, T), the targets (B, T) with IGNORE where there is no loss, and the facts
 about each row that some models need and the others ignore: the task length of its example(s)
 (which sets the loop count of a model whose loops grow with the input) and, for packed examples
-kept apart (`--packing isolated`), each token's example and position within it (`Segments`).
+kept apart (`--packing isolated`), each token's example and position within it (`Segments`), and
+position ids the data supplies (`coupled` positions, `abacus` digit ids; looplab.data.digit_ids).
 Training, validation and evaluation build the same type; a model reads what it needs, so no fact
 travels beside the tokens through attributes or probing.
 
@@ -52,6 +53,8 @@ class Batch:
     targets: torch.Tensor | None = None  # (B, T) int64 (rlf: one per loop), IGNORE where no loss; None: no loss
     lengths: torch.Tensor | None = None  # (B,) task length of each row (the largest of its examples)
     segments: Segments | None = None  # packed examples kept apart; None: one sequence per row
+    position_ids: torch.Tensor | None = None  # (B, T) positions the data supplies (coupled digit ids); None: plain
+    abacus_ids: torch.Tensor | None = None  # (B, T) each digit's significance (abacus embedding); None: none
 
     def __post_init__(self) -> None:
         B = self.tokens.shape[0]
@@ -66,7 +69,10 @@ class Batch:
 
     @property
     def positions(self) -> torch.Tensor | None:
-        """(B, T) each token's position within its example; None: positions run along the row."""
+        """(B, T) each token's position: supplied by the data (coupled digit ids), else within its
+        example; None: positions run along the row."""
+        if self.position_ids is not None:
+            return self.position_ids
         return None if self.segments is None else self.segments.positions
 
     @property
@@ -79,13 +85,17 @@ class Batch:
             return None if t is None else t.to(device, non_blocking=True)
 
         return Batch(move(self.tokens), move(self.targets), move(self.lengths),
-                     None if self.segments is None else self.segments.to(device))
+                     None if self.segments is None else self.segments.to(device), move(self.position_ids),
+                     move(self.abacus_ids))
 
     def rows(self, sl: slice) -> Batch:
         """The rows `sl` of every part (a micro-batch, or one rank's share)."""
-        return Batch(self.tokens[sl], None if self.targets is None else self.targets[sl],
-                     None if self.lengths is None else self.lengths[sl],
-                     None if self.segments is None else self.segments.rows(sl))
+        def part(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[sl]
+
+        return Batch(self.tokens[sl], part(self.targets), part(self.lengths),
+                     None if self.segments is None else self.segments.rows(sl), part(self.position_ids),
+                     part(self.abacus_ids))
 
 
 def as_batch(x: Batch | torch.Tensor, targets: torch.Tensor | None = None) -> Batch:

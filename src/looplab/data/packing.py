@@ -28,6 +28,7 @@ import torch
 
 from looplab.config import LOSS_ON, PACKING
 from looplab.data.batch import IGNORE, Batch, Segments
+from looplab.data.digit_ids import POSITION_IDS, digit_ids
 from looplab.data.tasks import TASKS, Examples, Task, get_tasks
 from looplab.errors import LooplabError
 
@@ -101,7 +102,8 @@ class AlgoStream:
 
     def __init__(self, tokenizer: Any, tasks: Sequence[str | Task], *, seq_len: int, batch_size: int, seed: int,
                  loss_on: str = "answer", lengths: Mapping[str, tuple[int, int]] | None = None,
-                 block_batches: int = 32, packing: str = "packed", at_once: bool = False) -> None:
+                 block_batches: int = 32, packing: str = "packed", at_once: bool = False,
+                 position_ids: str = "plain", position_offset: int = 0) -> None:
         if loss_on not in LOSS_ON:
             raise LooplabError(f"unknown loss_on '{loss_on}'; allowed: {', '.join(LOSS_ON)}")
         if packing not in LAYOUTS:
@@ -113,6 +115,9 @@ class AlgoStream:
         self.seq_len, self.batch_size, self.loss_on, self.packing = seq_len, batch_size, loss_on, packing
         self.block_batches = block_batches
         self.at_once = at_once  # answers reach the input as blank slots (ModelConfig.answer_at_once)
+        if position_ids not in POSITION_IDS:
+            raise LooplabError(f"unknown position_ids '{position_ids}'; allowed: {', '.join(POSITION_IDS)}")
+        self.position_ids, self.position_offset = position_ids, position_offset  # data.digit_ids
         self.to_tokens = byte_tokens if tokenizer.is_byte_level else generic_tokens
         self.lengths = {t.name: t.train_lengths for t in self.tasks}
         self.length_p: dict[str, tuple[float, ...] | None] = {t.name: None for t in self.tasks}  # None: uniform
@@ -124,7 +129,7 @@ class AlgoStream:
                 self.set_lengths(name, lo_hi)
         self._mean = self._mean_tokens()
         self.rng = np.random.default_rng(seed)
-        self._block: tuple[np.ndarray, ...] | None = None  # x rows (R, T), y rows (R, T), row lengths (R,)
+        self._block: dict[str, np.ndarray] | None = None  # x, y rows (R, T), row lengths (R,), segments, ids
         self._block_state: dict[str, Any] = {}
         self._cursor = 0
 
@@ -209,12 +214,15 @@ class AlgoStream:
         tokens = tuple(np.concatenate(arrays) for arrays in zip(*parts))
         return tokens, self.rng.permutation(len(tokens[1]))
 
-    def _pack_block(self) -> tuple[np.ndarray, ...]:
+    def _pack_block(self) -> dict[str, np.ndarray]:
         """x and y for R = block_batches * B rows, filled next-fit with whole examples, and each row's
         length: the task length of its example, the largest one in a packed row (0: an empty row).
         With packing "isolated", also each token's example and position within it (R, T) each, and no
-        target crosses from one example to the next."""
+        target crosses from one example to the next; with coupled or abacus position ids, those."""
         R, W = self.block_batches * self.batch_size, self.seq_len + 1
+        # the digit ids' random offsets come from a generator of their own, seeded by the block's start
+        # state, so the stream's own draws (and so its data) are the same whatever the position ids
+        offsets = np.random.default_rng(self.rng.bit_generator.state["state"]["state"])
         draws: list[tuple[Tokens, np.ndarray]] = []
         n_seen, rows_left = 0, R
         while True:  # draw until the rows are full; a typical block needs one draw
@@ -242,23 +250,32 @@ class AlgoStream:
         loss[dest[placed]] = answer[placed] if self.loss_on == "answer" else True
         rows, loss = rows.reshape(R, W), loss.reshape(R, W)
         x = rows[:, :-1]
+        slot = np.zeros(R * W, dtype=bool)
+        slot[dest[placed]] = answer[placed]
+        slot = slot.reshape(R, W)[:, :-1]
         if self.at_once:  # the answer's tokens reach the input as blank slots; the targets keep them
-            slot = np.zeros(R * W, dtype=bool)
-            slot[dest[placed]] = answer[placed]
-            x = np.where(slot.reshape(R, W)[:, :-1], self.tok.pad_id, x)
+            x = np.where(slot, self.tok.pad_id, x)
+        shift = np.zeros(R * W, dtype=np.int64)  # each token's example offset for digit ids
+        if self.position_offset:
+            shift[dest[placed]] = np.repeat(offsets.integers(0, self.position_offset + 1, len(lens)), lens)[placed]
+        shift = shift.reshape(R, W)[:, :-1]
         row_length = np.zeros(R, dtype=np.int64)
         np.maximum.at(row_length, start[start >= 0] // W, knob[start >= 0])
         y = np.where(loss[:, 1:], rows[:, 1:], IGNORE)
+        out = {"x": np.ascontiguousarray(x), "y": y, "lengths": row_length}
         if self.packing != "isolated":
-            return np.ascontiguousarray(x), y, row_length
+            ids = digit_ids(x, np.broadcast_to(np.arange(x.shape[1]), x.shape), self.position_ids,
+                            slot=slot if self.at_once else None, offset=shift)
+            return out if ids is None else {**out, "ids": ids}
         example = np.full(R * W, -1, dtype=np.int64)  # padding: an example of its own
         example[dest[placed]] = np.repeat(np.arange(len(lens)), lens)[placed]
         position = np.zeros(R * W, dtype=np.int64)
         position[dest[placed]] = (np.arange(len(flat)) - np.repeat(src, lens))[placed]
         example, position = example.reshape(R, W), position.reshape(R, W)
-        y = np.where(example[:, 1:] == example[:, :-1], y, IGNORE)  # no target across two examples
-        return (np.ascontiguousarray(x), y, row_length, np.ascontiguousarray(example[:, :-1]),
-                np.ascontiguousarray(position[:, :-1]))
+        out["y"] = np.where(example[:, 1:] == example[:, :-1], y, IGNORE)  # no target across two examples
+        out["example"], out["position"] = np.ascontiguousarray(example[:, :-1]), np.ascontiguousarray(position[:, :-1])
+        ids = digit_ids(x, out["position"], self.position_ids, slot=slot if self.at_once else None, offset=shift)
+        return out if ids is None else {**out, "ids": ids}
 
     def next_batch(self) -> Batch:
         """The next B rows: tokens (B, T), targets (B, T) (the tokens shifted by one, IGNORE where there
@@ -269,8 +286,12 @@ class AlgoStream:
             self._block, self._cursor = self._pack_block(), 0
         sl = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
         self._cursor += 1
-        x, y, lengths, *seg = (torch.from_numpy(part[sl].copy()) for part in self._block)
-        return Batch(x, y, lengths, Segments(*seg) if seg else None)
+        part = {k: torch.from_numpy(v[sl].copy()) for k, v in self._block.items()}
+        segments = Segments(part["example"], part["position"]) if "example" in part else None
+        ids = part.get("ids")
+        return Batch(part["x"], part["y"], part["lengths"], segments,
+                     position_ids=ids if self.position_ids == "coupled" else None,
+                     abacus_ids=ids if self.position_ids == "abacus" else None)
 
     def _lengths_state(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in self.lengths.items()}

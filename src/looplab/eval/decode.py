@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from looplab.data.batch import Batch
+from looplab.data.digit_ids import ids_of_rows
 
 
 def _buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
@@ -28,6 +29,16 @@ def _buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int
     for _, idxs in sorted(by_len.items()):
         out.extend(idxs[i : i + batch_size] for i in range(0, len(idxs), batch_size))
     return out
+
+
+def rows_batch(model: nn.Module, idx: torch.Tensor, slot_id: int | None = None, last: int = 0) -> Batch:
+    """Token rows (B, T) as a Batch with the position ids the model's `position_ids` asks for (computed
+    from the rows, data.digit_ids); `last` > 0 keeps the final `last` columns only (a cached step)."""
+    kind = getattr(getattr(model, "cfg", None), "position_ids", "plain")
+    ids = ids_of_rows(idx, kind, slot_id)
+    if last:
+        idx, ids = idx[:, -last:], None if ids is None else ids[:, -last:]
+    return Batch(idx, position_ids=ids if kind == "coupled" else None, abacus_ids=ids if kind == "abacus" else None)
 
 
 def _trim(row: list[int], eos_id: int) -> list[int]:
@@ -55,19 +66,19 @@ def _decode_batch(model: nn.Module, idx: torch.Tensor, state: object, max_new_to
     B = idx.shape[0]
     done = torch.zeros(B, dtype=torch.bool, device=idx.device)
     gen = []
-    seq, feed = idx, idx
+    seq, feed = idx, idx.shape[1]  # feed: the columns of seq the next cached forward reads
     for _ in range(max_new_tokens):
         if state is None:
-            logits = model(Batch(seq)).logits[:, -1]  # (B, V)
+            logits = model(rows_batch(model, seq)).logits[:, -1]  # (B, V)
         else:
-            logits = model(Batch(feed), state=state).logits[:, -1]
+            logits = model(rows_batch(model, seq, last=feed), state=state).logits[:, -1]
         nxt = logits.argmax(dim=-1)  # (B,)
         gen.append(nxt)
         done |= nxt == eos_id
         if bool(done.all()):
             break
-        feed = nxt[:, None]
-        seq = torch.cat([seq, feed], dim=1)
+        feed = 1
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
     return torch.stack(gen, dim=1)  # (B, N)
 
 
@@ -83,7 +94,7 @@ def at_once(model: nn.Module, prompts: Sequence[Sequence[int]], answer_lengths: 
     out: list[list[int]] = [[] for _ in prompts]
     for idxs in _buckets(rows, batch_size):
         idx = torch.tensor([rows[i] for i in idxs], dtype=torch.long, device=device)  # (B, T)
-        best = model(Batch(idx)).logits.argmax(dim=-1)  # (B, T)
+        best = model(rows_batch(model, idx, slot_id)).logits.argmax(dim=-1)  # (B, T)
         for b, i in enumerate(idxs):
             start = len(prompts[i]) - 1
             out[i] = _trim(best[b, start : start + answer_lengths[i]].tolist(), eos_id)

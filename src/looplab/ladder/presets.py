@@ -148,6 +148,15 @@ FAN_ARMS = {
     "baseline_slots": ("baseline", SLOTS_NOPE),
 }
 
+COUPLED = {"position_ids": "coupled", "position_offset": 16}  # Cho et al.'s ids, random offsets in training
+ABACUS = {"position_ids": "abacus", "position_offset": 16}  # McLeish et al.'s digit embedding, offsets too
+COUPLING_ARMS = {
+    "baseline_coupled": ("baseline", COUPLED),
+    "baseline_abacus": ("baseline", ABACUS),
+    "loop_coupled": ("shared_loop", {**ONE_BLOCK, **COUPLED}),
+    "loop_abacus": ("shared_loop", {**ONE_BLOCK, **ABACUS}),
+}
+
 STRONG_PONDER = {"n_loops": 8, "lambda_ponder": 0.01}  # the ponder weight that collapsed halting to loop 1 (VARIANTS.md)
 HALTING_ARMS = {
     "act_light": ("act", {"n_loops": 8}),  # the default ponder weight 0.001
@@ -277,6 +286,22 @@ PRESETS: dict[str, LadderPreset] = {
         evaluation=dict(suite="algorithmic", exits=("confidence",), samples=200, ood_samples=200), n_loops=(),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2,
         seeds=5, arms=FAN_ARMS, variants=("loop_fan", "baseline_slots", "baseline"),
+    ),
+    # Calibration: position coupling (Cho et al. 2024, arXiv 2405.20671) and Abacus embeddings (McLeish et
+    # al. 2024, arXiv 2405.17399) on this CPU: the baseline and one shared block looped 3 times, each with
+    # coupled positions and with abacus digit ids (random offsets up to 16 in training), on reversed
+    # addition trained on 1-4 digits and scored to 8; 5 seeds; 1.5M tokens each; the `cpu` sweep's
+    # learning rates; FLOP-matched widths. Their settings: coupling trained on 1-30 digits, tested to
+    # 200 (1 layer, width 512, 50k steps of 1,000); Abacus trained on 20 digits, 99% at 100.
+    "repro_coupling": LadderPreset(
+        name="repro_coupling", size="tiny",
+        note="reproduction of position coupling (Cho et al.) and Abacus (McLeish et al.): the baseline and one "
+             "block looped 3 times, each with coupled and with abacus digit ids; reversed addition trained on "
+             "1-4 digits, scored to 8; 5 seeds; 1.5M tokens each (wsd)",
+        train=dict(alg_tasks=("addition_rev",), alg_tokens=1_500_000, total_tokens=1_500_000, **CPU_ROWS,
+                   warmup_tokens=20_000, eval_every_tokens=500_000, max_minutes=20.0, **ANSWER_BUDGET),
+        evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms=COUPLING_ARMS, variants=tuple(COUPLING_ARMS),
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant,
     # algorithmic examples packed and kept apart for every variant (one example per 512-token row would be

@@ -32,7 +32,7 @@ from looplab.config import ModelConfig
 from looplab.data.batch import IGNORE, Batch, as_batch
 from looplab.errors import LooplabError
 from looplab.flags import check_settings, setting
-from looplab.models.positions import absolute_table, add_absolute
+from looplab.models.positions import abacus_table, absolute_table, add_absolute
 
 
 @dataclass
@@ -72,6 +72,8 @@ class LanguageModel(nn.Module):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
         self.pos_embed = absolute_table(cfg)  # pos_encoding absolute only
+        self.abacus = abacus_table(cfg)  # position_ids abacus only
+        self._abacus_ids: torch.Tensor | None = None  # the batch's digit ids while a forward runs
 
     def forward(self, batch: Batch | torch.Tensor, targets: torch.Tensor | None = None, state: Any = None,
                 n_loops: int | None = None) -> ModelOutput:
@@ -82,14 +84,23 @@ class LanguageModel(nn.Module):
             raise LooplabError(f"variant '{self.cfg.variant}' has no loop count; n_loops applies to looped variants")
         if batch.segments is not None and not self.isolates_examples:
             raise LooplabError(f"variant '{self.cfg.variant}' cannot keep packed examples apart; use --packing single")
-        return self.run(batch, state, n_loops)
+        self._abacus_ids = batch.abacus_ids
+        try:
+            return self.run(batch, state, n_loops)
+        finally:
+            self._abacus_ids = None
 
     def run(self, batch: Batch, state: Any, n_loops: int | None) -> ModelOutput:
         raise NotImplementedError
 
     def embed_at(self, idx: torch.Tensor, start: int, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings of idx (B, T) at positions start..start+T-1, or `ids` (B, T) (the table of `absolute`)."""
-        return add_absolute(self.embed(idx), self.pos_embed, start, ids)
+        """Token embeddings of idx (B, T) at positions start..start+T-1, or `ids` (B, T) (the table of
+        `absolute`), plus the abacus embedding of the batch's digit ids (row 0, a non-digit's, without)."""
+        x = add_absolute(self.embed(idx), self.pos_embed, start, ids)
+        if self.abacus is None:
+            return x
+        digits = self._abacus_ids
+        return x + (self.abacus(digits) if digits is not None and digits.shape == idx.shape else self.abacus.weight[0])
 
     def output(self, logits: torch.Tensor, targets: torch.Tensor | None, aux: dict[str, Any] | None = None,
                extra_loss: torch.Tensor | None = None) -> ModelOutput:
@@ -109,7 +120,7 @@ class LanguageModel(nn.Module):
 
     @property
     def embedding_params(self) -> int:
-        n = self.embed.weight.numel() + (self.pos_embed.weight.numel() if self.pos_embed is not None else 0)
+        n = self.embed.weight.numel() + sum(t.weight.numel() for t in (self.pos_embed, self.abacus) if t is not None)
         return n if self.cfg.tie_embeddings else n + self.head.weight.numel()
 
     def cost(self, seq_len: int) -> dict[str, float]:

@@ -39,6 +39,7 @@ class Positions(nn.Module):
         self.kind = cfg.pos_encoding
         self.range = cfg.pos_range or cfg.max_seq_len + extra
         self.rotary = Rotary(head_dim, cfg.max_seq_len + extra, cfg.rope_base) if self.kind in ROTATED else None
+        self.supplied = cfg.position_ids == "coupled"  # ids from the data may exceed the row length
 
     @property
     def cacheable(self) -> bool:
@@ -105,7 +106,19 @@ class Positions(nn.Module):
             return None
         if ids is None:
             return self.rotary(start, length)
-        return self.rotary.at(ids, self.range if self.kind == "random" else length)
+        if self.kind == "random":
+            return self.rotary.at(ids, self.range)
+        return self.rotary.at(ids, max(length, int(ids.max()) + 1) if self.supplied else length)
+
+
+def abacus_table(cfg: ModelConfig) -> nn.Embedding | None:
+    """The learned embedding of digit significance (`position_ids` abacus: row 0 for every non-digit
+    token, row k for a digit of significance k plus its training offset), N(0, 0.02); None otherwise."""
+    if cfg.position_ids != "abacus":
+        return None
+    table = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+    nn.init.normal_(table.weight, 0.0, 0.02)
+    return table
 
 
 def absolute_table(cfg: ModelConfig) -> nn.Embedding | None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-from looplab.config import TrainConfig
+from looplab.config import ModelConfig, TrainConfig
 from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
@@ -38,10 +38,12 @@ class TrainData(Protocol):
 class TaskData:
     """The algorithmic tasks: packed batches, IID answer accuracy per task, and the full IID/OOD grid."""
 
-    def __init__(self, tokenizer: Any, tasks: list[Task], cfg: TrainConfig, at_once: bool = False) -> None:
+    def __init__(self, tokenizer: Any, tasks: list[Task], cfg: TrainConfig, model_cfg: ModelConfig | None = None
+                 ) -> None:
         self.tokenizer, self.tasks, self.max_new_tokens = tokenizer, tasks, cfg.eval_max_new_tokens
+        m = model_cfg or ModelConfig()  # how the model reads answers and positions from the data
         kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing,
-                  at_once=at_once)
+                  at_once=m.answer_at_once, position_ids=m.position_ids, position_offset=m.position_offset)
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
         val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
         self.val_batches = [val.next_batch() for _ in range(ALG_VAL_BATCHES)]
@@ -73,7 +75,7 @@ def make_train_data(model: torch.nn.Module, tokenizer: Any, tasks: list[Task], c
     own = get_spec(model.cfg.variant).train_data
     if own is not None:
         return own(model, tokenizer, cfg)
-    return TaskData(tokenizer, tasks, cfg, at_once=model.cfg.answer_at_once)
+    return TaskData(tokenizer, tasks, cfg, model.cfg)
 
 
 @torch.no_grad()

@@ -1,0 +1,61 @@
+"""Position ids supplied by the data for arithmetic: `coupled` and `abacus` (ModelConfig.position_ids).
+
+Both give every digit its significance within its number: the runs of digit tokens count 1, 2, 3, ...
+from their first digit, which in the least-significant-first formats (`addition_rev`, `addition_bin`,
+the other `_rev` tasks) is the units digit, so the digits of equal significance in both operands
+and in the answer share an id, and an answer digit's id is known when it is written (decoding needs
+nothing but the tokens so far).
+- `coupled` (Cho et al., arXiv 2405.20671): these ids are the positions the model's own encoding
+  (rotary or the absolute table) reads; every other token keeps its position in its example, so a
+  task without numbers falls back to plain positions.
+- `abacus` (McLeish et al., arXiv 2405.17399): a learned embedding of the significance (0 for every
+  other token) is added to the token embedding; positions stay plain.
+In training every example's digit ids are shifted by a random offset in [0, position_offset]
+(both papers), so ids beyond the longest training number are trained too; evaluation uses offset 0.
+Answer slots (`answer_at_once`) count as digits: slot k holds the answer's k-th digit.
+
+Letters: R rows, T tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+POSITION_IDS = ("plain", "coupled", "abacus")
+DIGITS = (ord("0"), ord("9"))  # byte ids of the digit tokens
+
+
+def is_digit(tokens: np.ndarray) -> np.ndarray:
+    return (tokens >= DIGITS[0]) & (tokens <= DIGITS[1])
+
+
+def significance(digit: np.ndarray) -> np.ndarray:
+    """(R, T) bool -> each digit's place in its run of digits, 1-based; 0 for every other token."""
+    cols = np.arange(digit.shape[1])
+    start = np.maximum.accumulate(np.where(digit, -1, cols), axis=1) + 1  # first column of each run
+    return np.where(digit, cols - start + 1, 0)
+
+
+def digit_ids(tokens: np.ndarray, positions: np.ndarray, kind: str, *, slot: np.ndarray | None = None,
+              offset: np.ndarray | None = None) -> np.ndarray | None:
+    """The ids of `kind` for token rows (R, T) whose within-example positions are `positions` (R, T):
+    coupled: digit significance (+ offset) where a digit, else the position; abacus: significance
+    (+ offset) where a digit, else 0; None for plain. `slot` marks answer slots (counted as digits),
+    `offset` (R, T) each token's example offset (0 when None)."""
+    if kind == "plain":
+        return None
+    digit = is_digit(tokens) if slot is None else is_digit(tokens) | slot
+    sig = significance(digit) + (0 if offset is None else np.where(digit, offset, 0))
+    return np.where(digit, sig, positions if kind == "coupled" else 0).astype(np.int64)
+
+
+def ids_of_rows(idx: torch.Tensor, kind: str, slot_id: int | None = None) -> torch.Tensor | None:
+    """Evaluation: the ids of token rows (B, T), one example per row starting at position 0, offset 0
+    (`slot_id`: the answer slots' token, counted as digits)."""
+    if kind == "plain":
+        return None
+    tokens = idx.cpu().numpy()
+    positions = np.broadcast_to(np.arange(tokens.shape[1]), tokens.shape)
+    slot = None if slot_id is None else tokens == slot_id
+    return torch.from_numpy(digit_ids(tokens, positions, kind, slot=slot)).to(idx.device)

@@ -1,0 +1,100 @@
+"""Position ids supplied by the data (data.digit_ids): coupled ids shared by digits of equal
+significance, abacus ids counting from the least significant digit, random offsets in training, and
+decoding that computes the same ids from the tokens so far (cached equals recomputed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from looplab.data.batch import Batch
+from looplab.data.digit_ids import digit_ids, ids_of_rows
+from looplab.data.packing import AlgoStream, encode_example
+from looplab.data.tasks import TASKS
+from looplab.data.tokenizer import ByteTokenizer
+from looplab.eval.decode import greedy, rows_batch
+from looplab.errors import LooplabError
+from looplab.models import create_model
+from tests.helpers import GENERIC, V, tiny_model
+
+TOK = ByteTokenizer()
+
+
+def ids_by_text(text: str, kind: str) -> list[int]:
+    row = torch.tensor([[ord(c) for c in text]])
+    return ids_of_rows(row, kind)[0].tolist()
+
+
+def test_coupled_ids_are_shared_by_digits_of_equal_significance():
+    # 321 + 654 = 975, every number least significant digit first (addition_rev): "ADDR:123+456=579"
+    ids = ids_by_text("ADDR:123+456=579", "coupled")
+    a, b, s = ids[5:8], ids[9:12], ids[13:16]
+    assert a == b == s == [1, 2, 3]  # units with units, tens with tens, hundreds with hundreds
+    assert ids[:5] == [0, 1, 2, 3, 4] and ids[8] == 8 and ids[12] == 12  # other tokens keep their position
+
+
+def test_abacus_ids_count_from_the_least_significant_digit_and_are_zero_elsewhere():
+    ids = ids_by_text("ADDR:1234+56=7904", "abacus")
+    assert ids[5:9] == [1, 2, 3, 4] and ids[10:12] == [1, 2] and ids[13:17] == [1, 2, 3, 4]
+    assert [ids[i] for i in (0, 1, 2, 3, 4, 9, 12)] == [0] * 7
+    assert ids_of_rows(torch.tensor([[1, 2, 3]]), "plain") is None
+
+
+def test_training_shifts_each_examples_digits_by_one_random_offset():
+    stream = AlgoStream(TOK, ["addition_rev"], seq_len=64, batch_size=16, seed=1, packing="isolated",
+                        position_ids="coupled", position_offset=20)
+    batch = stream.next_batch()
+    tokens, ids, seg = batch.tokens.numpy(), batch.position_ids.numpy(), batch.segments
+    plain = digit_ids(tokens, seg.positions.numpy(), "coupled")
+    digit = (tokens >= ord("0")) & (tokens <= ord("9"))
+    shift = ids - plain
+    assert bool((shift[~digit] == 0).all()) and 0 <= shift.min() and shift.max() <= 20
+    offsets = set()
+    for r in range(tokens.shape[0]):
+        for e in np.unique(seg.ids[r].numpy()):
+            cells = (seg.ids[r].numpy() == e) & digit[r]
+            if cells.any():
+                assert len(set(shift[r][cells].tolist())) == 1  # one offset per example
+                offsets.add(int(shift[r][cells][0]))
+    assert len(offsets) > 3
+    same = AlgoStream(TOK, ["addition_rev"], seq_len=64, batch_size=16, seed=1, packing="isolated").next_batch()
+    assert torch.equal(same.tokens, batch.tokens)  # the offsets do not change the data
+
+
+def test_answer_slots_count_as_the_answers_digits():
+    ctx, answer = encode_example(TOK, "ADDR:12+34=", "46")
+    row = torch.tensor([ctx + [TOK.pad_id]])  # [bos ADDR:12+34= sep slot]: sep reads digit 1, the slot digit 2
+    ids = ids_of_rows(row, "coupled", slot_id=TOK.pad_id)[0].tolist()
+    # the slot stands where training had the answer's first digit (significance 1), as training computed it
+    assert ids[-1] == 1 and ids[-2] == len(ctx) - 1  # sep keeps its position
+
+
+@pytest.mark.parametrize("kind", ["coupled", "abacus"])
+@pytest.mark.parametrize("variant", GENERIC)
+@torch.no_grad()
+def test_cached_decoding_equals_recomputation_with_data_ids(variant, kind):
+    if variant == "absolute" and kind == "coupled":
+        pytest.skip("absolute reads coupled ids from its table like any position; covered by baseline")
+    model = tiny_model(variant, position_ids=kind)
+    prompts = [encode_example(TOK, p, t)[0] for p, t in TASKS["addition_rev"].generate(
+        np.random.default_rng(0), 4, 3).texts()]
+    cached = greedy(model, prompts, max_new_tokens=6, eos_id=-1, batch_size=4)
+    assert cached == greedy(model, prompts, max_new_tokens=6, eos_id=-1, batch_size=4, use_cache=False)
+    x = torch.tensor([prompts[0]])
+    full = model(rows_batch(model, x)).logits
+    y = x.clone()
+    y[:, 8:] = 7
+    torch.testing.assert_close(model(rows_batch(model, y)).logits[:, :8], full[:, :8], rtol=0, atol=1e-5)
+
+
+def test_the_ids_reach_the_model():
+    """Coupled ids change a rotary model's output; abacus ids change any model's; plain ignores both."""
+    x = torch.tensor([[ord(c) for c in "ADDR:123+456="]])
+    for kind in ("coupled", "abacus"):
+        m = tiny_model("baseline", position_ids=kind)
+        assert not torch.allclose(m(Batch(x)).logits, m(rows_batch(m, x)).logits, atol=1e-5)
+    with pytest.raises(LooplabError, match="position_ids"):
+        create_model("baseline", "tiny", V, position_ids="ruler")
+    with pytest.raises(LooplabError, match="random"):
+        create_model("baseline", "tiny", V, position_ids="coupled", pos_encoding="random")
