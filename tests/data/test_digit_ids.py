@@ -13,8 +13,8 @@ from looplab.data.digit_ids import digit_ids, ids_of_rows
 from looplab.data.packing import AlgoStream, encode_example
 from looplab.data.tasks import TASKS
 from looplab.data.tokenizer import ByteTokenizer
-from looplab.eval.decode import greedy, rows_batch
 from looplab.errors import LooplabError
+from looplab.eval.decode import greedy, rows_batch
 from looplab.models import create_model
 from tests.helpers import GENERIC, V, tiny_model
 
