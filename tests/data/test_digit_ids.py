@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from looplab.data.batch import Batch
-from looplab.data.digit_ids import digit_ids, ids_of_rows
+from looplab.data.digit_ids import BYTE_SEP, digit_ids, ids_of_rows
 from looplab.data.packing import AlgoStream, encode_example
 from looplab.data.tasks import TASKS
 from looplab.data.tokenizer import ByteTokenizer
@@ -34,6 +34,15 @@ def test_coupled_ids_are_shared_by_digits_of_equal_significance():
     assert ids[:5] == [0, 1, 2, 3, 4] and ids[8] == 8 and ids[12] == 12  # other tokens keep their position
 
 
+def test_the_separator_is_significance_zero_after_digits_and_plain_without():
+    assert BYTE_SEP == TOK.sep_id
+    ctx, answer = encode_example(TOK, "ADDR:12+34=", "46")
+    ids = ids_of_rows(torch.tensor([ctx + answer[:-1]]), "coupled")[0].tolist()
+    assert ids[len(ctx) - 1] == 0 and ids[len(ctx):] == [1, 2]  # sep predicts digit 1, digit 1 predicts digit 2
+    ctx, answer = encode_example(TOK, "CPY:abc=", "abc")
+    assert ids_of_rows(torch.tensor([ctx + answer]), "coupled")[0].tolist() == list(range(len(ctx) + 4))
+
+
 def test_abacus_ids_count_from_the_least_significant_digit_and_are_zero_elsewhere():
     ids = ids_by_text("ADDR:1234+56=7904", "abacus")
     assert ids[5:9] == [1, 2, 3, 4] and ids[10:12] == [1, 2] and ids[13:17] == [1, 2, 3, 4]
@@ -47,7 +56,7 @@ def test_training_shifts_each_examples_digits_by_one_random_offset():
     batch = stream.next_batch()
     tokens, ids, seg = batch.tokens.numpy(), batch.position_ids.numpy(), batch.segments
     plain = digit_ids(tokens, seg.positions.numpy(), "coupled")
-    digit = (tokens >= ord("0")) & (tokens <= ord("9"))
+    digit = (tokens >= ord("0")) & (tokens <= ord("9")) | (tokens == TOK.sep_id)  # sep: significance 0 + offset
     shift = ids - plain
     assert bool((shift[~digit] == 0).all()) and 0 <= shift.min() and shift.max() <= 20
     offsets = set()
@@ -66,8 +75,9 @@ def test_answer_slots_count_as_the_answers_digits():
     ctx, answer = encode_example(TOK, "ADDR:12+34=", "46")
     row = torch.tensor([ctx + [TOK.pad_id]])  # [bos ADDR:12+34= sep slot]: sep reads digit 1, the slot digit 2
     ids = ids_of_rows(row, "coupled", slot_id=TOK.pad_id)[0].tolist()
-    # the slot stands where training had the answer's first digit (significance 1), as training computed it
-    assert ids[-1] == 1 and ids[-2] == len(ctx) - 1  # sep keeps its position
+    # the slot stands where training had the answer's first digit (significance 1), as training computed it;
+    # the separator, which predicts that digit, is significance 0
+    assert ids[-1] == 1 and ids[-2] == 0
 
 
 @pytest.mark.parametrize("kind", ["coupled", "abacus"])

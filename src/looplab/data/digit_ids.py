@@ -12,7 +12,9 @@ nothing but the tokens so far).
   other token) is added to the token embedding; positions stay plain.
 In training every example's digit ids are shifted by a random offset in [0, position_offset]
 (both papers), so ids beyond the longest training number are trained too; evaluation uses offset 0.
-Answer slots (`answer_at_once`) count as digits: slot k holds the answer's k-th digit.
+Answer slots (`answer_at_once`) count as digits: slot k holds the answer's k-th digit. The separator
+of an example with digits before it gets significance 0 (plus the offset): it predicts the answer's
+first digit, so every answer digit is predicted from a token one place below it in significance.
 
 Letters: R rows, T tokens.
 """
@@ -23,7 +25,8 @@ import numpy as np
 import torch
 
 POSITION_IDS = ("plain", "coupled", "abacus")
-DIGITS = (ord("0"), ord("9"))  # byte ids of the digit tokens
+DIGITS = (ord("0"), ord("9"))  # byte ids of the digit tokens (the byte tokenizer's; no other tokenizer is supported)
+BYTE_SEP = 259  # the byte tokenizer's separator (ByteTokenizer().sep_id; a test holds them equal)
 
 
 def is_digit(tokens: np.ndarray) -> np.ndarray:
@@ -41,13 +44,18 @@ def digit_ids(tokens: np.ndarray, positions: np.ndarray, kind: str, *, slot: np.
               offset: np.ndarray | None = None) -> np.ndarray | None:
     """The ids of `kind` for token rows (R, T) whose within-example positions are `positions` (R, T):
     coupled: digit significance (+ offset) where a digit, else the position; abacus: significance
-    (+ offset) where a digit, else 0; None for plain. `slot` marks answer slots (counted as digits),
-    `offset` (R, T) each token's example offset (0 when None)."""
+    (+ offset) where a digit, else 0; the separator after digits: significance 0 (+ offset); None for
+    plain. `slot` marks answer slots (counted as digits), `offset` (R, T) each token's example offset."""
     if kind == "plain":
         return None
     digit = is_digit(tokens) if slot is None else is_digit(tokens) | slot
-    sig = significance(digit) + (0 if offset is None else np.where(digit, offset, 0))
-    return np.where(digit, sig, positions if kind == "coupled" else 0).astype(np.int64)
+    shift = np.zeros(tokens.shape, dtype=np.int64) if offset is None else offset
+    count = np.cumsum(digit, axis=1)  # digits so far in the row
+    first = np.arange(tokens.shape[1]) - positions  # each token's example's first column
+    before = np.take_along_axis(np.concatenate([np.zeros_like(count[:, :1]), count], axis=1), first, axis=1)
+    after_digits = (tokens == BYTE_SEP) & (count - before > 0)  # a separator with digits earlier in its example
+    other = np.where(after_digits, shift, positions if kind == "coupled" else 0)
+    return np.where(digit, significance(digit) + shift, other).astype(np.int64)
 
 
 def ids_of_rows(idx: torch.Tensor, kind: str, slot_id: int | None = None) -> torch.Tensor | None:

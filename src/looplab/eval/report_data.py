@@ -96,7 +96,8 @@ def load_results(eval_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, A
     return out, test_set
 
 
-LABEL_FIELDS = {"pos_encoding": "rope", "pos_range": 0}  # shared model fields that name a group when not default
+LABEL_FIELDS = {"pos_encoding": "rope", "pos_range": 0, "position_ids": "plain", "position_offset": 0,
+                "answer_at_once": False}  # shared model fields that name a group when not default
 
 
 def load_run(path: str | Path) -> Run:

@@ -18,6 +18,7 @@ from looplab.config import ModelConfig, TrainConfig
 from looplab.data.batch import Batch
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
+from looplab.errors import LooplabError
 from looplab.eval.algorithmic import cell_rng, drawn, evaluate_cells, run_grid, score_examples
 from looplab.models import get_spec
 
@@ -42,6 +43,9 @@ class TaskData:
                  ) -> None:
         self.tokenizer, self.tasks, self.max_new_tokens = tokenizer, tasks, cfg.eval_max_new_tokens
         m = model_cfg or ModelConfig()  # how the model reads answers and positions from the data
+        if m.position_ids != "plain" and not tokenizer.is_byte_level:
+            raise LooplabError(f"position_ids {m.position_ids} reads digits as byte tokens; tokenizer "
+                               f"{tokenizer.name} is not byte-level (use the byte tokenizer, or position_ids plain)")
         kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing,
                   at_once=m.answer_at_once, position_ids=m.position_ids, position_offset=m.position_offset)
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
