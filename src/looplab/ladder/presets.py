@@ -270,8 +270,10 @@ PRESETS: dict[str, LadderPreset] = {
     # on a schedule, and the loop count picked at test by maximum confidence. Here: that recipe (FAN_LOOP),
     # the baseline given the same positions and answer slots, and the lab's default baseline, on parity,
     # copy and binary addition trained up to 8 (their ~20) and scored up to 4-8x that; 5 seeds, 2M tokens
-    # each (their ~100k steps of 64), the maximum length +1 every 500 steps (as theirs for parity), the
-    # learning rates of the `cpu` sweep, FLOP-matched widths. Eager steps: the loop count changes with
+    # each (about 3,100 steps of 16 against their ~100k steps of 64), the maximum length +1 every 250
+    # steps (theirs: 500 for parity, over a 30x longer run), the learning rates of the `cpu` sweep,
+    # FLOP-matched widths. One example per row, so every example runs exactly as many loops as its
+    # length (a packed row runs its longest example's count). Eager steps: the loop count changes with
     # every batch, which would recompile a compiled step each time.
     "repro_fan": LadderPreset(
         name="repro_fan", size="tiny",
@@ -280,8 +282,8 @@ PRESETS: dict[str, LadderPreset] = {
              "with the same positions and answer slots and the default baseline; parity, copy, binary addition "
              "trained up to 8, scored to 32-64; 5 seeds; 2M tokens each (wsd)",
         train=dict(alg_tasks=("parity", "copy", "addition_bin"), alg_tokens=2_000_000, total_tokens=2_000_000,
-                   seq_len=48, batch_size=8, packing="isolated", warmup_tokens=20_000, eval_every_tokens=500_000,
-                   use_task_curriculum=True, task_curriculum_strategy="schedule", curriculum_schedule_steps=500,
+                   seq_len=40, batch_size=16, packing="single", warmup_tokens=20_000, eval_every_tokens=500_000,
+                   use_task_curriculum=True, task_curriculum_strategy="schedule", curriculum_schedule_steps=250,
                    curriculum_every=50, curriculum_samples=16, max_minutes=20.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", exits=("confidence",), samples=200, ood_samples=200), n_loops=(),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2,
