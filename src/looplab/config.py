@@ -79,9 +79,9 @@ class ModelConfig:
         if self.position_ids == "coupled" and self.pos_encoding == "random":
             raise LooplabError("position_ids coupled supplies the positions that random positions would draw; "
                                "use pos_encoding rope or absolute")
-        if self.position_offset >= self.max_seq_len // 2:
-            raise LooplabError(f"position_offset {self.position_offset} must be below max_seq_len / 2 "
-                               f"({self.max_seq_len // 2}): offset digit ids index the model's position tables")
+        if self.position_offset >= self.max_seq_len // 4:
+            raise LooplabError(f"position_offset {self.position_offset} must be below max_seq_len / 4 "
+                               f"({self.max_seq_len // 4}): offset digit ids index the model's position tables")
 
     @property
     def head_dim(self) -> int:

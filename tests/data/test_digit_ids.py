@@ -98,6 +98,15 @@ def test_cached_decoding_equals_recomputation_with_data_ids(variant, kind):
     torch.testing.assert_close(model(rows_batch(model, y)).logits[:, :8], full[:, :8], rtol=0, atol=1e-5)
 
 
+def test_a_coupled_model_reads_digit_ids_above_its_plain_positions():
+    """Decoding lifts coupled digit ids by half the position range, as training does (TaskData), so they
+    never collide with the plain positions of the tag and operators around them."""
+    m = tiny_model("baseline", position_ids="coupled")
+    ids = rows_batch(m, torch.tensor([[ord(c) for c in "ADDR:12+34="]])).position_ids[0].tolist()
+    base = m.cfg.max_seq_len // 2
+    assert ids[5:7] == [base + 1, base + 2] and ids[8:10] == [base + 1, base + 2] and ids[:5] == [0, 1, 2, 3, 4]
+
+
 def test_the_ids_reach_the_model():
     """Coupled ids change a rotary model's output; abacus ids change any model's; plain ignores both."""
     x = torch.tensor([[ord(c) for c in "ADDR:123+456="]])

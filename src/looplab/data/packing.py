@@ -103,7 +103,7 @@ class AlgoStream:
     def __init__(self, tokenizer: Any, tasks: Sequence[str | Task], *, seq_len: int, batch_size: int, seed: int,
                  loss_on: str = "answer", lengths: Mapping[str, tuple[int, int]] | None = None,
                  block_batches: int = 32, packing: str = "packed", at_once: bool = False,
-                 position_ids: str = "plain", position_offset: int = 0) -> None:
+                 position_ids: str = "plain", position_offset: int = 0, coupled_base: int = 0) -> None:
         if loss_on not in LOSS_ON:
             raise LooplabError(f"unknown loss_on '{loss_on}'; allowed: {', '.join(LOSS_ON)}")
         if packing not in LAYOUTS:
@@ -118,6 +118,7 @@ class AlgoStream:
         if position_ids not in POSITION_IDS:
             raise LooplabError(f"unknown position_ids '{position_ids}'; allowed: {', '.join(POSITION_IDS)}")
         self.position_ids, self.position_offset = position_ids, position_offset  # data.digit_ids
+        self.coupled_base = coupled_base
         self.to_tokens = byte_tokens if tokenizer.is_byte_level else generic_tokens
         self.lengths = {t.name: t.train_lengths for t in self.tasks}
         self.length_p: dict[str, tuple[float, ...] | None] = {t.name: None for t in self.tasks}  # None: uniform
@@ -265,7 +266,8 @@ class AlgoStream:
         out = {"x": np.ascontiguousarray(x), "y": y, "lengths": row_length}
         if self.packing != "isolated":
             ids = digit_ids(x, np.broadcast_to(np.arange(x.shape[1]), x.shape), self.position_ids,
-                            slot=slot if self.at_once else None, offset=shift)
+                            slot=slot if self.at_once else None, offset=shift,
+                            base=self.coupled_base)
             return out if ids is None else {**out, "ids": ids}
         example = np.full(R * W, -1, dtype=np.int64)  # padding: an example of its own
         example[dest[placed]] = np.repeat(np.arange(len(lens)), lens)[placed]
@@ -274,7 +276,8 @@ class AlgoStream:
         example, position = example.reshape(R, W), position.reshape(R, W)
         out["y"] = np.where(example[:, 1:] == example[:, :-1], y, IGNORE)  # no target across two examples
         out["example"], out["position"] = np.ascontiguousarray(example[:, :-1]), np.ascontiguousarray(position[:, :-1])
-        ids = digit_ids(x, out["position"], self.position_ids, slot=slot if self.at_once else None, offset=shift)
+        ids = digit_ids(x, out["position"], self.position_ids, slot=slot if self.at_once else None, offset=shift,
+                        base=self.coupled_base)
         return out if ids is None else {**out, "ids": ids}
 
     def next_batch(self) -> Batch:

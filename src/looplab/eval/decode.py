@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from looplab.data.batch import Batch
-from looplab.data.digit_ids import ids_of_rows
+from looplab.data.digit_ids import coupled_base, ids_of_rows
 
 
 def _buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
@@ -34,8 +34,9 @@ def _buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int
 def rows_batch(model: nn.Module, idx: torch.Tensor, slot_id: int | None = None, last: int = 0) -> Batch:
     """Token rows (B, T) as a Batch with the position ids the model's `position_ids` asks for (computed
     from the rows, data.digit_ids); `last` > 0 keeps the final `last` columns only (a cached step)."""
-    kind = getattr(getattr(model, "cfg", None), "position_ids", "plain")
-    ids = ids_of_rows(idx, kind, slot_id)
+    cfg = getattr(model, "cfg", None)
+    kind = getattr(cfg, "position_ids", "plain")
+    ids = None if kind == "plain" else ids_of_rows(idx, kind, slot_id, coupled_base(cfg.max_seq_len))
     if last:
         idx, ids = idx[:, -last:], None if ids is None else ids[:, -last:]
     return Batch(idx, position_ids=ids if kind == "coupled" else None, abacus_ids=ids if kind == "abacus" else None)

@@ -16,6 +16,7 @@ import torch
 
 from looplab.config import ModelConfig, TrainConfig
 from looplab.data.batch import Batch
+from looplab.data.digit_ids import coupled_base
 from looplab.data.packing import AlgoStream
 from looplab.data.tasks import Task
 from looplab.errors import LooplabError
@@ -47,7 +48,8 @@ class TaskData:
             raise LooplabError(f"position_ids {m.position_ids} reads digits as byte tokens; tokenizer "
                                f"{tokenizer.name} is not byte-level (use the byte tokenizer, or position_ids plain)")
         kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, loss_on=cfg.loss_on, packing=cfg.packing,
-                  at_once=m.answer_at_once, position_ids=m.position_ids, position_offset=m.position_offset)
+                  at_once=m.answer_at_once, position_ids=m.position_ids, position_offset=m.position_offset,
+                  coupled_base=coupled_base(m.max_seq_len))
         self.stream = AlgoStream(tokenizer, tasks, seed=cfg.seed, **kw)
         val = AlgoStream(tokenizer, tasks, seed=ALG_VAL_SEED, **kw)
         self.val_batches = [val.next_batch() for _ in range(ALG_VAL_BATCHES)]
