@@ -148,7 +148,11 @@ FAN_ARMS = {
     "baseline_slots": ("baseline", SLOTS_NOPE),
 }
 
-COUPLED = {"position_ids": "coupled", "position_offset": 16}  # Cho et al.'s ids, random offsets in training
+# Cho et al.'s ids read by a learned absolute table, as theirs, with random offsets in training. (Read by
+# rotary, where digits sit half the position range away from the plain tokens, a coupled baseline's first
+# answer digit came out right only for some pairs of number length and offset: 2 digits at offset 0,
+# 3 at 8, 4 at 4 and 16, about 15% otherwise; 1 seed, 1.5M tokens, 2026-12-05.)
+COUPLED = {"position_ids": "coupled", "position_offset": 16, "pos_encoding": "absolute"}
 ABACUS = {"position_ids": "abacus", "position_offset": 16}  # McLeish et al.'s digit embedding, offsets too
 COUPLING_ARMS = {
     "baseline_coupled": ("baseline", COUPLED),
@@ -296,7 +300,8 @@ PRESETS: dict[str, LadderPreset] = {
     ),
     # Calibration: position coupling (Cho et al. 2024, arXiv 2405.20671) and Abacus embeddings (McLeish et
     # al. 2024, arXiv 2405.17399) on this CPU: the baseline and one shared block looped 3 times, each with
-    # coupled positions and with abacus digit ids (random offsets up to 16 in training), on reversed
+    # coupled positions (a learned absolute table) and with abacus digit ids (on rotary positions), random
+    # offsets up to 16 in training, on reversed
     # addition trained on 1-4 digits and scored to 8; 5 seeds; 1.5M tokens each; the `cpu` sweep's
     # learning rates; FLOP-matched widths. Their settings: coupling trained on 1-30 digits, tested to
     # 200 (1 layer, width 512, 50k steps of 1,000); Abacus trained on 20 digits, 99% at 100.
