@@ -108,11 +108,15 @@ def test_a_coupled_model_reads_digit_ids_above_its_plain_positions():
 
 
 def test_the_ids_reach_the_model():
-    """Coupled ids change a rotary model's output; abacus ids change any model's; plain ignores both."""
+    """Coupled ids change a rotary model's output; an abacus model needs its ids, and they change its output."""
     x = torch.tensor([[ord(c) for c in "ADDR:123+456="]])
-    for kind in ("coupled", "abacus"):
-        m = tiny_model("baseline", position_ids=kind)
-        assert not torch.allclose(m(Batch(x)).logits, m(rows_batch(m, x)).logits, atol=1e-5)
+    m = tiny_model("baseline", position_ids="coupled")
+    assert not torch.allclose(m(Batch(x)).logits, m(rows_batch(m, x)).logits, atol=1e-5)
+    m = tiny_model("baseline", position_ids="abacus")
+    with pytest.raises(LooplabError, match="needs the batch's abacus_ids"):
+        m(Batch(x))
+    zeros = Batch(x, abacus_ids=torch.zeros_like(x))
+    assert not torch.allclose(m(zeros).logits, m(rows_batch(m, x)).logits, atol=1e-5)
     with pytest.raises(LooplabError, match="position_ids"):
         create_model("baseline", "tiny", V, position_ids="ruler")
     with pytest.raises(LooplabError, match="random"):

@@ -132,6 +132,15 @@ def test_packing_from_the_registry_is_what_the_trainer_resolves(variant, packing
         "isolated" if packing == "auto" else packing)
 
 
+def test_a_variant_that_cannot_isolate_gets_single_rows_or_a_one_line_refusal(monkeypatch):
+    monkeypatch.setitem(MODELS, "ssm", dataclasses.replace(MODELS["ssm"], isolates=False))
+    assert packing_for("ssm", "auto") == resolve_packing("ssm", "auto") == "single"
+    assert packing_for("ssm", "packed") == "packed"
+    with pytest.raises(LooplabError, match="variant 'ssm' cannot .*allowed: baseline"):
+        resolve_packing("ssm", "isolated")
+    assert packing_for("rlf", "isolated") is None  # its own pointer-chain rows
+
+
 def test_a_compiling_ladder_shares_one_compile_cache_in_its_directory(tmp_path, monkeypatch):
     """The runs of a ladder that compiles read and write torch.compile's cache under the ladder, so a
     variant's later seeds reuse its compiled graphs (torch itself sets the variable to its default in

@@ -18,7 +18,8 @@ from looplab.config import EvalConfig
 from looplab.data.packing import encode_example
 from looplab.data.task_file import group_records, read_records
 from looplab.errors import LooplabError
-from looplab.eval.decode import greedy
+from looplab.eval.algorithmic import reads_at_once
+from looplab.eval.decode import at_once, greedy
 
 
 def token_accuracy(output: list[int], answer: list[int]) -> float:
@@ -42,8 +43,12 @@ def suite_custom(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
         raise LooplabError(f"no records of tasks {', '.join(cfg.tasks)} in {', '.join(cfg.data)}")
     contexts, answers = zip(*(encode_example(ckpt.tokenizer, p, t) for p, t in pairs))
     cap = max(cfg.max_new_tokens, max(len(a) for a in answers))  # long answers are never cut off
-    outputs = greedy(ckpt.model, contexts, max_new_tokens=cap, eos_id=ckpt.tokenizer.eos_id,
-                     batch_size=cfg.batch_size, use_cache=cfg.use_cache)
+    if reads_at_once(ckpt.model):  # a model trained on answer slots is read from them, as the grid reads it
+        outputs = at_once(ckpt.model, contexts, [len(a) for a in answers], slot_id=ckpt.tokenizer.pad_id,
+                          eos_id=ckpt.tokenizer.eos_id, batch_size=cfg.batch_size)
+    else:
+        outputs = greedy(ckpt.model, contexts, max_new_tokens=cap, eos_id=ckpt.tokenizer.eos_id,
+                         batch_size=cfg.batch_size, use_cache=cfg.use_cache)
     exact = [list(o) == list(a) for o, a in zip(outputs, answers)]
     per_token = [token_accuracy(list(o), list(a)) for o, a in zip(outputs, answers)]
     tasks: dict[str, Any] = {}

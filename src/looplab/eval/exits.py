@@ -79,6 +79,9 @@ def exit_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None
     `criterion`."""
     if not isinstance(model, LoopedModel):
         raise LooplabError(f"variant '{model.cfg.variant}' has no loop count; exit criteria apply to looped variants")
+    if model.cfg.position_ids != "plain":
+        raise LooplabError(f"exit criteria read each loop without the data's position ids; a model with "
+                           f"position_ids {model.cfg.position_ids} cannot use them (allowed: plain)")
     tasks: dict[str, Any] = {}
     for cell in grid_cells(task_names):
         task, length, split = cell

@@ -59,7 +59,8 @@ def greedy_shared_prefix(model: nn.Module, prompts: Sequence[Sequence[int]], *, 
     probe = model.new_state(1, 1) if use_cache else None
     # Suffixes attend through an explicit mask, about twice the cost of the causal kernel on the
     # CPU: sharing pays only when the prefix is at least half the prompt.
-    if 2 * n < max(len(p) for p in prompts) or not isinstance(probe, KVCache):
+    plain = getattr(model.cfg, "position_ids", "plain") == "plain"  # data ids are computed over whole prompts
+    if 2 * n < max(len(p) for p in prompts) or not isinstance(probe, KVCache) or not plain:
         return greedy(model, prompts, max_new_tokens=max_new_tokens, eos_id=eos_id, batch_size=batch_size,
                       use_cache=use_cache)
     device = next(model.parameters()).device

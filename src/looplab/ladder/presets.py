@@ -255,8 +255,8 @@ PRESETS: dict[str, LadderPreset] = {
     # public config trains 20k steps of 256 sequences at lr 1e-3. Here: the same lengths, tasks and metric,
     # the same shape for all three arms (no FLOP matching), 5 seeds, 2M tokens (about 75k sequences,
     # 1.5% of theirs), the learning rates of the `cpu` sweep, examples packed and kept apart, and a length
-    # schedule (the maximum training length from 3 to 40, +1 every 20 steps, then about 560 steps at the
-    # full range): without it, at 2.5M tokens, no arm left chance even on the training lengths (1 seed of
+    # schedule (the maximum training length from 3 to 40, +1 every 20 steps, which the stream takes up at
+    # each block of 32 batches, then about 530 steps at the full range): without it, at 2.5M tokens, no arm left chance even on the training lengths (1 seed of
     # ssm_neg, 5 of ssm: validation loss ln 2 / 2 throughout; docs/RESULTS.md "Calibration").
     "repro_grazzi": LadderPreset(
         name="repro_grazzi", size="tiny",

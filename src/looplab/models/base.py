@@ -95,12 +95,15 @@ class LanguageModel(nn.Module):
 
     def embed_at(self, idx: torch.Tensor, start: int, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings of idx (B, T) at positions start..start+T-1, or `ids` (B, T) (the table of
-        `absolute`), plus the abacus embedding of the batch's digit ids (row 0, a non-digit's, without)."""
+        `absolute`), plus the abacus embedding of the batch's digit ids (required with position_ids abacus)."""
         x = add_absolute(self.embed(idx), self.pos_embed, start, ids)
         if self.abacus is None:
             return x
         digits = self._abacus_ids
-        return x + (self.abacus(digits) if digits is not None and digits.shape == idx.shape else self.abacus.weight[0])
+        if digits is None or digits.shape != idx.shape:
+            raise LooplabError(f"variant {self.cfg.variant} with position_ids abacus needs the batch's abacus_ids "
+                               f"for its {tuple(idx.shape)} tokens (eval.decode.rows_batch computes them)")
+        return x + self.abacus(digits)
 
     def output(self, logits: torch.Tensor, targets: torch.Tensor | None, aux: dict[str, Any] | None = None,
                extra_loss: torch.Tensor | None = None) -> ModelOutput:

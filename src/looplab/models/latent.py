@@ -422,6 +422,8 @@ class Act(Latent):
     @torch.no_grad()
     def halting_depths(self, idx: torch.Tensor, n_loops: int | None = None) -> torch.Tensor:
         """The loop (1..n_loops) at which each position of idx (B, T) halts: (B, T)."""
+        if self.cfg.position_ids != "plain":
+            raise LooplabError("halting depths are read without the data's position ids; position_ids must be plain")
         n = self.loops(n_loops)
         ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)
         h, _ = self.prelude(idx, None, ids)

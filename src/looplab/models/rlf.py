@@ -391,6 +391,9 @@ def build_rlf(cfg: ModelConfig, opts: RLFOptions, build: Callable[[ModelConfig],
     if cfg.pos_encoding != "rope":
         raise LooplabError(f"rlf takes its positions from its base, got pos_encoding {cfg.pos_encoding}; "
                            "set pos_encoding when training the base")
+    if cfg.position_ids != "plain" or cfg.answer_at_once:
+        raise LooplabError("rlf trains on its own pointer chains, which supply no digit ids or answer slots; "
+                           "position_ids must be plain and answer_at_once false")
     if not opts.base_config:
         info = read_base(opts.base)
         opts = dataclasses.replace(opts, base_config=info.config, base_sha256=info.digest)

@@ -158,6 +158,9 @@ class SSM(LanguageModel):
         if segments is None:
             return self.positions(start, S, B), None
         M, dev = self.n_mem, x.device
+        if self.positions.kind == "random":  # alone, an example would draw one subset for [memory; itself]
+            raise LooplabError("ssm_mem with random positions cannot keep packed examples apart (its memory is "
+                               "shared by a row's examples); use --packing single")
         ids = torch.cat([torch.arange(M, device=dev).expand(B, M), segments.positions + M], dim=1)  # (B, M+T)
         memory = torch.ones(S, M, dtype=torch.bool, device=dev).tril().expand(B, 1, S, M)  # keys of the memory
         examples = torch.cat([torch.zeros(B, 1, M, S - M, dtype=torch.bool, device=dev), segments.mask], dim=2)
