@@ -253,21 +253,22 @@ PRESETS: dict[str, LadderPreset] = {
     # Their setting: parity trained on 3-40 bits, tested on 40-256, scaled accuracy; Mamba with eigenvalues
     # in [0, 1] 0.000 and in [-1, 1] 1.000, a Transformer 0.022 (best of 3 seeds); 2 layers, width 128; the
     # public config trains 20k steps of 256 sequences at lr 1e-3. Here: the same lengths, tasks and metric,
-    # the same shape for all three arms (no FLOP matching), 5 seeds, 2M tokens (about 75k sequences,
-    # 1.5% of theirs), the learning rates of the `cpu` sweep, examples packed and kept apart, and a length
-    # schedule (the maximum training length from 3 to 40, +1 every 20 steps, which the stream takes up at
-    # each block of 32 batches, then about 530 steps at the full range): without it, at 2.5M tokens, no arm left chance even on the training lengths (1 seed of
-    # ssm_neg, 5 of ssm: validation loss ln 2 / 2 throughout; docs/RESULTS.md "Calibration").
+    # the same shape for all three arms (no FLOP matching), 5 seeds, 4M tokens (about 150k sequences, 3% of
+    # theirs), the learning rates of the `cpu` sweep, examples packed and kept apart, and a length
+    # curriculum on competence: the maximum training length starts at 3 bits and rises by one once the
+    # model answers 90% of probes at it (the `linear` strategy). Without a curriculum (2.5M tokens), and
+    # with a fixed schedule of +1 bit every 20 or 60 steps, no arm left chance even on the training
+    # lengths (validation loss ln 2 / 2 throughout; docs/RESULTS.md "Calibration"); on competence,
+    # ssm_neg at this shape learned 3 bits by step 180 and 11 by step 500 (one diagnostic run).
     "repro_grazzi": LadderPreset(
         name="repro_grazzi", size="tiny",
         note="reproduction of Grazzi et al. 2024 Table 3: parity trained on 3-40 bits (the maximum raised from 3 "
-             "by 1 every 20 steps), tested to 256 bits; ssm (2 layers, width 128) with eigenvalues in [0, 1] and "
-             "in [-1, 1], and the baseline at that shape; 5 seeds; 2M tokens each (wsd)",
-        train=dict(alg_tasks=("parity_long",), alg_tokens=2_000_000, total_tokens=2_000_000, seq_len=96,
-                   batch_size=16, packing="isolated", compile=True, warmup_tokens=100_000,
-                   eval_every_tokens=500_000, max_minutes=20.0, use_task_curriculum=True,
-                   task_curriculum_strategy="schedule", curriculum_schedule_steps=20, curriculum_every=20,
-                   curriculum_samples=16, **ANSWER_BUDGET),
+             "on competence), tested to 256 bits; ssm (2 layers, width 128) with eigenvalues in [0, 1] and in "
+             "[-1, 1], and the baseline at that shape; 5 seeds; 4M tokens each (wsd)",
+        train=dict(alg_tasks=("parity_long",), alg_tokens=4_000_000, total_tokens=4_000_000, seq_len=96,
+                   batch_size=16, packing="isolated", compile=True, warmup_tokens=20_000,
+                   eval_every_tokens=1_000_000, max_minutes=20.0, use_task_curriculum=True, curriculum_every=20,
+                   curriculum_samples=32, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, match="config",
         options={"baseline": GRAZZI_SHAPE, "ssm": GRAZZI_SHAPE}, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
