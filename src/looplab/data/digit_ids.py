@@ -27,8 +27,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from looplab.data.tasks import DIGIT0
+
 POSITION_IDS = ("plain", "coupled", "abacus")
-DIGITS = (ord("0"), ord("9"))  # byte ids of the digit tokens (the byte tokenizer's; no other tokenizer is supported)
+DIGITS = (DIGIT0, DIGIT0 + 9)  # byte ids of the digit tokens (the byte tokenizer's; no other tokenizer is supported)
 BYTE_SEP = 259  # the byte tokenizer's separator (ByteTokenizer().sep_id; a test holds them equal)
 
 

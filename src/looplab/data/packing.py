@@ -223,7 +223,8 @@ class AlgoStream:
         R, W = self.block_batches * self.batch_size, self.seq_len + 1
         # the digit ids' random offsets come from a generator of their own, seeded by the block's start
         # state, so the stream's own draws (and so its data) are the same whatever the position ids
-        offsets = np.random.default_rng(self.rng.bit_generator.state["state"]["state"])
+        offsets = np.random.default_rng(self.rng.bit_generator.state["state"]["state"]) \
+            if self.position_offset else None
         draws: list[tuple[Tokens, np.ndarray]] = []
         n_seen, rows_left = 0, R
         while True:  # draw until the rows are full; a typical block needs one draw
@@ -256,10 +257,11 @@ class AlgoStream:
         slot = slot.reshape(R, W)[:, :-1]
         if self.at_once:  # the answer's tokens reach the input as blank slots; the targets keep them
             x = np.where(slot, self.tok.pad_id, x)
-        shift = np.zeros(R * W, dtype=np.int64)  # each token's example offset for digit ids
-        if self.position_offset:
+        shift = None  # each token's example offset for digit ids (None: 0)
+        if offsets is not None:
+            shift = np.zeros(R * W, dtype=np.int64)
             shift[dest[placed]] = np.repeat(offsets.integers(0, self.position_offset + 1, len(lens)), lens)[placed]
-        shift = shift.reshape(R, W)[:, :-1]
+            shift = shift.reshape(R, W)[:, :-1]
         row_length = np.zeros(R, dtype=np.int64)
         np.maximum.at(row_length, start[start >= 0] // W, knob[start >= 0])
         y = np.where(loss[:, 1:], rows[:, 1:], IGNORE)
