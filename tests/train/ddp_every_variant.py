@@ -6,6 +6,7 @@ to argv[2]. Used by tests/train/test_distributed.py (one launch for all variants
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -45,8 +46,12 @@ def main() -> None:
         dist.all_gather(both, flat)
         results[variant] = {"loss": loss, "params_equal": bool(torch.equal(both[0], both[1])),
                             "mode": trainer.mode}
+        del trainer, flat, both  # free the DDP reducer while the group lives (as train() does: a
+        gc.collect()  # reducer left for interpreter exit can SIGABRT there, pytorch/pytorch#179291)
+        print(f"rank {world.rank}: {variant} done", file=sys.stderr, flush=True)
     if world.main:
         report.write_text(json.dumps(results))
+    par.barrier(world)
     par.close_world(world)
 
 
