@@ -70,11 +70,11 @@ def test_grids(name):
 
 def test_tags_are_unique_and_short():
     tags = [t.tag for t in TASKS.values()]
-    assert len(set(tags)) == len(tags) == 16
+    assert len(set(tags)) == len(tags) == 17
     assert all(re.fullmatch(r"[A-Z]{3}R?:", tag) for tag in tags)
     assert list(TASKS) == ["mod_add", "parity", "addition", "addition_bin", "multiplication", "copy", "reverse",
                            "dyck", "chain", "compare", "successor", "passkey", "addition_rev", "multiplication_rev",
-                           "successor_rev", "parity_long"]
+                           "successor_rev", "parity_long", "parity_fan"]
 
 
 @pytest.mark.parametrize("name", ["addition", "multiplication", "successor"])
@@ -178,3 +178,11 @@ def test_parity_long_is_parity_at_grazzi_et_al_s_lengths():
     assert (task.train_lengths, task.ood_lengths[-1]) == ((3, 40), 256)
     prompt, target = task.generate(np.random.default_rng(0), 1, 256).texts()[0]
     assert prompt.startswith("PRL:") and len(prompt) == 4 + 256 + 1 and target == str(prompt.count("1") % 2)
+
+
+def test_parity_fan_is_parity_at_fan_et_al_s_lengths():
+    task = TASKS["parity_fan"]
+    assert (task.train_lengths, task.ood_lengths) == ((1, 20), (40, 60))
+    for prompt, target in task.generate(np.random.default_rng(0), 50, 40).texts():
+        assert prompt.startswith("PRF:") and len(prompt) == 4 + 40 + 1 and target == str(prompt.count("1") % 2)
+        assert task.solve(prompt) == target

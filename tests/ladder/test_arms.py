@@ -156,3 +156,18 @@ def test_a_compiling_ladder_shares_one_compile_cache_in_its_directory(tmp_path, 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     run_ladder(TWO_ARMS, out=str(tmp_path / "d"), stream=io.StringIO())  # eager runs: nothing set
     assert seen[-1] is None
+
+
+@pytest.mark.parametrize("name", ["repro_grazzi", "repro_fan", "repro_coupling"])
+def test_a_reproduction_s_gpu_version_is_its_cpu_preset_at_the_paper_s_budget(name):
+    from looplab.data.packing import AlgoStream
+    from looplab.data.tokenizer import ByteTokenizer
+
+    cpu, gpu = PRESETS[name], PRESETS[f"{name}_gpu"]
+    assert (gpu.arms, gpu.variants, gpu.seeds, gpu.evaluation) == (cpu.arms, cpu.variants, cpu.seeds, cpu.evaluation)
+    assert gpu.base.total_tokens >= 25 * cpu.base.total_tokens and gpu.base.max_minutes == 0 and gpu.jobs == 1
+    assert gpu.note.startswith(cpu.note) and "GPU version" in gpu.note
+    b = gpu.base  # its rows hold its longest training examples
+    stream = AlgoStream(ByteTokenizer(), b.alg_tasks, seq_len=b.seq_len, batch_size=b.batch_size, seed=0,
+                        loss_on=b.loss_on, packing=packing_for(gpu.variant_of(gpu.variants[0]), b.packing))
+    assert stream.next_batch().tokens.shape == (b.batch_size, b.seq_len)

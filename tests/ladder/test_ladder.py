@@ -144,7 +144,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "needle"), [
-    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano"),
+    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano, repro_grazzi_gpu, repro_fan_gpu, repro_coupling_gpu"),
     ({"jobs": 0}, "--jobs"),
     ({"variants": ["nope"]}, "allowed: baseline"),
     ({"match": "area"}, "allowed: config, params, flops"),
@@ -160,7 +160,7 @@ def test_bad_input_is_one_line_error(tmp_path, kw, needle):
 def test_cli_bad_preset_is_one_line(tmp_path, capsys):
     proc = call(capsys, "looplab", "ladder", "--preset", "huge", "--out", str(tmp_path))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano" in proc.stderr
+    assert "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano, repro_grazzi_gpu, repro_fan_gpu, repro_coupling_gpu" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", ["params", "flops"])

@@ -470,8 +470,11 @@ def retagged(base: Task, name: str, tag: str, train: tuple[int, int], iid: tuple
 # Grazzi et al.'s parity lengths (arXiv 2411.12537, Table 3): trained on 3-40 bits, tested on 40-256
 TASKS["parity_long"] = retagged(TASKS["parity"], "parity_long", "PRL:", (3, 40), (20, 40), (64, 128, 256),
                                 "trained on 3-40, tested to 256, as Grazzi et al.")
+# Fan et al.'s parity lengths (arXiv 2409.15647): trained up to 20 bits, near perfect beyond 40
+TASKS["parity_fan"] = retagged(TASKS["parity"], "parity_fan", "PRF:", (1, 20), (10, 20), (40, 60),
+                               "trained up to 20, tested to 60, as Fan et al.")
 # trained and evaluated only when named: prompts of hundreds of tokens (passkey, parity_long), other formats
-OPT_IN = ("passkey", "parity_long", "addition_bin", *(f"{name}_rev" for name in REVERSIBLE))
+OPT_IN = ("passkey", "parity_long", "parity_fan", "addition_bin", *(f"{name}_rev" for name in REVERSIBLE))
 
 
 NO_TASKS = "none"  # --alg_tasks none: train on --task_file tasks only

@@ -12,7 +12,7 @@ variant trained with the same seed (rlf's `base`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +326,37 @@ PRESETS: dict[str, LadderPreset] = {
         evaluation=dict(suite="all"),
     ),
 }
+
+
+def on_gpu(cpu: LadderPreset, why: str, *, size: str | None = None, **train: Any) -> LadderPreset:
+    """The GPU version of a CPU reproduction preset: `train` on top of its settings (the paper's budget),
+    one lane with every core, no time cap; `why` (its deviations) is added to the note."""
+    return replace(cpu, name=f"{cpu.name}_gpu", note=f"{cpu.note}. GPU version: {why}", size=size or cpu.size,
+                   train={**cpu.train, **train, "max_minutes": 0.0}, threads=0, jobs=1)
+
+
+# The reproductions at the papers' budgets, for a GPU (not run here: no GPU was lent to this project's
+# sessions so far). Each keeps its CPU preset's arms, seeds, lengths and evaluation.
+GPU_REPROS = (
+    # Grazzi et al.: their 20k steps of 256 sequences is about 150M tokens of 3-40-bit parity; 16 rows of 512
+    # tokens hold about 256 of their sequences, so about 18k steps. Without the curriculum, as the paper.
+    on_gpu(PRESETS["repro_grazzi"], "150M tokens in 512-token rows (about the paper's 20k steps of 256 sequences), "
+           "no curriculum (as the paper)", alg_tokens=150_000_000, total_tokens=150_000_000, seq_len=512,
+           batch_size=16, use_task_curriculum=False, eval_every_tokens=10_000_000),
+    # Fan et al.: 100k steps of 64, parity up to 20 bits (`parity_fan`), +1 length every 500 steps, width 256
+    # (`micro`); copy and binary addition keep the lab's lengths.
+    on_gpu(PRESETS["repro_fan"], "micro (width 256), parity up to 20 bits, 100k steps of 64 rows, +1 length every "
+           "500 steps; copy and binary addition at the CPU lengths", size="micro",
+           alg_tasks=("parity_fan", "copy", "addition_bin"), alg_tokens=100_000 * 64 * 64,
+           total_tokens=100_000 * 64 * 64, seq_len=64, batch_size=64, curriculum_schedule_steps=500,
+           eval_every_tokens=20_000_000),
+    # Cho et al. / McLeish et al.: micro width, 100M tokens; still 1-4 digits trained and 8 tested (the lab's
+    # addition generator holds numbers in int64, 18 digits at most, short of their 30- and 100-digit numbers).
+    on_gpu(PRESETS["repro_coupling"], "micro (width 256), 100M tokens in 64 rows a step; still 1-4 digits "
+           "trained, 8 tested", size="micro", alg_tokens=100_000_000, total_tokens=100_000_000, batch_size=64,
+           eval_every_tokens=10_000_000),
+)
+PRESETS |= {p.name: p for p in GPU_REPROS}
 
 
 def get_preset(name: str) -> LadderPreset:
