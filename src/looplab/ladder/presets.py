@@ -187,20 +187,22 @@ PRESETS: dict[str, LadderPreset] = {
     # The answer on this CPU: every generic variant at matched realised training FLOPs, 5 seeds, a
     # learning rate per variant from a sweep (five rates a factor 2 apart, 2 seeds, a quarter of the
     # budget each, chosen on IID answer accuracy and extended past a winning edge), each run trained
-    # until 95% IID answer accuracy on every (task, length) cell and then annealed (wsd), or for 4M
-    # tokens, then scored in and out of distribution. Two single-thread lanes. The 45-minute cap is a
-    # safety stop (about 4x the slowest variant's 4M tokens): the 6-minute cap of the first run stopped
-    # six of eight variants mid-cosine.
+    # until 95% IID answer accuracy on every (task, length) cell and then annealed (wsd), or for 2.5M
+    # tokens, then scored in and out of distribution. Two single-thread lanes. The budget is what keeps
+    # the whole ladder (80 sweep runs of 625k tokens, 40 runs, evaluation) within 120 minutes on 2 cores
+    # at the compiled rates of docs/PERFORMANCE.md (about 14k tokens/s per lane). The 45-minute cap is a
+    # safety stop (about 8x the slowest variant's budget): the 6-minute cap of the first run stopped six
+    # of eight variants mid-cosine.
     "cpu": LadderPreset(
         name="cpu", size="tiny",
         note="CPU answer: tiny models, parity, addition (numbers reversed), copy, successor; examples packed "
-             "and kept apart in 48-token rows; 5 seeds; lr swept per variant (2.5e-4 to 4e-3, factor 2, 2 seeds, 1M tokens); each run to 95% "
-             "on every IID cell (500 examples) then a wsd decay, or 4M tokens",
-        train=dict(alg_tasks=CPU_TASKS, alg_tokens=4_000_000, total_tokens=4_000_000, **CPU_ROWS,
+             "and kept apart in 48-token rows; 5 seeds; lr swept per variant (2.5e-4 to 4e-3, factor 2, 2 seeds, 625k tokens); each "
+             "run to 95% on every IID cell (500 examples) then a wsd decay, or 2.5M tokens",
+        train=dict(alg_tasks=CPU_TASKS, alg_tokens=2_500_000, total_tokens=2_500_000, **CPU_ROWS,
                    warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95,
                    max_minutes=45.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(1, 2, 4, 8),
-        lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), sweep_tokens=1_000_000, threads=1, jobs=2, seeds=5,
+        lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), sweep_tokens=625_000, threads=1, jobs=2, seeds=5,
         options=CPU_OPTIONS,
     ),
     # The length-generalisation axes on this CPU: position encoding (rope, nope, random) on the baseline,
