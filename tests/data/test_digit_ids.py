@@ -31,7 +31,10 @@ def test_coupled_ids_are_shared_by_digits_of_equal_significance():
     ids = ids_by_text("ADDR:123+456=579", "coupled")
     a, b, s = ids[5:8], ids[9:12], ids[13:16]
     assert a == b == s == [1, 2, 3]  # units with units, tens with tens, hundreds with hundreds
-    assert ids[:5] == [0, 1, 2, 3, 4] and ids[8] == 8 and ids[12] == 12  # other tokens keep their position
+    assert ids[:5] == [0, 1, 2, 3, 4]  # the tag, before any digit, keeps its positions
+    assert ids[8] == ids[12] == 0  # '+' and '=' sit beside the units, whatever the numbers' length
+    longer = ids_by_text("ADDR:12345678+12345678=", "coupled")
+    assert longer[:5] == ids[:5] and longer[13] == longer[22] == 0 and longer[14:22] == list(range(1, 9))
 
 
 def test_the_separator_is_significance_zero_after_digits_and_plain_without():
@@ -56,8 +59,14 @@ def test_training_shifts_each_examples_digits_by_one_random_offset():
     batch = stream.next_batch()
     tokens, ids, seg = batch.tokens.numpy(), batch.position_ids.numpy(), batch.segments
     plain = digit_ids(tokens, seg.positions.numpy(), "coupled")
-    digit = (tokens >= ord("0")) & (tokens <= ord("9")) | (tokens == TOK.sep_id)  # sep: significance 0 + offset
     shift = ids - plain
+    digit = np.zeros(tokens.shape, dtype=bool)  # digits and every token after its example's first digit
+    for r in range(tokens.shape[0]):
+        for e in np.unique(seg.ids[r].numpy()):
+            cols = np.flatnonzero(seg.ids[r].numpy() == e)
+            is_num = (tokens[r, cols] >= ord("0")) & (tokens[r, cols] <= ord("9"))
+            if is_num.any():
+                digit[r, cols[np.argmax(is_num):]] = True
     assert bool((shift[~digit] == 0).all()) and 0 <= shift.min() and shift.max() <= 20
     offsets = set()
     for r in range(tokens.shape[0]):

@@ -6,18 +6,23 @@ the other `_rev` tasks) is the units digit, so the digits of equal significance 
 and in the answer share an id, and an answer digit's id is known when it is written (decoding needs
 nothing but the tokens so far).
 - `coupled` (Cho et al., arXiv 2405.20671): these ids, moved up by a base of max_seq_len / 2, are
-  the positions the model's own encoding reads (rotary or the absolute table); every other token
-  keeps its position in its example, so a task without numbers falls back to plain positions. The
-  base keeps digit ids clear of the plain positions of the tokens around them (the task tag, the
-  operators): measured, without it a coupled baseline scored 99% on 4-digit but 9% on 2-digit
-  reversed addition, whose digit ids then collided with the tag's positions.
+  the positions the model's own encoding reads (rotary or the absolute table). Every other token
+  after the first digit of its example (the operators, '=', the separator) gets significance 0, the
+  id beside the units digits, as Cho et al. place each operand's following token: no id then depends
+  on the numbers' length, so a longer test problem holds no id unseen in training (measured: with
+  the operators at their plain positions, a coupled baseline that learned 1-4 digits perfectly scored
+  64% at 5 digits and 0% at 8). Tokens before the first digit (the task tag) keep their positions in
+  the example, so a task without numbers falls back to plain positions. The base keeps digit ids
+  clear of those plain positions: measured, without it a coupled baseline scored 99% on 4-digit
+  but 9% on 2-digit reversed addition, whose digit ids then collided with the tag's positions.
 - `abacus` (McLeish et al., arXiv 2405.17399): a learned embedding of the significance (0 for every
   other token) is added to the token embedding; positions stay plain.
 In training every example's digit ids are shifted by a random offset in [0, position_offset]
 (both papers), so ids beyond the longest training number are trained too; evaluation uses offset 0.
 Answer slots (`answer_at_once`) count as digits: slot k holds the answer's k-th digit. The separator
-of an example with digits before it gets significance 0 (plus the offset): it predicts the answer's
-first digit, so every answer digit is predicted from a token one place below it in significance.
+of an example with digits before it gets significance 0 (plus the offset) in both kinds: it predicts
+the answer's first digit, so every answer digit is predicted from a token one place below it in
+significance.
 
 Letters: R rows, T tokens.
 """
@@ -48,9 +53,9 @@ def significance(digit: np.ndarray) -> np.ndarray:
 def digit_ids(tokens: np.ndarray, positions: np.ndarray, kind: str, *, slot: np.ndarray | None = None,
               offset: np.ndarray | None = None, base: int = 0) -> np.ndarray | None:
     """The ids of `kind` for token rows (R, T) whose within-example positions are `positions` (R, T):
-    coupled: base + digit significance (+ offset) where a digit, else the position; abacus:
-    significance (+ offset) where a digit, else 0; the separator after digits: significance 0 (+ base
-    and offset likewise); None for plain. `slot` marks answer slots (counted as digits), `offset`
+    coupled: base + digit significance (+ offset) where a digit, base (+ offset) for every other token
+    after a digit of its example, else the position; abacus: significance (+ offset) where a digit,
+    offset for the separator after digits, else 0; None for plain. `slot` marks answer slots (counted as digits), `offset`
     (R, T) each token's example offset, `base` the coupled digits' base (coupled_base)."""
     if kind == "plain":
         return None
@@ -59,7 +64,10 @@ def digit_ids(tokens: np.ndarray, positions: np.ndarray, kind: str, *, slot: np.
     count = np.cumsum(digit, axis=1)  # digits so far in the row
     first = np.arange(tokens.shape[1]) - positions  # each token's example's first column
     before = np.take_along_axis(np.concatenate([np.zeros_like(count[:, :1]), count], axis=1), first, axis=1)
-    after_digits = (tokens == BYTE_SEP) & (count - before > 0)  # a separator with digits earlier in its example
+    # coupled: every other token after a digit of its example (operators, '=', the separator) sits at
+    # significance 0, beside the units; abacus: the separator alone
+    marks = ~digit if kind == "coupled" else tokens == BYTE_SEP
+    after_digits = marks & (count - before > 0)
     lift = shift + (base if kind == "coupled" else 0)
     other = np.where(after_digits, lift, positions if kind == "coupled" else 0)
     return np.where(digit, significance(digit) + lift, other).astype(np.int64)
