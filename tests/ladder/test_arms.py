@@ -171,3 +171,4 @@ def test_a_reproduction_s_gpu_version_is_its_cpu_preset_at_the_paper_s_budget(na
     stream = AlgoStream(ByteTokenizer(), b.alg_tasks, seq_len=b.seq_len, batch_size=b.batch_size, seed=0,
                         loss_on=b.loss_on, packing=packing_for(gpu.variant_of(gpu.variants[0]), b.packing))
     assert stream.next_batch().tokens.shape == (b.batch_size, b.seq_len)
+    assert gpu.sweep_tokens * cpu.base.total_tokens == pytest.approx(cpu.sweep_tokens * gpu.base.total_tokens, rel=1e-6)

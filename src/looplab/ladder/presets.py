@@ -153,7 +153,10 @@ FAN_ARMS = {
 # answer digit came out right only for some pairs of number length and offset: 2 digits at offset 0,
 # 3 at 8, 4 at 4 and 16, about 15% otherwise; 1 seed, 1.5M tokens, 2026-12-05.)
 COUPLED = {"position_ids": "coupled", "position_offset": 16, "pos_encoding": "absolute"}
-ABACUS = {"position_ids": "abacus", "position_offset": 16}  # McLeish et al.'s digit embedding, offsets too
+# McLeish et al.'s digit embedding with random offsets, over no other positions (NoPE, their main setting): on
+# rotary positions an abacus baseline learned 1-4 digits perfectly and scored 0% at 5 (1 seed, 3M tokens,
+# 2026-12-05), the distances between digits of equal significance growing past those trained.
+ABACUS = {"position_ids": "abacus", "position_offset": 16, "pos_encoding": "nope"}
 COUPLING_ARMS = {
     "baseline_coupled": ("baseline", COUPLED),
     "baseline_abacus": ("baseline", ABACUS),
@@ -303,20 +306,24 @@ PRESETS: dict[str, LadderPreset] = {
     ),
     # Calibration: position coupling (Cho et al. 2024, arXiv 2405.20671) and Abacus embeddings (McLeish et
     # al. 2024, arXiv 2405.17399) on this CPU: the baseline and one shared block looped 3 times, each with
-    # coupled positions (a learned absolute table) and with abacus digit ids (on rotary positions), random
-    # offsets up to 16 in training, on reversed
-    # addition trained on 1-4 digits and scored to 8; 5 seeds; 1.5M tokens each; the `cpu` sweep's
-    # learning rates; FLOP-matched widths. Their settings: coupling trained on 1-30 digits, tested to
-    # 200 (1 layer, width 512, 50k steps of 1,000); Abacus trained on 20 digits, 99% at 100.
+    # coupled positions (a learned absolute table) and with abacus digit ids (without other positions),
+    # random offsets up to 16 in training, on reversed addition trained on 1-4 digits and scored to 8;
+    # 5 seeds; 2M tokens each; a learning rate per arm from the `cpu` preset's sweep procedure (five rates
+    # a factor 2 apart, 2 seeds, a quarter of the budget: at the `cpu` sweep's 5e-4 a coupled baseline
+    # was still at 1% after 1M tokens, at 2e-3 at 69%); FLOP-matched widths. Their settings: coupling
+    # trained on 1-30 digits, tested to 200 (the authors' script: 6 layers, 50k steps of 1,000 at lr
+    # 1e-4); Abacus trained on 20 digits, 99% at 100.
     "repro_coupling": LadderPreset(
         name="repro_coupling", size="tiny",
         note="reproduction of position coupling (Cho et al.) and Abacus (McLeish et al.): the baseline and one "
              "block looped 3 times, each with coupled and with abacus digit ids; reversed addition trained on "
-             "1-4 digits, scored to 8; 5 seeds; 1.5M tokens each (wsd)",
-        train=dict(alg_tasks=("addition_rev",), alg_tokens=1_500_000, total_tokens=1_500_000, **CPU_ROWS,
+             "1-4 digits, scored to 8; 5 seeds; lr swept per arm (2.5e-4 to 4e-3, factor 2, 2 seeds, 500k tokens); "
+             "2M tokens each (wsd)",
+        train=dict(alg_tasks=("addition_rev",), alg_tokens=2_000_000, total_tokens=2_000_000, **CPU_ROWS,
                    warmup_tokens=20_000, eval_every_tokens=500_000, max_minutes=20.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
-        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms=COUPLING_ARMS, variants=tuple(COUPLING_ARMS),
+        lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), sweep_tokens=500_000, threads=1, jobs=2, seeds=5,
+        arms=COUPLING_ARMS, variants=tuple(COUPLING_ARMS),
     ),
     # The seed README's nano ladder for one GPU: 10M algorithmic then 10M TinyStories tokens per variant,
     # algorithmic examples packed and kept apart for every variant (one example per 512-token row would be
@@ -332,9 +339,12 @@ PRESETS: dict[str, LadderPreset] = {
 
 def on_gpu(cpu: LadderPreset, why: str, *, size: str | None = None, **train: Any) -> LadderPreset:
     """The GPU version of a CPU reproduction preset: `train` on top of its settings (the paper's budget),
-    one lane with every core, no time cap; `why` (its deviations) is added to the note."""
+    a sweep (if any) at the same share of the budget, one lane with every core, no time cap; `why` (its
+    deviations) is added to the note."""
+    settings = {**cpu.train, **train, "max_minutes": 0.0}
+    scale = settings["total_tokens"] / cpu.base.total_tokens
     return replace(cpu, name=f"{cpu.name}_gpu", note=f"{cpu.note}. GPU version: {why}", size=size or cpu.size,
-                   train={**cpu.train, **train, "max_minutes": 0.0}, threads=0, jobs=1)
+                   train=settings, sweep_tokens=int(cpu.sweep_tokens * scale), threads=0, jobs=1)
 
 
 # The reproductions at the papers' budgets, for a GPU (not run here: no GPU was lent to this project's
