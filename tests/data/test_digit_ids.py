@@ -60,21 +60,17 @@ def test_training_shifts_each_examples_digits_by_one_random_offset():
     tokens, ids, seg = batch.tokens.numpy(), batch.position_ids.numpy(), batch.segments
     plain = digit_ids(tokens, seg.positions.numpy(), "coupled")
     shift = ids - plain
-    digit = np.zeros(tokens.shape, dtype=bool)  # digits and every token after its example's first digit
+    assert 0 <= shift.min() and shift.max() <= 20
+    offsets = set()
     for r in range(tokens.shape[0]):
         for e in np.unique(seg.ids[r].numpy()):
             cols = np.flatnonzero(seg.ids[r].numpy() == e)
             is_num = (tokens[r, cols] >= ord("0")) & (tokens[r, cols] <= ord("9"))
-            if is_num.any():
-                digit[r, cols[np.argmax(is_num):]] = True
-    assert bool((shift[~digit] == 0).all()) and 0 <= shift.min() and shift.max() <= 20
-    offsets = set()
-    for r in range(tokens.shape[0]):
-        for e in np.unique(seg.ids[r].numpy()):
-            cells = (seg.ids[r].numpy() == e) & digit[r]
-            if cells.any():
-                assert len(set(shift[r][cells].tolist())) == 1  # one offset per example
-                offsets.add(int(shift[r][cells][0]))
+            first = int(np.argmax(is_num)) if is_num.any() else len(cols)
+            assert bool((shift[r, cols[:first]] == 0).all())  # before the first digit: plain positions
+            if first < len(cols):  # digits and every token after the first: one offset per example
+                assert len(set(shift[r, cols[first:]].tolist())) == 1
+                offsets.add(int(shift[r, cols[first]]))
     assert len(offsets) > 3
     same = AlgoStream(TOK, ["addition_rev"], seq_len=64, batch_size=16, seed=1, packing="isolated").next_batch()
     assert torch.equal(same.tokens, batch.tokens)  # the offsets do not change the data
