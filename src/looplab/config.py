@@ -314,6 +314,9 @@ class EvalConfig:
     exit_threshold: float = setting(1e-3, "convergence exit: stop once KL(loop k || loop k-1) of the next token is below this")
     n_loops: tuple[int, ...] = setting((), "also evaluate looped variants at these loop counts, e.g. 1,2,4,8,16 "
                                        "(others: ignored)", metavar="N")
+    loop_samples: int = setting(0, "problems per cell for the --n_loops sweep and the --exits grids: the first N of "
+                                "each cell's test set (0: all of them); the main grid always scores every problem",
+                                range=">= 0")
     data: tuple[str, ...] = setting((), "task file (JSONL) for --suite custom (repeatable)", append=True,
                                     metavar="PATH")
     needle_lengths: tuple[int, ...] = setting((1024, 2048, 4096), "longctx haystack sizes in tokens", metavar="N")
@@ -332,6 +335,8 @@ class EvalConfig:
         _choice(self.answer_format, ANSWER_FORMATS, "answer_format")
         if self.samples < 1 or self.ood_samples < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LooplabError("eval samples, max_new_tokens and batch_size must be >= 1, ood_samples >= 0")
+        if self.loop_samples < 0:
+            raise LooplabError(f"--loop_samples must be >= 0 (0: every problem), got {self.loop_samples}")
         if any(n < 1 for n in self.n_loops):
             raise LooplabError(f"--n_loops expects positive integers such as 1,2,4,8,16, got "
                                f"{','.join(map(str, self.n_loops))}")

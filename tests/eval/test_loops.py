@@ -92,3 +92,28 @@ def test_n_loops_flag():
     assert loops() == ()
     with pytest.raises(LooplabError, match="positive integers"):
         loops("--n_loops", "1,0")
+
+
+def test_loop_samples_scores_the_sweep_and_exits_on_a_prefix_of_each_cell(byte_tok, tmp_path):
+    """--loop_samples N: the loop sweep and the exits score each cell's first N problems (the same ones as
+    `exits_fixed`, the trained count on that subset), while the main grid scores all of them."""
+    from looplab.checkpoint import save_checkpoint
+    from looplab.eval.hub import evaluate_checkpoint
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, _model("shared_loop"), byte_tok, meta={"tasks": ["copy"]})
+    cfg = EvalConfig(samples=6, max_new_tokens=4, n_loops=(1, 3), exits=("confidence",), loop_samples=2)
+    _, doc = evaluate_checkpoint(str(path), cfg, out_dir=str(tmp_path / "eval"))
+    res = doc["results"]
+    main = res["tasks"]["copy"]["lengths"]
+    assert {c["n"] for c in main.values()} == {6}
+    for grid in (*res["loops"].values(), res["exits"]["confidence"], res["exits_fixed"]):
+        assert {c["n"] for c in grid["tasks"]["copy"]["lengths"].values()} == {2}
+    assert res["loop_samples"] == 2
+    for n, cell in res["exits_fixed"]["tasks"]["copy"]["lengths"].items():  # the subset is the grid's first two
+        assert cell["outcomes"] == main[n]["outcomes"][:2]
+    full = evaluate_checkpoint(str(path), EvalConfig(samples=6, max_new_tokens=4, n_loops=(1,)),
+                               out_dir=str(tmp_path / "full"))[1]["results"]
+    assert "loop_samples" not in full and {c["n"] for c in full["loops"]["1"]["tasks"]["copy"]["lengths"].values()} == {6}
+    with pytest.raises(LooplabError, match="loop_samples must be >= 0"):
+        EvalConfig(loop_samples=-1)

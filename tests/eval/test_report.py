@@ -266,3 +266,43 @@ def test_learning_curves_and_the_scored_checkpoint(tmp_path):
     md = write_report([str(r) for r in runs], str(out)).read_text()
     assert "(learning.png)" in md and (out / "learning.png").stat().st_size > 1000
     assert section(md, "Competence per run").count("| step 500 (first competent) |") == 4
+
+
+def test_halting_section_shows_each_seed_and_says_when_every_seed_collapsed(tmp_path):
+    from looplab.eval.report_data import Run
+    from looplab.eval.report_halting import halting_section
+
+    def run(seed: int, depth: dict) -> Run:
+        return Run(path=tmp_path, variant="act", seed=seed, summary={},
+                   results={"algorithmic": {"halting_by_length": depth}})
+
+    flat = {"parity": {"4": 1.0, "8": 1.02, "32": 1.0}}
+    growing = {"parity": {"4": 1.2, "8": 2.0, "32": 3.5}}
+    md = "\n".join(halting_section({"act_a": [run(0, flat), run(1, flat)], "act_b": [run(0, flat), run(1, growing)],
+                                    "baseline": [Run(path=tmp_path, variant="baseline", seed=0, summary={})]}))
+    assert "`act_a`: **every seed collapsed**: all 2" in md
+    assert "`act_b`: 1 of 2 seeds collapsed" in md and "1 of 2 use at least 0.5 loops more" in md
+    assert "| 1 | 1.20 | 2.00 | 3.50 |" in md and "| seed | 4 | 8 | 32 |" in md  # lengths in numeric order
+    assert "baseline" not in md
+    assert halting_section({"baseline": [Run(path=tmp_path, variant="baseline", seed=0, summary={})]}) == []
+
+
+def test_research_goal_counts_the_seeds_that_reach_it_and_skips_arms_trained_longer(tmp_path):
+    """parity @32 trained on <= 8 bits: the seeds at 95% counted, each seed shown (non-competent marked);
+    an arm whose parity training reached 16 bits is not scored against the goal."""
+    from looplab.eval.report_data import group_runs, load_run
+    from looplab.eval.report_goal import goal_section
+
+    dirs = [fake_run(tmp_path / "a", "shared_loop", s, 0.99, ood, competent_at=None if s == 1 else 400_000)
+            for s, ood in enumerate((0.97, 0.50, 0.96))]
+    longer = fake_run(tmp_path / "b", "baseline", 0, 0.99, 0.99)
+    res = json.loads((longer / "eval_results" / "results_all.json").read_text())
+    res["results"]["algorithmic"]["tasks"]["parity"]["lengths"]["16"] = {"acc": 0.99, "n": 100, "split": "iid",
+                                                                          "floor": 0.5}
+    (longer / "eval_results" / "results_all.json").write_text(json.dumps(res))
+    md = "\n".join(goal_section(group_runs([load_run(d) for d in (*dirs, longer)])))
+    row = next(line for line in md.splitlines() if line.startswith("| `shared_loop`"))
+    assert "| parity @32 | 2 of 3 |" in row and "| 2 of 3 | s0 97%, s1 50%†, s2 96% |" in row
+    assert "`baseline`" not in md  # trained on 16 bits: outside the goal
+    assert "### parity @32" in md and "### addition" not in md  # no run was scored on addition
+    assert goal_section(group_runs([load_run(longer)])) == []

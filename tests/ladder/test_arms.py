@@ -172,3 +172,25 @@ def test_a_reproduction_s_gpu_version_is_its_cpu_preset_at_the_paper_s_budget(na
                         loss_on=b.loss_on, packing=packing_for(gpu.variant_of(gpu.variants[0]), b.packing))
     assert stream.next_batch().tokens.shape == (b.batch_size, b.seq_len)
     assert gpu.sweep_tokens * cpu.base.total_tokens == pytest.approx(cpu.sweep_tokens * gpu.base.total_tokens, rel=1e-6)
+
+
+def test_axes_crosses_the_calibrated_recipes_with_matched_partners_and_halting_tests_the_guards():
+    """The axes preset carries Fan et al.'s loop beside its same-positions baseline and coupled / abacus ids
+    for the baseline and the loop, 5 seeds, loop sweeps on a subset; the halting preset runs act alone and
+    with each guard beside latent at the cpu preset's budget."""
+    from looplab.ladder import PRESETS
+    from looplab.ladder.presets import COUPLING_LRS
+
+    axes, cpu, halting = PRESETS["axes"], PRESETS["cpu"], PRESETS["halting"]
+    for pair in (("loop_fan", "baseline_slots"), ("loop_coupled", "baseline_coupled"), ("loop_abacus", "baseline_abacus")):
+        loop, base = (axes.options_of(a) for a in pair)
+        assert {k: v for k, v in loop.items() if k in ("pos_encoding", "position_ids", "answer_at_once")} == \
+               {k: v for k, v in base.items() if k in ("pos_encoding", "position_ids", "answer_at_once")}, pair
+        assert set(pair) <= set(axes.variants)
+    assert axes.seeds >= 5 and "ssm_neg" in axes.variants and axes.evaluation["loop_samples"] == 100
+    assert {a: axes.lrs[a] for a in COUPLING_LRS} == COUPLING_LRS
+    assert axes.eval_config(True).loop_samples == 100 and axes.eval_config(True).ood_count >= 1000
+    guards = {"halt_init", "ponder_warmup", "min_steps_explore"}
+    used = {k for a in halting.variants if a in halting.arms for k in halting.options_of(a)}
+    assert guards <= used and "latent" in halting.variants and halting.seeds >= 5
+    assert halting.base.total_tokens == cpu.base.total_tokens and halting.base.packing == cpu.base.packing

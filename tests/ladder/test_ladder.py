@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,11 @@ def test_second_invocation_skips_finished_runs(finished):
     doc = json.loads((finished / "ladder.json").read_text())
     assert {r["state"] for r in doc["runs"].values()} == {"done"}  # what the first invocation recorded
     assert set(VARIANTS) <= set(table_rows(finished / "report" / "REPORT.md"))
+    entries = json.loads((finished / "wall.json").read_text())["invocations"]
+    assert len(entries) == 2 and entries[0]["runs"] == len(VARIANTS) and entries[1]["runs"] == len(VARIANTS)
+    text = (finished / "report" / "REPORT.md").read_text()  # written just before the last update of wall.json
+    stated = re.search(r"Wall time: (\d+) minutes, .* over 2 invocations", text)
+    assert stated and abs(int(stated[1]) - sum(e["seconds"] for e in entries) / 60) <= 1
 
 
 def test_changed_settings_are_refused(finished):

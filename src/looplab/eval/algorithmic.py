@@ -151,6 +151,11 @@ def grid_cells(task_names: Sequence[str | Task] | None) -> list[Cell]:
     return testsets.grid_cells(get_tasks(task_names))
 
 
+def first(problems: Problems, n: int) -> Problems:
+    """The first `n` problems of each cell (all of them when n is 0): the subset a loop sweep scores."""
+    return problems if n <= 0 else (lambda cell: problems(cell)[:n])
+
+
 def run_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str | Task] | None, *, problems: Problems,
              max_new_tokens: int, batch_size: int = 64, use_cache: bool = True,
              n_loops: int | None = None, keep_outputs: bool = False) -> dict[str, Any]:

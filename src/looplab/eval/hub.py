@@ -45,7 +45,9 @@ VERSIONS = {"algorithmic": algorithmic.GRID_VERSION, "longctx": longctx.GRID_VER
 def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     """The grid at the trained loop count, with per-length curves and the OOD summary; with
     `n_loops`, also `results["loops"][str(n)]`, the same grid at each loop count (looped variants;
-    others get an empty sweep and `loops_note`). Scores come from exact decoding; a variant with an
+    others get an empty sweep and `loops_note`), on the first `loop_samples` problems of each cell when
+    that is set (`results["loop_samples"]`), as are the exit criteria's grids (with `exits_fixed`, the
+    trained count on that subset, beside them). Scores come from exact decoding; a variant with an
     approximate cache gets its speed in `approximate_cache`, never a score. Every one of them reads the
     same test set, whose record (digests, sizes) is `results["test_set"]`."""
     tasks = in_format(cfg.tasks, cfg.answer_format) if cfg.tasks else ckpt.meta.get("tasks") or None
@@ -57,11 +59,16 @@ def suite_algorithmic(ckpt: Checkpoint, cfg: EvalConfig) -> dict[str, Any]:
     halting = algorithmic.halting_by_length(ckpt.model, ckpt.tokenizer, tasks, problems=test_set)
     if halting:
         results["halting_by_length"] = halting
+    subset = {**grid, "problems": algorithmic.first(test_set, cfg.loop_samples)}  # what sweeps and exits score
+    if cfg.loop_samples and (cfg.n_loops or cfg.exits) and isinstance(ckpt.model, LoopedModel):
+        results["loop_samples"] = cfg.loop_samples
     if cfg.n_loops:
-        results.update(algorithmic.loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **grid))
+        results.update(algorithmic.loop_sweep(ckpt.model, ckpt.tokenizer, tasks, cfg.n_loops, **subset))
     if cfg.exits and isinstance(ckpt.model, LoopedModel):
         results["exits"] = {name: exit_grid(ckpt.model, ckpt.tokenizer, tasks, name, threshold=cfg.exit_threshold,
-                                            **grid) for name in cfg.exits}
+                                            **subset) for name in cfg.exits}
+        if cfg.loop_samples:  # the fixed count on the same subset, for the exits table to compare against
+            results["exits_fixed"] = algorithmic.run_grid(ckpt.model, ckpt.tokenizer, tasks, **subset)
     elif cfg.exits:
         results["exits_note"] = f"variant '{ckpt.model.cfg.variant}' has no loop count; exits not scored"
     if cfg.use_cache and ckpt.model.approximate_cache():

@@ -46,6 +46,8 @@ from looplab.eval.report_data import (
     stopped_by,
 )
 from looplab.eval.report_exits import exits_section
+from looplab.eval.report_goal import goal_section
+from looplab.eval.report_halting import halting_section
 from looplab.eval.report_plots import write_plots
 from looplab.eval.stats import Interval
 
@@ -334,10 +336,12 @@ def protocol_line(groups: dict[str, list[Run]]) -> str:
 
 # --- the report ----------------------------------------------------------------------------------
 def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops", match_note: str = "",
-                 failed: dict[str, str] | None = None, root: str | Path | None = None) -> Path:
+                 failed: dict[str, str] | None = None, root: str | Path | None = None,
+                 header: Sequence[str] = ()) -> Path:
     """REPORT.md and plots. `match` names the figure the variants were matched on (flops, params or
     config, which is judged on FLOPs), `match_note` says how; `failed` maps a variant that failed (in
-    some seed) to its error; run paths are written relative to `root` (a ladder's directory) when given."""
+    some seed) to its error; run paths are written relative to `root` (a ladder's directory) when given;
+    `header`: paragraphs placed under the protocol line (a ladder's wall time)."""
     if match not in MATCH_FIGURES:
         raise LooplabError(f"unknown --match '{match}'; allowed: {', '.join(MATCH_FIGURES)}")
     if not run_dirs:
@@ -354,7 +358,7 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
     md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} arms: "
           + ", ".join(f"`{n}` x{len(r)}" for n, r in groups.items()) + ".", "",
           *arm_table(groups), "",
-          protocol_line(groups), "",
+          protocol_line(groups), "", *(line for h in header for line in (h, "")),
           f"Matching: {match_note or match}.", "",
           *([f"Failed: {', '.join(f'`{n}` ({e})' for n, e in failed.items())}.", ""] if failed else []),
           "## Comparison", "",
@@ -383,10 +387,12 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           "the scaled accuracy (acc - chance) / (1 - chance) that papers report (1 perfect, 0 chance): the median "
           "over seeds and the best seed.", "",
           *seed_table(groups), "",
+          *goal_section(groups),
           "## Competence per run", "", *competence_table(groups), "",
           *other_suites_table(groups, stats_by),
           "## Hypotheses (seed README) beside the measurements", "", *hypothesis_table(groups, stats_by), "",
           *exits_section(groups, out),
+          *halting_section(groups),
           "## Plots", ""]
     md += [f"![{p.stem}]({p.name})" for p in plots] + [f"- {n}" for n in notes]
     where = "" if root is None else " (paths relative to the ladder directory)"

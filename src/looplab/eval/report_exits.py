@@ -21,14 +21,21 @@ from looplab.eval.report_plots import _plt
 FIXED = "fixed"  # the main grid: the loop count the model runs without an exit
 
 
+def _subset(groups: dict[str, list[Run]]) -> str:
+    """Where the exits scored fewer problems than the main grid: which ones."""
+    sizes = {(r.results.get("algorithmic") or {}).get("loop_samples") for runs in groups.values() for r in runs} - {None}
+    return f": the first {', '.join(map(str, sorted(sizes)))} of each cell's test set" if sizes else ""
+
+
 def exit_scores(groups: dict[str, list[Run]]) -> dict[str, list[dict[str, Any]]]:
-    """Name -> one {exit: grid} per run that the hub scored with exits ("fixed": the main grid)."""
+    """Name -> one {exit: grid} per run that the hub scored with exits ("fixed": the main grid, or the
+    trained count on the exits' subset when the hub scored them on `loop_samples` problems per cell)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name, runs in groups.items():
         for r in runs:
             alg = r.results.get("algorithmic") or {}
             if alg.get("exits"):
-                out.setdefault(name, []).append({FIXED: alg, **alg["exits"]})
+                out.setdefault(name, []).append({FIXED: alg.get("exits_fixed", alg), **alg["exits"]})
     return out
 
 
@@ -104,6 +111,6 @@ def exits_section(groups: dict[str, list[Run]], out: Path) -> list[str]:
             f"than KL {', '.join(f'{t:g}' for t in sorted(threshold)) or 'n/a'} from the previous loop's; "
             "`confidence` takes the loop with the most confident next token. Both decide on the answer's first "
             "token, from loops 1 to twice the fixed count, and decode the whole answer at that count; all three "
-            "score the same examples (the evaluation hub's seed).", "",
+            f"score the same problems{_subset(groups)}.", "",
             *exits_table(scores), "",
             f"![answer accuracy and loops used against task length, by exit criterion]({plot.name})", ""]

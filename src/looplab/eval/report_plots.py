@@ -127,7 +127,9 @@ def plot_loops(groups: dict[str, list[Run]], out: Path) -> Path | None:
     ax.set_xlabel("loops at evaluation")
     ax.set_ylabel("answer accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Test-time compute: accuracy vs loop count")
+    subset = sorted({r.results.get("algorithmic", {}).get("loop_samples") for rs in groups.values() for r in rs} - {None})
+    ax.set_title("Test-time compute: accuracy vs loop count"
+                 + (f"\n(first {', '.join(map(str, subset))} problems of each cell)" if subset else ""))
     ax.legend(fontsize=8)
     path = out / "loops.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -110,8 +110,14 @@ CPU_TASKS = ("parity", "addition_rev", "copy", "successor")
 # at r = 4 is 20 blocks deep, which FLOP matching at `tiny` could only pay for with a 40-wide model;
 # one block each for prelude, core and coda at a mean of 3 recurrences keeps it 80 wide.
 CPU_OPTIONS = {"prc": {"prelude": 1, "recur": 1, "coda": 1, "train_recur_mean": 3.0}}
-# The learning rates the `cpu` preset's sweep chose (docs/results/cpu/REPORT.md); the demo reuses them.
-CPU_SWEPT_LRS = {"baseline": 5e-4, "shared_loop": 2e-3, "latent": 2e-3, "act": 2e-3, "absolute": 5e-4, "ssm": 1e-3,
+# The learning rates the `cpu` preset's sweep chose (docs/results/cpu/REPORT.md, its "Learning-rate sweep":
+# five rates a factor 2 apart, 2 seeds, 625k tokens, on isolated 48-token rows); the axes and halting
+# presets reuse them.
+CPU_SWEPT_LRS = {"baseline": 5e-4, "shared_loop": 1e-3, "latent": 5e-4, "act": 1e-3, "absolute": 2.5e-4, "ssm": 1e-3,
+                 "ssm_mem": 1e-3, "prc": 2e-3}
+# The rates of the first `cpu` sweep (16 x 24 single rows, 2026-12-03; docs/RESULTS.md "Earlier protocol"): the
+# demo (verified with them) and the calibration presets (run with them) keep them.
+FIRST_CPU_LRS = {"baseline": 5e-4, "shared_loop": 2e-3, "latent": 2e-3, "act": 2e-3, "absolute": 5e-4, "ssm": 1e-3,
                  "ssm_mem": 1e-3, "prc": 2e-3}
 
 # How the answer presets (cpu, axes, parity_ssm) end a run: the token budget under warmup-stable-decay,
@@ -157,6 +163,8 @@ COUPLED = {"position_ids": "coupled", "position_offset": 16, "pos_encoding": "ab
 # rotary positions an abacus baseline learned 1-4 digits perfectly and scored 0% at 5 (1 seed, 3M tokens,
 # 2026-12-05), the distances between digits of equal significance growing past those trained.
 ABACUS = {"position_ids": "abacus", "position_offset": 16, "pos_encoding": "nope"}
+# The learning rates the `repro_coupling` sweep chose for its arms (docs/results/repro/coupling/REPORT.md).
+COUPLING_LRS = {"baseline_coupled": 2e-3, "baseline_abacus": 2e-3, "loop_coupled": 1e-3, "loop_abacus": 1e-3}
 COUPLING_ARMS = {
     "baseline_coupled": ("baseline", COUPLED),
     "baseline_abacus": ("baseline", ABACUS),
@@ -164,13 +172,14 @@ COUPLING_ARMS = {
     "loop_abacus": ("shared_loop", {**ONE_BLOCK, **ABACUS}),
 }
 
-STRONG_PONDER = {"n_loops": 8, "lambda_ponder": 0.01}  # the ponder weight that collapsed halting to loop 1 (VARIANTS.md)
+ACT_CAP = {"n_loops": 8}  # act's loop cap in the halting preset (its default ponder weight, 0.001)
+# The guards, each alone: their figures are those of the first halting ladder (one seed, 3 minutes), in
+# which every act arm halted at loop 1 (docs/results/halting).
 HALTING_ARMS = {
-    "act_light": ("act", {"n_loops": 8}),  # the default ponder weight 0.001
-    "act_strong": ("act", STRONG_PONDER),
-    "act_strong_bias3": ("act", {**STRONG_PONDER, "halt_init": 0.047}),  # initial halting logit about -3
-    "act_strong_warmup": ("act", {**STRONG_PONDER, "ponder_warmup": 1000}),
-    "act_strong_explore": ("act", {**STRONG_PONDER, "min_steps_explore": 0.1}),
+    "act_cap8": ("act", ACT_CAP),
+    "act_bias3": ("act", {**ACT_CAP, "halt_init": 0.047}),  # initial halting probability 0.047: logit about -3
+    "act_warmup": ("act", {**ACT_CAP, "ponder_warmup": 1000}),
+    "act_explore": ("act", {**ACT_CAP, "min_steps_explore": 0.1}),
 }
 
 PRESETS: dict[str, LadderPreset] = {
@@ -185,7 +194,7 @@ PRESETS: dict[str, LadderPreset] = {
                    batch_size=16, packing="isolated", warmup_tokens=20_000, eval_every_tokens=100_000,
                    competence=0.95, eval_samples=50, max_minutes=3.0),
         evaluation=dict(suite="algorithmic", samples=50), n_loops=(1, 2, 4, 8),
-        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, options=CPU_OPTIONS,
+        lrs=FIRST_CPU_LRS, threads=1, jobs=2, options=CPU_OPTIONS,
     ),
     # The answer on this CPU: every generic variant at matched realised training FLOPs, 5 seeds, a
     # learning rate per variant from a sweep (five rates a factor 2 apart, 2 seeds, a quarter of the
@@ -209,37 +218,53 @@ PRESETS: dict[str, LadderPreset] = {
         options=CPU_OPTIONS,
     ),
     # The length-generalisation axes on this CPU: position encoding (rope, nope, random) on the baseline,
-    # one shared block looped 3 times (nope) or once per unit of input length (nope, rope), and the SSM
-    # with and without negative eigenvalues (random positions decode by recomputation, which at 64 loops
-    # is too slow for this CPU, so the looped arms leave it out); trained on short inputs (parity <= 8 bits, reversed addition <= 4
-    # digits, copy <= 8 letters) and scored up to 8x longer, the looped arms also with each example's loop count
-    # chosen by an exit criterion (the report's exit table). 5 seeds, learning rates of the `cpu` sweep.
+    # one shared block looped 3 times (nope) or once per unit of input length (nope, rope), the SSM with
+    # and without negative eigenvalues, and the calibrated recipes (docs/RESULTS.md "Calibration"): Fan
+    # et al.'s looped block (positions off, input injection, answers at once from slots) beside the
+    # baseline with the same positions and slots, and coupled and abacus digit ids for the baseline and
+    # for the 3-loop block. Trained on short inputs (parity <= 8 bits, reversed addition <= 4 digits,
+    # copy <= 8 letters), scored up to 8x longer; the looped arms also at 1, 4 and 16 loops and with
+    # each example's loop count chosen by an exit criterion, both on the first 100 problems of each cell
+    # (the main grid scores all 500 / 1,000). Examples are packed into rows for every arm, so a looped
+    # arm whose count follows the length runs each row at its longest example's count (repro_fan trains
+    # one example per row instead). Random positions decode by recomputation, which at 64 loops
+    # is too slow for this CPU, so the looped arms leave them out. 5 seeds; learning rates: the `cpu`
+    # sweep's per variant, the coupled and abacus arms' from the `repro_coupling` sweep (reversed
+    # addition). The budget keeps 70 runs and their evaluation near 120 minutes on 2 cores.
     "axes": LadderPreset(
         name="axes", size="tiny",
         note="length-generalisation axes: position encoding x loop policy (fixed 3, one per unit of length) for "
-             "baseline and one looped block, SSM with and without negative eigenvalues; parity, addition "
-             "(reversed), copy; examples packed and kept apart; 5 seeds; each run to 95% on every IID cell then a wsd decay, "
-             "or 3M tokens",
-        train=dict(alg_tasks=AXES_TASKS, alg_tokens=3_000_000, total_tokens=3_000_000, **CPU_ROWS,
-                   warmup_tokens=20_000, eval_every_tokens=200_000, competence=0.95,
+             "baseline and one looped block, SSM with and without negative eigenvalues, Fan et al.'s looped block "
+             "and its baseline (no positions, answer slots), coupled and abacus digit ids for the baseline and the "
+             "looped block; parity, addition (reversed), copy; examples packed and kept apart; 5 seeds; each run "
+             "to 95% on every IID cell then a wsd decay, or 2M tokens; loop sweeps and exits on 100 problems per cell",
+        train=dict(alg_tasks=AXES_TASKS, alg_tokens=2_000_000, total_tokens=2_000_000, **CPU_ROWS,
+                   warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95,
                    max_minutes=45.0, **ANSWER_BUDGET),
-        evaluation=dict(suite="algorithmic", exits=("convergence", "confidence"), **ANSWER_SETS), n_loops=(1, 4, 16),
-        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms=AXES_ARMS,
+        evaluation=dict(suite="algorithmic", exits=("convergence", "confidence"), loop_samples=100, **ANSWER_SETS),
+        n_loops=(1, 4, 16), lrs={**CPU_SWEPT_LRS, **COUPLING_LRS}, threads=1, jobs=2, seeds=5,
+        arms={**AXES_ARMS, **FAN_ARMS, **COUPLING_ARMS},
         variants=("baseline", "baseline_nope", "baseline_random", "loop_fixed_nope", "loop_len_nope",
-                  "loop_len_rope", "ssm", "ssm_neg"),
+                  "loop_len_rope", "ssm", "ssm_neg", *FAN_ARMS, *COUPLING_ARMS),
     ),
-    # act's guards against halting collapse, one seed each, and whether its compute grows with the input:
-    # a cap of 8 loops, trained on parity up to 8 bits and reversed addition up to 4 digits.
+    # Does adaptive K help more than a fixed K? act with the lab's default ponder weight and a cap of 8
+    # loops, alone and with each published guard against halting collapse (a deep start: initial
+    # halting logit about -3; a ponder warm-up over the first 1,000 steps; 10% of steps run a random
+    # minimum number of loops), beside latent (the same thought stream, a fixed K), at the `cpu`
+    # preset's rows, budget, stopping rule and test sets, on parity and reversed addition; 5 seeds. The
+    # report's halting table gives each seed's halting depth against input length.
     "halting": LadderPreset(
         name="halting", size="tiny",
-        note="act halting: the default ponder weight, a strong one (0.01) alone and with a deep start (logit -3), "
-             "a ponder warm-up or 10% minimum-step exploration; parity and reversed addition; one seed; 3 minutes each",
-        train=dict(alg_tasks=("parity", "addition_rev"), alg_tokens=2_000_000, total_tokens=2_000_000,
-                   seq_len=48, batch_size=8, packing="isolated", warmup_tokens=20_000, eval_every_tokens=200_000,
-                   competence=0.95, eval_samples=50, max_minutes=3.0),
-        evaluation=dict(suite="algorithmic", samples=100), n_loops=(),
-        lrs={"act": CPU_SWEPT_LRS["act"]}, threads=1, jobs=2, seeds=1, arms=HALTING_ARMS,
-        variants=tuple(HALTING_ARMS),
+        note="act halting: the default ponder weight alone and with a deep start (halting logit about -3), a "
+             "ponder warm-up or 10% minimum-step exploration, beside latent (fixed K); parity and reversed "
+             "addition; examples packed and kept apart; 5 seeds; each run to 95% on every IID cell then a wsd "
+             "decay, or 2.5M tokens",
+        train=dict(alg_tasks=("parity", "addition_rev"), alg_tokens=2_500_000, total_tokens=2_500_000, **CPU_ROWS,
+                   warmup_tokens=20_000, eval_every_tokens=250_000, competence=0.95, max_minutes=45.0,
+                   **ANSWER_BUDGET),
+        evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
+        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms=HALTING_ARMS,
+        variants=(*HALTING_ARMS, "latent"),
     ),
     # Parity alone for the SSM with and without negative eigenvalues (Grazzi et al.): 5 seeds, 1M tokens each,
     # trained on 1-8 bits and scored up to 64.
@@ -275,7 +300,7 @@ PRESETS: dict[str, LadderPreset] = {
                    eval_every_tokens=1_000_000, max_minutes=20.0, use_task_curriculum=True, curriculum_every=20,
                    curriculum_samples=32, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
-        lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, match="config",
+        lrs=FIRST_CPU_LRS, threads=1, jobs=2, seeds=5, match="config",
         options={"baseline": GRAZZI_SHAPE, "ssm": GRAZZI_SHAPE}, arms={"ssm_neg": AXES_ARMS["ssm_neg"]},
         variants=("ssm", "ssm_neg", "baseline"),
     ),
@@ -301,7 +326,7 @@ PRESETS: dict[str, LadderPreset] = {
                    use_task_curriculum=True, task_curriculum_strategy="schedule", curriculum_schedule_steps=250,
                    curriculum_every=50, curriculum_samples=16, max_minutes=20.0, **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", exits=("confidence",), samples=200, ood_samples=200), n_loops=(),
-        lrs=CPU_SWEPT_LRS, threads=1, jobs=2,
+        lrs=FIRST_CPU_LRS, threads=1, jobs=2,
         seeds=5, arms=FAN_ARMS, variants=("loop_fan", "baseline_slots", "baseline"),
     ),
     # Calibration: position coupling (Cho et al. 2024, arXiv 2405.20671) and Abacus embeddings (McLeish et

@@ -62,6 +62,7 @@ from looplab.ladder.runs import LOG, RECORD, Run, checkpoint_step, stage
 from looplab.ladder.stop import stop_signals
 from looplab.ladder.summary import write_ladder_report
 from looplab.ladder.sweep import Score, choose, extension, outcome, score
+from looplab.ladder.wall import WallClock
 
 VOCAB = 260  # the byte tokenizer every ladder run uses
 TESTSETS = "testsets"  # the ladder's test sets, beside runs/
@@ -369,7 +370,8 @@ def run_ladder(preset: str | LadderPreset, *, variants: Sequence[str] | None = N
         lanes = Lanes(jobs, board) if launcher == "local" else JobLanes(launcher, root / "submitit", jobs, board,
                                                                          slurm)
         try:
-            return _run(p, pl, names, match, root, lanes, board, after_run)
+            with WallClock(root) as clock:
+                return _run(p, pl, names, match, root, lanes, board, after_run, clock)
         except BaseException as e:  # a stop signal, Ctrl-C, an error: no run goes on without the ladder
             stopped = lanes.stop()
             if isinstance(e, Stopped):
@@ -392,7 +394,7 @@ def stop_line(e: Stopped, runs: Sequence[Run], suite: str) -> str:
 
 
 def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, lanes: Lanes | JobLanes,
-         board: Board, after_run: Callable[[Run, dict[str, Any]], None] | None) -> Path:
+         board: Board, after_run: Callable[[Run, dict[str, Any]], None] | None, clock: WallClock) -> Path:
     sweeps = {v: pl.sweep_runs(v) for v in names}
     guess = {v: pl.seed_runs(v, pl.fixed_lr(v)) for v in names}  # learning rates not known yet: board rows
     for run in [r for v in names for r in (*sweeps[v], *guess[v])]:
@@ -448,11 +450,14 @@ def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, la
         while todo and lanes.free:
             run = todo.pop(0)
             lanes.submit(run, execute, run, p)
-        for run, record in lanes.collect():
+        collected = lanes.collect()
+        for run, record in collected:
             records[run.label] = record
             done.add(run.label)
             if after_run is not None:
                 after_run(run, record)
+        if collected:
+            clock.tick(len(collected))
     sweep = {v: outcome(p.lr_grid, sweep_points(sweeps[v]), chosen.get(v)) for v in names if sweeps[v]}
     used = scored_digests(p, [r for v in names for r in runs[v]])
     for label, digest in used.items():
@@ -460,6 +465,7 @@ def _run(p: LadderPreset, pl: Plan, names: list[str], match: str, root: Path, la
     if len(set(used.values())) > 1:
         raise LooplabError(f"the runs of {root} were scored on different test sets ("
                            + ", ".join(f"{k}: {v[:12]}" for k, v in used.items()) + "); re-evaluate them")
+    clock.tick(0)
     return write_ladder_report(p, [r for v in names for r in runs[v]], records, match, root,
                                sweep=sweep, sweep_runs=[r for v in names for r in sweeps[v]])
 

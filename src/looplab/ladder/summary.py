@@ -20,6 +20,7 @@ from typing import Any
 
 from looplab.errors import LooplabError
 from looplab.eval.report import write_report
+from looplab.ladder import wall
 from looplab.ladder.match import KEYS, MATCH_MODES
 from looplab.ladder.presets import LadderPreset
 from looplab.ladder.runs import Run, relative, stage
@@ -145,6 +146,17 @@ def sweep_plot(sweep: Mapping[str, Mapping[str, Any]], out: Path) -> Path | None
     return path
 
 
+def wall_line(root: Path) -> str:
+    """The ladder's wall time, summed over the invocations that ran it (wall.json), evaluation included."""
+    invocations = wall.read(root)
+    if not invocations:
+        return "Wall time: not recorded (no wall.json)."
+    total = sum(i["seconds"] for i in invocations)
+    parts = ", ".join(f"{i['seconds'] / 60:.0f}" for i in invocations)
+    return (f"Wall time: {total / 60:.0f} minutes, sweep, training and evaluation included, over {len(invocations)} "
+            f"invocation{'s' if len(invocations) > 1 else ''} of the ladder ({parts} min; `wall.json`).")
+
+
 def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
                    seeds: int) -> list[str]:
     key, b = KEYS.get(match, ""), p.base
@@ -194,7 +206,7 @@ def write_ladder_report(p: LadderPreset, runs: Sequence[Run], records: dict[str,
         first = next(iter(failed.items()), ("", "no runs"))
         raise LooplabError(f"every ladder run failed ({first[0]}: {first[1]}); see {root}/runs/*/ladder.log")
     path = write_report(finished, str(root / "report"), match=match, match_note=f"`{match}`: {MATCH_MODES[match]}",
-                        failed=failed, root=root)
+                        failed=failed, root=root, header=[wall_line(root)])
     plot = sweep_plot(sweep or {}, path.parent)
     with path.open("a") as f:
         f.write("\n" + "\n".join([*sweep_section(p, sweep or {}, plot), *ladder_section(p, runs, records, match, seeds)])
