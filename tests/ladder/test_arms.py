@@ -194,3 +194,17 @@ def test_axes_crosses_the_calibrated_recipes_with_matched_partners_and_halting_t
     used = {k for a in halting.variants if a in halting.arms for k in halting.options_of(a)}
     assert guards <= used and "latent" in halting.variants and halting.seeds >= 5
     assert halting.base.total_tokens == cpu.base.total_tokens and halting.base.packing == cpu.base.packing
+
+
+@pytest.mark.parametrize("name", ["axes", "halting"])
+def test_every_arm_of_the_widened_presets_matches_the_baseline_s_realised_flops(name, tmp_path):
+    """Planning builds every arm at a shape within the matching tolerance (a refused arm would stop the
+    ladder before its first run): the looped-per-length arms at their given shape, the rest by the walk."""
+    from looplab.ladder.match import TOLERANCES
+    from looplab.ladder.runner import make_plan
+
+    p = PRESETS[name]
+    pl, names = make_plan(p, None, 1, p.match, tmp_path, 1)
+    assert names == list(p.variants)
+    for arm in names:
+        assert abs(pl.shapes[arm].ratio - 1) <= TOLERANCES[p.match], arm
