@@ -2,9 +2,11 @@
 
     .venv/bin/python scripts/ladder_rates.py BEFORE/REPORT.md AFTER/REPORT.md --tokens 2500000
 
-Reads each report's "Ladder runs" table (columns `run`, `tokens`, `train s`; evaluation excluded) and
-prints, per variant, the median training tokens per second over its runs with the range, the ratio
+Reads each report's "Ladder runs" table (columns `run`, `tokens`, `train s`: the wall time of the run's
+training process, its periodic evaluations included, its final scoring not) and prints, per variant, the median training tokens per second over its runs with the range, the ratio
 after / before, and the training wall time the median rate gives a run of `--tokens` tokens.
+`--skip` leaves runs out of the "after" report by their label (`baseline s4`): a run resumed after an
+interruption, whose `train s` counts only its last part, or one that shared the CPU with other work.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 
-def run_rates(report: Path) -> dict[str, list[float]]:
+def run_rates(report: Path, skip: frozenset[str] = frozenset()) -> dict[str, list[float]]:
     """variant -> tokens per training second of each of its runs in the report's ladder table."""
     lines = report.read_text().splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == "## Ladder runs"), None)
@@ -31,6 +33,8 @@ def run_rates(report: Path) -> dict[str, list[float]]:
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
         label = cells[at["run"]].strip("`")
+        if label in skip:
+            continue
         tokens, seconds = cells[at["tokens"]].replace(",", ""), cells[at["train s"]]
         if not re.fullmatch(r"\d+", tokens) or not re.fullmatch(r"[\d.]+", seconds) or float(seconds) == 0:
             continue  # a failed run
@@ -43,8 +47,9 @@ def main() -> int:
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
     ap.add_argument("--tokens", type=int, default=2_500_000, help="the run budget the wall times are given for")
+    ap.add_argument("--skip", nargs="*", default=[], help="labels of runs of the after report to leave out")
     args = ap.parse_args()
-    before, after = run_rates(args.before), run_rates(args.after)
+    before, after = run_rates(args.before), run_rates(args.after, frozenset(args.skip))
     print(f"| variant | runs before / after | tokens/s before: median [range] | after | after / before | "
           f"training s per {args.tokens / 1e6:g}M tokens before | after | after / before |")
     print("|---|---|---|---|---|---|---|---|")
