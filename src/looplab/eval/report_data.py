@@ -153,6 +153,13 @@ def cell_floor(task: str, length: int, cell: dict[str, Any]) -> float:
     return chance_floor(TASKS[task], length) if task in TASKS else 0.0
 
 
+def loop_samples(groups: dict[str, list[Run]]) -> list[int]:
+    """The problems per cell the runs' loop sweeps and exits scored, where fewer than the main grid
+    (`EvalConfig.loop_samples`; [] when every run scored them all)."""
+    return sorted({(r.results.get("algorithmic") or {}).get("loop_samples") for rs in groups.values() for r in rs}
+                  - {None})
+
+
 def run_cells(run: Run) -> dict[tuple[str, int], Cell]:
     """(task, length) -> cell of the run's algorithmic grid."""
     return run.cells

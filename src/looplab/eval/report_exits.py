@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from looplab.eval.report_data import Run
+from looplab.eval.report_data import Run, loop_samples
 from looplab.eval.report_plots import _plt
 
 FIXED = "fixed"  # the main grid: the loop count the model runs without an exit
@@ -23,8 +23,8 @@ FIXED = "fixed"  # the main grid: the loop count the model runs without an exit
 
 def _subset(groups: dict[str, list[Run]]) -> str:
     """Where the exits scored fewer problems than the main grid: which ones."""
-    sizes = {(r.results.get("algorithmic") or {}).get("loop_samples") for runs in groups.values() for r in runs} - {None}
-    return f": the first {', '.join(map(str, sorted(sizes)))} of each cell's test set" if sizes else ""
+    sizes = loop_samples(groups)
+    return f": the first {', '.join(map(str, sizes))} of each cell's test set" if sizes else ""
 
 
 def exit_scores(groups: dict[str, list[Run]]) -> dict[str, list[dict[str, Any]]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from looplab.eval.algorithmic import OOD_PROBES
 from looplab.eval.report_data import Run, cell_accuracy, competence, run_cells
 
 
@@ -26,7 +27,8 @@ class Goal:
         return f"{self.tasks[0]} @{self.length} (trained <= {self.trained_at_most})"
 
 
-GOALS = (Goal(("parity",), 32, 8, 0.95), Goal(("addition", "addition_rev"), 8, 4, 0.90))
+GOALS = (Goal(("parity",), OOD_PROBES["parity"], 8, 0.95),
+         Goal(("addition", "addition_rev"), OOD_PROBES["addition"], 4, 0.90))
 
 
 def goal_cell(run: Run, goal: Goal) -> tuple[str, int] | None:

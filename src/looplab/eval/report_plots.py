@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from looplab.eval.report_data import Run, algorithmic_grid
+from looplab.eval.report_data import Run, algorithmic_grid, loop_samples
 
 
 def _plt() -> Any:
@@ -127,7 +127,7 @@ def plot_loops(groups: dict[str, list[Run]], out: Path) -> Path | None:
     ax.set_xlabel("loops at evaluation")
     ax.set_ylabel("answer accuracy")
     ax.set_ylim(-0.02, 1.02)
-    subset = sorted({r.results.get("algorithmic", {}).get("loop_samples") for rs in groups.values() for r in rs} - {None})
+    subset = loop_samples(groups)
     ax.set_title("Test-time compute: accuracy vs loop count"
                  + (f"\n(first {', '.join(map(str, subset))} problems of each cell)" if subset else ""))
     ax.legend(fontsize=8)

@@ -180,8 +180,8 @@ COUPLING_ARMS = {
 }
 
 ACT_CAP = {"n_loops": 8}  # act's loop cap in the halting preset (its default ponder weight, 0.001)
-# The guards, each alone: their figures are those of the first halting ladder (one seed, 3 minutes), in
-# which every act arm halted at loop 1 (docs/results/halting).
+# The guards, each alone, with the values of the first halting ladder (one seed, 3 minutes, a ponder weight
+# of 0.01), in which every act arm halted at loop 1 (docs/results/earlier/halting).
 HALTING_ARMS = {
     "act_cap8": ("act", ACT_CAP),
     "act_bias3": ("act", {**ACT_CAP, "halt_init": 0.047}),  # initial halting probability 0.047: logit about -3
@@ -207,9 +207,10 @@ PRESETS: dict[str, LadderPreset] = {
     # learning rate per variant from a sweep (five rates a factor 2 apart, 2 seeds, a quarter of the
     # budget each, chosen on IID answer accuracy and extended past a winning edge), each run trained
     # until 95% IID answer accuracy on every (task, length) cell and then annealed (wsd), or for 2.5M
-    # tokens, then scored in and out of distribution. Two single-thread lanes. The budget is what keeps
-    # the whole ladder (80 sweep runs of 625k tokens, 40 runs, evaluation) within 120 minutes on 2 cores
-    # at the compiled rates of docs/PERFORMANCE.md (about 14k tokens/s per lane). The 45-minute cap is a
+    # tokens, then scored in and out of distribution. Two single-thread lanes. The budget was meant to keep
+    # the whole ladder (80 sweep runs of 625k tokens, 40 runs, evaluation) within 120 minutes on 2 cores;
+    # it took 170, 44% of its main runs' time in evaluation, most of it the looped variants' loop sweep
+    # over every problem (docs/RESULTS.md, "The answer on this CPU"). The 45-minute cap is a
     # safety stop (about 8x the slowest variant's budget): the 6-minute cap of the first run stopped six
     # of eight variants mid-cosine.
     "cpu": LadderPreset(
@@ -237,7 +238,8 @@ PRESETS: dict[str, LadderPreset] = {
     # one example per row instead). Random positions decode by recomputation, which at 64 loops
     # is too slow for this CPU, so the looped arms leave them out. 5 seeds; learning rates: the `cpu`
     # sweep's per variant, the coupled and abacus arms' from the `repro_coupling` sweep (reversed
-    # addition). The budget keeps 70 runs and their evaluation near 120 minutes on 2 cores.
+    # addition). 2M tokens and the 100-problem loop sweeps aim at 120 minutes for the 70 runs on 2 cores,
+    # an estimate from the `cpu` ladder's costs, not yet a measurement.
     "axes": LadderPreset(
         name="axes", size="tiny",
         note="length-generalisation axes: position encoding x loop policy (fixed 3, one per unit of length) for "
