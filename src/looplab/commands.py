@@ -19,12 +19,14 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report", help="where REPORT.md and the plots go")
     p.add_argument("--match", default="flops", help="the figure a verdict needs within 10%% of the baseline's: "
                    "flops (default), params, or config (judged on FLOPs)")
+    p.add_argument("--reference", default="baseline", help="the arm verdicts and ratios are taken against "
+                   "(default baseline; the halting ladder's is latent, fixed K beside adaptive K)")
 
 
 def run_report(args: argparse.Namespace) -> None:
     from looplab.eval.report import write_report
 
-    path = write_report(args.run_dirs, args.out, match=args.match)
+    path = write_report(args.run_dirs, args.out, match=args.match, reference=args.reference)
     print(f"wrote {path}")
 
 

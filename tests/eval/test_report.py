@@ -82,10 +82,28 @@ def test_unmatched_flops_withhold_the_verdict(tmp_path):
     runs = [fake_run(tmp_path, "baseline", s, 0.5, 0.1) for s in range(3)]
     runs += [fake_run(tmp_path, "prc", s, 0.9, 0.5, flops=6.6e6) for s in range(3)]
     md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
-    assert "`prc`: **withheld**: realised training FLOPs per token is 2.20x the baseline's" in md
+    assert "`prc`: **withheld**: realised training FLOPs per token is 2.20x `baseline`'s" in md
     assert "**helps**" not in section(md, "Verdicts")
     md = write_report([str(r) for r in runs], str(tmp_path / "r2"), match="params").read_text()
     assert "`prc`: IID: **helps**" in md  # same parameters: compared
+
+
+def test_a_reference_arm_takes_the_baselines_place(tmp_path, capsys):
+    """The halting ladder compares adaptive K with fixed K: `latent` is the reference of every verdict and
+    ratio, listed first; a reference no run has is a one-line error naming the arms."""
+    runs = [fake_run(tmp_path, "latent", s, 0.97, 0.1, 100.0) for s in range(3)]
+    runs += [fake_run(tmp_path, "act", s, 0.5, 0.1, 150.0) for s in range(3)]
+    md = write_report([str(r) for r in runs], str(tmp_path / "r"), reference="latent").read_text()
+    table = section(md, "Comparison")
+    assert "(x latent)" in table and table.index("| `latent` |") < table.index("| `act` |")
+    assert "| 1.50x |" in table.split("| `act` |")[1].splitlines()[0]  # 150 s against latent's 100 s
+    verdicts = section(md, "Verdicts")
+    assert "Against `latent`" in verdicts and "`act`: IID: **hurts**" in verdicts
+    assert "no `baseline` runs given" in write_report([str(r) for r in runs], str(tmp_path / "b")).read_text()
+    with pytest.raises(LooplabError, match="unknown --reference 'lat'.*allowed: act, latent"):
+        write_report([str(r) for r in runs], str(tmp_path / "x"), reference="lat")
+    assert main(["report", *map(str, runs), "--out", str(tmp_path / "o"), "--reference", "nope"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_ood_compares_competent_runs_only(tmp_path):
@@ -232,7 +250,7 @@ def test_realised_flops_and_the_recorded_stop_are_what_the_report_reads(tmp_path
         doc.update(realised_flops_per_token=6e6, realised_flops=6e12, stopped_by="time_cap")
         (d / "summary.json").write_text(json.dumps(doc))
     md = write_report([str(r) for r in runs], str(tmp_path / "r")).read_text()
-    assert "`shared_loop`: **withheld**: realised training FLOPs per token is 2.00x the baseline's" in md
+    assert "`shared_loop`: **withheld**: realised training FLOPs per token is 2.00x `baseline`'s" in md
     per_run = section(md, "Competence per run")
     assert per_run.count("| time cap |") == 3 and "| 6.00M, 6e+12 |" in per_run
 

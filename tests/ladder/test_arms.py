@@ -194,6 +194,9 @@ def test_axes_crosses_the_calibrated_recipes_with_matched_partners_and_halting_t
     used = {k for a in halting.variants if a in halting.arms for k in halting.options_of(a)}
     assert guards <= used and "latent" in halting.variants and halting.seeds >= 5
     assert halting.base.total_tokens == cpu.base.total_tokens and halting.base.packing == cpu.base.packing
+    assert halting.reference == "latent" and axes.reference == "baseline"  # adaptive K judged against fixed K
+    with pytest.raises(LooplabError, match="reference arm 'ssm' is not among its variants; allowed: act_cap8"):
+        dataclasses.replace(halting, reference="ssm")
 
 
 @pytest.mark.parametrize("name", ["axes", "halting"])

@@ -3,10 +3,11 @@
 Figures (looplab.eval.report_data): in-distribution (IID) and out-of-distribution (OOD) accuracy as
 floor-normalised means over tasks, (acc - floor) / (1 - floor), with 95% intervals from a bootstrap
 over seeds and examples; OOD only over the runs that reached competence; tokens to competence;
-training FLOPs per token; time per token against the baseline. Every per-task table prints the
+training FLOPs per token; time per token against the reference arm. Every per-task table prints the
 task's chance floor beside its accuracies.
 
-Verdicts, for each variant against `baseline`:
+Verdicts, for each variant against the reference arm (`baseline` unless `reference` names another, as
+the halting ladder names `latent`, the fixed-K sibling of its adaptive arms):
 - withheld when the matched figure (FLOPs per token by default) differs by more than MATCH_TOLERANCE:
   a comparison at unequal compute says nothing about the architecture;
 - withheld with fewer than MIN_SEEDS seeds on either side (for OOD: competent seeds);
@@ -89,19 +90,19 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 # --- verdicts ------------------------------------------------------------------------------------
-def matched_gap(v: GroupStats, b: GroupStats, match: str) -> str | None:
+def matched_gap(v: GroupStats, b: GroupStats, match: str, reference: str = BASELINE) -> str | None:
     """Why a verdict is withheld for unequal compute (or size), or None when matched."""
     key, label = MATCH_FIGURES[match]
     r = ratio(getattr(v, key), getattr(b, key))
     if r is None:
         return f"{label} unknown"
     if abs(r - 1) > MATCH_TOLERANCE:
-        return f"{label} is {r:.2f}x the baseline's (a verdict needs them within {MATCH_TOLERANCE:.0%})"
+        return f"{label} is {r:.2f}x `{reference}`'s (a verdict needs them within {MATCH_TOLERANCE:.0%})"
     return None
 
 
 def compare_accuracy(v_runs: Sequence[Run], b_runs: Sequence[Run], split: str) -> tuple[str, Interval | None]:
-    """Verdict and difference (variant - baseline) of the floor-normalised accuracy on the cells both have:
+    """Verdict and difference (variant - reference) of the floor-normalised accuracy on the cells both have:
     paired on per-problem outcomes where both kept them (a `stats.Difference` with its p-value, whose
     verdict `verdict_lines` adjusts with the report's others), else unpaired on cell accuracies."""
     if split == "ood":
@@ -131,21 +132,22 @@ def compare_tokens(v_runs: Sequence[Run], b_runs: Sequence[Run]) -> tuple[str, I
     return stats.verdict(diff, higher_is_better=False), diff
 
 
-def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats], match: str) -> list[str]:
-    if BASELINE not in groups:
-        return ["- no `baseline` runs given: nothing to compare with"]
+def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats], match: str,
+                  reference: str = BASELINE) -> list[str]:
+    if reference not in groups:
+        return [f"- no `{reference}` runs given: nothing to compare with"]
     rows: dict[str, list[tuple[str, str, Interval | None]]] = {}
     withheld: dict[str, str] = {}
     for name, runs in groups.items():
-        if name == BASELINE:
+        if name == reference:
             continue
-        gap = matched_gap(stats_by[name], stats_by[BASELINE], match)
+        gap = matched_gap(stats_by[name], stats_by[reference], match, reference)
         if gap:
             withheld[name] = gap
             continue
-        rows[name] = [("IID", *compare_accuracy(runs, groups[BASELINE], "iid")),
-                      ("OOD", *compare_accuracy(runs, groups[BASELINE], "ood")),
-                      ("tokens to competence", *compare_tokens(runs, groups[BASELINE]))]
+        rows[name] = [("IID", *compare_accuracy(runs, groups[reference], "iid")),
+                      ("OOD", *compare_accuracy(runs, groups[reference], "ood")),
+                      ("tokens to competence", *compare_tokens(runs, groups[reference]))]
     paired = [(name, i) for name, parts in rows.items() for i, (_, _, d) in enumerate(parts)
               if isinstance(d, stats.Difference)]
     adjusted = stats.holm_verdicts([rows[name][i][2] for name, i in paired])
@@ -175,9 +177,9 @@ def verdict_lines(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats],
             tokens = sorted(r.summary.get("tokens", 0) for r in capped)
             note = (f" ({len(capped)} of {len(runs)} runs stopped at the time cap after {tokens[0] / 1e6:.2f}M-"
                     f"{tokens[-1] / 1e6:.2f}M tokens, short of the token budget: their IID figure reflects less "
-                    "training than the baseline's budget allowed)")
+                    f"training than `{reference}`'s budget allowed)")
         lines.append(f"- `{name}`: " + "; ".join(parts) + note)
-    return lines or ["- only the baseline: nothing to compare"]
+    return lines or [f"- only `{reference}`: nothing to compare"]
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -192,9 +194,10 @@ def arm_table(groups: dict[str, list[Run]]) -> list[str]:
     return lines
 
 
-def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
-    base = stats_by.get(BASELINE)
-    head = ["arm", "seeds", "competent", "tokens to competence", "params", "realised FLOPs/token (x baseline)",
+def headline_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats],
+                   reference: str = BASELINE) -> list[str]:
+    base = stats_by.get(reference)
+    head = ["arm", "seeds", "competent", "tokens to competence", "params", f"realised FLOPs/token (x {reference})",
             "IID, floor-normalised", "OOD, floor-normalised (competent runs)", "IID answer accuracy",
             "IID well-formed", "train time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -289,7 +292,8 @@ def other_suites_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupSt
 
 
 def hypothesis_table(groups: dict[str, list[Run]], stats_by: dict[str, GroupStats]) -> list[str]:
-    """The seed's hypotheses beside what was measured (IID: plain answer accuracy; OOD parity @32)."""
+    """The seed's hypotheses beside what was measured (IID: plain answer accuracy; OOD parity @32; train
+    time against `baseline`, as the seed's figures are)."""
     measured = {name.split("(")[0] for name in groups}
     cols = [*groups, *(v for v in HYPOTHESES["PPL"] if v not in measured)]
     base = stats_by.get(BASELINE)
@@ -337,11 +341,12 @@ def protocol_line(groups: dict[str, list[Run]]) -> str:
 # --- the report ----------------------------------------------------------------------------------
 def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops", match_note: str = "",
                  failed: dict[str, str] | None = None, root: str | Path | None = None,
-                 header: Sequence[str] = ()) -> Path:
+                 header: Sequence[str] = (), reference: str = BASELINE) -> Path:
     """REPORT.md and plots. `match` names the figure the variants were matched on (flops, params or
     config, which is judged on FLOPs), `match_note` says how; `failed` maps a variant that failed (in
     some seed) to its error; run paths are written relative to `root` (a ladder's directory) when given;
-    `header`: paragraphs placed under the protocol line (a ladder's wall time)."""
+    `header`: paragraphs placed under the protocol line (a ladder's wall time); `reference`: the arm
+    every verdict, FLOP ratio and time ratio is taken against."""
     if match not in MATCH_FIGURES:
         raise LooplabError(f"unknown --match '{match}'; allowed: {', '.join(MATCH_FIGURES)}")
     if not run_dirs:
@@ -352,7 +357,10 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LooplabError(f"--out {out} is not writable ({e.strerror})") from None
-    groups = group_runs(runs)
+    groups = group_runs(runs, reference)
+    if reference != BASELINE and reference not in groups:  # a named reference must exist (no baseline: no verdicts)
+        raise LooplabError(f"unknown --reference '{reference}': no such arm among the runs; allowed: "
+                           f"{', '.join(groups)}")
     stats_by = {name: group_stats(g) for name, g in groups.items()}
     plots, notes = write_plots(groups, out)
     md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} arms: "
@@ -369,16 +377,16 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
           "after an answer of the target's length. OOD counts only the "
           "runs that reached competence (n= when that is fewer than all). Tokens to competence: training "
           "tokens at the first periodic evaluation where every task reached the target. Train time: seconds "
-          "per training token relative to `baseline`.", "",
-          *headline_table(groups, stats_by),
+          f"per training token relative to `{reference}`.", "",
+          *headline_table(groups, stats_by, reference),
           *(f"| `{n}` | failed |" + " n/a |" * 9 for n in failed if n not in groups), "",
           "## Verdicts", "",
-          f"Against `baseline`; a verdict needs the matched figure within {MATCH_TOLERANCE:.0%}, at least "
+          f"Against `{reference}`; a verdict needs the matched figure within {MATCH_TOLERANCE:.0%}, at least "
           f"{MIN_SEEDS} seeds (competent seeds for OOD and tokens), and says helps / hurts only when the "
           "difference is significant: paired on the same problems and Holm-adjusted over this report's "
           "accuracy verdicts where the runs kept per-problem outcomes, else when the 95% interval of the "
           "difference excludes zero.", "",
-          *verdict_lines(groups, stats_by, match), "",
+          *verdict_lines(groups, stats_by, match, reference), "",
           "## Per task", "", "Answer accuracy (not normalised) with 95% intervals over all runs of the variant; "
           "the first row is the chance floor of each length.", "",
           *task_tables(groups),

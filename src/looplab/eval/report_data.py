@@ -119,16 +119,16 @@ def load_run(path: str | Path) -> Run:
                arm=config.get("train", {}).get("arm") or "", settings=opts, test_set=test_set)
 
 
-def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """Name -> runs (baseline first): each run's arm, or its label where one arm name covers several
-    configurations (older runs named by their variant alone)."""
+def group_runs(runs: Sequence[Run], first: str = BASELINE) -> dict[str, list[Run]]:
+    """Name -> runs (`first`, the reference arm, first; then by name): each run's arm, or its label where
+    one arm name covers several configurations (older runs named by their variant alone)."""
     configs: dict[str, set[str]] = {}
     for r in runs:
         configs.setdefault(r.name, set()).add(r.label)
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.name if len(configs[r.name]) == 1 else r.label, []).append(r)
-    return dict(sorted(groups.items(), key=lambda kv: (kv[0] != BASELINE, kv[0])))
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0] != first, kv[0])))
 
 
 def algorithmic_grid(run: Run) -> dict[str, Any] | None:

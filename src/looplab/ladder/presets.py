@@ -53,6 +53,8 @@ class LadderPreset:
     # variant of its own (its runs are `runs/<arm>_s<seed>/`), so one ladder crosses a variant with
     # settings such as the position encoding; its options come on top of the variant's `options`
     arms: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+    # the arm the report's verdicts, FLOP and time ratios are taken against (shapes still match baseline)
+    reference: str = "baseline"
 
     def __post_init__(self) -> None:
         for given, cls, fixed in ((self.train, TrainConfig, PER_RUN), (self.evaluation, EvalConfig, PER_VARIANT)):
@@ -67,6 +69,9 @@ class LadderPreset:
             if arm in MODELS or variant not in MODELS:
                 raise LooplabError(f"preset {self.name}: arm '{arm}' must not be a variant's name and must name a "
                                    f"variant; allowed variants: {', '.join(MODELS)}")
+        if self.reference != "baseline" and self.variants and self.reference not in self.variants:
+            raise LooplabError(f"preset {self.name}: reference arm '{self.reference}' is not among its variants; "
+                               f"allowed: {', '.join(self.variants)}")
         base = self.base  # validates the shared settings
         if self.lr_grid and (len(self.lr_grid) < 2 or self.sweep_tokens < base.tokens_per_step):
             raise LooplabError(f"preset {self.name}: an lr_grid needs >= 2 values and sweep_tokens of at least "
@@ -273,7 +278,7 @@ PRESETS: dict[str, LadderPreset] = {
                    **ANSWER_BUDGET),
         evaluation=dict(suite="algorithmic", **ANSWER_SETS), n_loops=(),
         lrs=CPU_SWEPT_LRS, threads=1, jobs=2, seeds=5, arms=HALTING_ARMS,
-        variants=(*HALTING_ARMS, "latent"),
+        variants=(*HALTING_ARMS, "latent"), reference="latent",
     ),
     # Parity alone for the SSM with and without negative eigenvalues (Grazzi et al.): 5 seeds, 1M tokens each,
     # trained on 1-8 bits and scored up to 64.

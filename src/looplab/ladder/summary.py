@@ -206,7 +206,7 @@ def write_ladder_report(p: LadderPreset, runs: Sequence[Run], records: dict[str,
         first = next(iter(failed.items()), ("", "no runs"))
         raise LooplabError(f"every ladder run failed ({first[0]}: {first[1]}); see {root}/runs/*/ladder.log")
     path = write_report(finished, str(root / "report"), match=match, match_note=f"`{match}`: {MATCH_MODES[match]}",
-                        failed=failed, root=root, header=[wall_line(root)])
+                        failed=failed, root=root, header=[wall_line(root)], reference=p.reference)
     plot = sweep_plot(sweep or {}, path.parent)
     with path.open("a") as f:
         f.write("\n" + "\n".join([*sweep_section(p, sweep or {}, plot), *ladder_section(p, runs, records, match, seeds)])
