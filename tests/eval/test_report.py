@@ -102,6 +102,7 @@ def test_a_reference_arm_takes_the_baselines_place(tmp_path, capsys):
     assert "no `baseline` runs given" in write_report([str(r) for r in runs], str(tmp_path / "b")).read_text()
     with pytest.raises(LooplabError, match="unknown --reference 'lat'.*allowed: act, latent"):
         write_report([str(r) for r in runs], str(tmp_path / "x"), reference="lat")
+    assert not (tmp_path / "x").exists()  # refused before anything is written
     assert main(["report", *map(str, runs), "--out", str(tmp_path / "o"), "--reference", "nope"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 

@@ -352,15 +352,15 @@ def write_report(run_dirs: Sequence[str], out_dir: str, *, match: str = "flops",
     if not run_dirs:
         raise LooplabError("no run directories given; usage: looplab report RUN_DIR [RUN_DIR ...] --out DIR")
     runs, failed = [load_run(d) for d in run_dirs], dict(failed or {})
+    groups = group_runs(runs, reference)
+    if reference != BASELINE and reference not in groups:  # a named reference must exist (no baseline: no verdicts)
+        raise LooplabError(f"unknown --reference '{reference}': no such arm among the runs; allowed: "
+                           f"{', '.join(groups)}")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LooplabError(f"--out {out} is not writable ({e.strerror})") from None
-    groups = group_runs(runs, reference)
-    if reference != BASELINE and reference not in groups:  # a named reference must exist (no baseline: no verdicts)
-        raise LooplabError(f"unknown --reference '{reference}': no such arm among the runs; allowed: "
-                           f"{', '.join(groups)}")
     stats_by = {name: group_stats(g) for name, g in groups.items()}
     plots, notes = write_plots(groups, out)
     md = ["# looplab report", "", f"{len(runs)} runs, {len(groups)} arms: "
