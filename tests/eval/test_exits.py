@@ -12,6 +12,7 @@ from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.eval import exits
 from looplab.eval.algorithmic import drawn, grid_cells, run_grid
+from looplab.eval.decode import rows_batch
 from tests.helpers import tiny_model
 
 
@@ -79,3 +80,24 @@ def test_logits_per_loop_equal_one_run_per_count(variant):
     x = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(0))
     for n, logits in enumerate(m.logits_per_loop(x, 4), start=1):
         torch.testing.assert_close(logits, m(x, n_loops=n).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["coupled", "abacus"])
+@pytest.mark.parametrize("variant", ["shared_loop", "latent"])
+@torch.no_grad()
+def test_exits_read_each_loop_with_the_data_ids(variant, kind):
+    """A model trained with coupled or abacus digit ids: each loop's logits come with the ids decoding
+    computes (rows_batch), on one pass or one run per count, and the exit grid scores such a model
+    (the axes ladder's loop_coupled and loop_abacus arms failed here before)."""
+    m, tok = tiny_model(variant, position_ids=kind), ByteTokenizer()
+    task, length, split = grid_cells(["addition_rev"])[0]
+    x = torch.tensor([encode_example(tok, p, t)[0] for p, t in drawn(4, 0)((task, length, split))])
+    batch = rows_batch(m, x)
+    per_loop = m.logits_per_loop(batch, 3)
+    for n, logits in enumerate(per_loop, start=1):
+        torch.testing.assert_close(logits, m(batch, n_loops=n).logits, rtol=1e-5, atol=1e-5)
+    if kind == "coupled":  # the ids matter: plain positions give other logits
+        assert not torch.allclose(per_loop[0], m(x, n_loops=1).logits, atol=1e-5)
+    got = exits.exit_grid(m, tok, ["addition_rev"], "confidence", threshold=1e-3, problems=drawn(4, 0),
+                          max_new_tokens=6)
+    assert all(0 < c["mean_loops"] <= c["max_loops"] for c in got["tasks"]["addition_rev"]["lengths"].values())

@@ -29,6 +29,7 @@ from looplab.data.floors import answer_floor
 from looplab.data.packing import encode_example
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import Problems, cell_loops, grid_cells, score_examples, split_means
+from looplab.eval.decode import rows_batch
 from looplab.models.base import LoopedModel
 
 
@@ -54,13 +55,14 @@ EXITS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {"convergence"
 @torch.no_grad()
 def loop_logprobs(model: LoopedModel, contexts: Sequence[list[int]], max_loops: int) -> torch.Tensor:
     """(K, B, V) log-probabilities of the token after each context at loops 1..max_loops (contexts of
-    one length batch together, so nothing is padded)."""
+    one length batch together, so nothing is padded), with the position or digit ids the model's
+    `position_ids` asks for, computed from the contexts as decoding computes them."""
     device = next(model.parameters()).device
     out = torch.empty(max_loops, len(contexts), model.cfg.vocab_size)
     for size in sorted({len(c) for c in contexts}):
         rows = [i for i, c in enumerate(contexts) if len(c) == size]
         idx = torch.tensor([contexts[i] for i in rows], device=device)
-        for k, logits in enumerate(model.logits_per_loop(idx, max_loops)):
+        for k, logits in enumerate(model.logits_per_loop(rows_batch(model, idx), max_loops)):
             out[k, rows] = logits[:, -1].float().log_softmax(-1).cpu()
     return out
 
@@ -79,9 +81,6 @@ def exit_grid(model: nn.Module, tokenizer: Any, task_names: Sequence[str] | None
     `criterion`."""
     if not isinstance(model, LoopedModel):
         raise LooplabError(f"variant '{model.cfg.variant}' has no loop count; exit criteria apply to looped variants")
-    if model.cfg.position_ids != "plain":
-        raise LooplabError(f"exit criteria read each loop without the data's position ids; a model with "
-                           f"position_ids {model.cfg.position_ids} cannot use them (allowed: plain)")
     tasks: dict[str, Any] = {}
     for cell in grid_cells(task_names):
         task, length, split = cell

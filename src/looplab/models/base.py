@@ -209,11 +209,11 @@ class LoopedModel(LanguageModel):
         self.n_loops = check_loops(n_loops)
         self._loops_override: int | None = None
 
-    def logits_per_loop(self, idx: torch.Tensor, max_loops: int) -> list[torch.Tensor]:
-        """The logits (B, T, V) of idx after 1, 2, ..., max_loops loops (exit criteria read them). This
-        reference runs the model once per count; a variant whose loops extend one another overrides it
-        to read every count off one pass."""
-        return [self(idx, n_loops=n).logits for n in range(1, max_loops + 1)]
+    def logits_per_loop(self, batch: Batch | torch.Tensor, max_loops: int) -> list[torch.Tensor]:
+        """The logits (B, T, V) of a batch (its position and digit ids with it) after 1, 2, ...,
+        max_loops loops (exit criteria read them). This reference runs the model once per count; a
+        variant whose loops extend one another overrides it to read every count off one pass."""
+        return [self(batch, n_loops=n).logits for n in range(1, max_loops + 1)]
 
     def loops_for_length(self, length: int) -> int | None:
         """The count the length policy gives inputs of task length `length` (None without a policy)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from looplab.config import ModelConfig
-from looplab.data.batch import Batch
+from looplab.data.batch import Batch, as_batch
 from looplab.errors import LooplabError
 from looplab.flags import setting
 from looplab.models.base import (
@@ -152,14 +152,20 @@ class SharedLoop(LoopedModel):
         logits = self.head(self.norm(x))  # (B, T, V)
         return self.output(logits, batch.targets, loop_figures(n, counts))
 
-    def logits_per_loop(self, idx: torch.Tensor, max_loops: int) -> list[torch.Tensor]:
+    def logits_per_loop(self, batch: Batch | torch.Tensor, max_loops: int) -> list[torch.Tensor]:
         """One pass of max_loops loops, read out after each: loop n's stream is the n-loop model's."""
-        rope = self.positions(0, idx.shape[1], idx.shape[0])
-        e = self.embed_at(idx, 0)
-        x, out = e, []
-        for loop in range(max_loops):
-            x = self.loop(x + e if loop and self.opts.reinject else x, rope, None, loop)
-            out.append(self.head(self.norm(x)))
+        batch = as_batch(batch)
+        idx, ids = batch.tokens, batch.positions
+        self._abacus_ids = batch.abacus_ids
+        try:
+            rope = self.positions(0, idx.shape[1], idx.shape[0], ids)
+            e = self.embed_at(idx, 0, ids)
+            x, out = e, []
+            for loop in range(max_loops):
+                x = self.loop(x + e if loop and self.opts.reinject else x, rope, None, loop, batch.mask)
+                out.append(self.head(self.norm(x)))
+        finally:
+            self._abacus_ids = None
         return out
 
     def loop(self, x: torch.Tensor, rope: Rope, state: KVCache | None,
