@@ -9,6 +9,7 @@ import torch
 from looplab.data.tokenizer import ByteTokenizer
 from looplab.errors import LooplabError
 from looplab.eval.algorithmic import drawn, halting_by_length
+from looplab.eval.decode import rows_batch
 from tests.helpers import V, tiny_model
 
 
@@ -52,3 +53,23 @@ def test_halting_depth_by_length_covers_the_grid():
     assert list(out["parity"]) == ["4", "8", "16", "32", "64"]
     assert all(v == 4.0 for v in out["parity"].values())  # the deep start: every position runs to the cap
     assert halting_by_length(tiny_model("shared_loop"), ByteTokenizer(), ["parity"], problems=drawn(3, 0)) == {}
+
+
+@pytest.mark.parametrize("kind", ["coupled", "abacus"])
+@torch.no_grad()
+def test_halting_depths_read_the_data_ids(kind):
+    """A model trained with digit ids: the halting depths are read with the ids decoding computes, so
+    they are the depths the forward on the same batch halts at (its aux figures), and the per-length
+    table is made (it refused such models before)."""
+    m = tiny_model("act", n_loops=4, halt_init=0.5, position_ids=kind)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(m.halt.weight, std=3.0)  # positions halt at different loops
+    x = torch.tensor([[ord(c) for c in "ADDR:1234+5678="], [ord(c) for c in "ADDR:9876+1234="]])
+    batch = rows_batch(m, x)
+    depths = m.halting_depths(batch)
+    assert len(depths.unique()) > 1
+    aux = m(batch).aux
+    assert float(depths.float().mean()) == pytest.approx(float(aux["halt_depth_mean"]))
+    assert float((depths == 1).float().mean()) == pytest.approx(float(aux["halt_at_1_share"]))
+    out = halting_by_length(m, ByteTokenizer(), ["addition_rev"], problems=drawn(3, 0))
+    assert all(1.0 <= v <= 4.0 for v in out["addition_rev"].values())

@@ -29,7 +29,7 @@ from looplab.data.packing import encode_example
 from looplab.data.tasks import Task, get_tasks
 from looplab.errors import LooplabError
 from looplab.eval.answers import Reading, Record, cell_summary, read_output
-from looplab.eval.decode import at_once, greedy
+from looplab.eval.decode import at_once, greedy, rows_batch
 from looplab.models.base import LoopedModel, loops_context
 
 GRID_VERSION = "algorithmic-v2"  # v2: fixed test sets (data.testsets), balanced, floors on the set (v1: cell_rng(seed))
@@ -193,7 +193,7 @@ def halting_by_length(model: nn.Module, tokenizer: Any, task_names: Sequence[str
         depths = []
         for size in sorted({len(c) for c in contexts}):  # equal lengths batch together without padding
             idx = torch.tensor([c for c in contexts if len(c) == size], device=device)
-            depths += model.halting_depths(idx)[:, -1].tolist()
+            depths += model.halting_depths(rows_batch(model, idx))[:, -1].tolist()
         out.setdefault(cell[0].name, {})[str(cell[1])] = float(np.mean(depths))
     return out
 

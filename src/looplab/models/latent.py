@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from looplab.config import ModelConfig
-from looplab.data.batch import Batch
+from looplab.data.batch import Batch, as_batch
 from looplab.errors import LooplabError
 from looplab.flags import check_settings, setting
 from looplab.models import layers
@@ -420,18 +420,23 @@ class Act(Latent):
         return aux, weight * ponder
 
     @torch.no_grad()
-    def halting_depths(self, idx: torch.Tensor, n_loops: int | None = None) -> torch.Tensor:
-        """The loop (1..n_loops) at which each position of idx (B, T) halts: (B, T)."""
-        if self.cfg.position_ids != "plain":
-            raise LooplabError("halting depths are read without the data's position ids; position_ids must be plain")
-        n = self.loops(n_loops)
-        ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device)
-        h, _ = self.prelude(idx, None, ids)
-        mem, z = self.read(h, None, ids)
-        _, halting = self.think(z, mem, n)
+    def halting_depths(self, batch: Batch | torch.Tensor, n_loops: int | None = None) -> torch.Tensor:
+        """The loop (1..n_loops) at which each position of a batch (B, T) halts: (B, T). The batch
+        brings the data's position or digit ids where the model was trained with them (rows_batch)."""
+        batch = as_batch(batch)
+        idx, n = batch.tokens, self.loops(n_loops)
+        ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device, within=batch.positions) \
+            if self.positions.kind == "random" else batch.positions
+        self._abacus_ids = batch.abacus_ids
+        try:
+            h, _ = self.prelude(idx, None, ids, batch.mask)
+            mem, z = self.read(h, None, ids, batch.mask)
+            _, halting = self.think(z, mem, n)
+        finally:
+            self._abacus_ids = None
         return halting.depth.long()
 
-    def halting_histogram(self, idx: torch.Tensor, n_loops: int | None = None) -> list[int]:
-        """How many positions of idx (B, T) halt after 1, 2, ..., n_loops loops."""
+    def halting_histogram(self, batch: Batch | torch.Tensor, n_loops: int | None = None) -> list[int]:
+        """How many positions of a batch (B, T) halt after 1, 2, ..., n_loops loops."""
         n = self.loops(n_loops)
-        return torch.bincount(self.halting_depths(idx, n).flatten() - 1, minlength=n).tolist()
+        return torch.bincount(self.halting_depths(batch, n).flatten() - 1, minlength=n).tolist()
