@@ -245,10 +245,10 @@ PRESETS: dict[str, LadderPreset] = {
     # sweep's per variant, the coupled and abacus arms' from the `repro_coupling` sweep (reversed
     # addition). 2M tokens and the 100-problem loop sweeps aimed at 120 minutes for the 70 runs on 2 cores;
     # measured (2026-12-05, docs/results/axes): 169 minutes, of which 144 lane-minutes were evaluation,
-    # 103 of them baseline_random (recomputation, about 10 min a run) and the loop-per-length arms (up to
-    # 64 loops, 5-6 min a run). Without successor in the mix, reversed addition is learned late or not at
-    # all at this budget: 1 of the 70 runs was competent (docs/RESULTS.md, "Addition is learned late
-    # without successor").
+    # 102 of them baseline_random (recomputation, about 10 min a run) and loop_len_nope and loop_len_rope
+    # (up to 64 loops, 5-6 min a run). Without successor in the mix, reversed addition is learned late or
+    # not at all at this budget: 1 of the 70 runs was competent (docs/RESULTS.md, "Addition is learned
+    # late without successor").
     "axes": LadderPreset(
         name="axes", size="tiny",
         note="length-generalisation axes: position encoding x loop policy (fixed 3, one per unit of length) for "
