@@ -197,6 +197,10 @@ def test_axes_crosses_the_calibrated_recipes_with_matched_partners_and_halting_t
     assert halting.reference == "latent" and axes.reference == "baseline"  # adaptive K judged against fixed K
     with pytest.raises(LooplabError, match="reference arm 'ssm' is not among its variants; allowed: act_cap8"):
         dataclasses.replace(halting, reference="ssm")
+    succ = PRESETS["axes_succ"]  # the axes preset with successor in its mix, and nothing else changed
+    assert succ.base.alg_tasks == (*axes.base.alg_tasks, "successor")
+    assert dataclasses.replace(succ, name="axes", note=axes.note, train=axes.train) == axes
+    assert "successor" in succ.note and "successor" not in axes.note
 
 
 @pytest.mark.parametrize("name", ["axes", "halting"])

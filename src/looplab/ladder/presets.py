@@ -379,6 +379,15 @@ PRESETS: dict[str, LadderPreset] = {
     ),
 }
 
+# The axes preset with successor added to its mix, all else equal. Without successor, reversed addition
+# is rarely learned at 2M tokens (1 of the 70 axes runs was competent); with it, the axes baseline
+# learned addition in 5 of 5 seeds (docs/RESULTS.md, "Addition is learned late without successor",
+# the controlled test). Its arms, budget, test-set sizes, loop sweeps and exits are the axes preset's.
+PRESETS["axes_succ"] = replace(
+    PRESETS["axes"], name="axes_succ",
+    note=PRESETS["axes"].note.replace("parity, addition (reversed), copy;", "parity, addition (reversed), copy, successor;"),
+    train={**PRESETS["axes"].train, "alg_tasks": (*AXES_TASKS, "successor")})
+
 
 def on_gpu(cpu: LadderPreset, why: str, *, size: str | None = None, **train: Any) -> LadderPreset:
     """The GPU version of a CPU reproduction preset: `train` on top of its settings (the paper's budget),
