@@ -150,7 +150,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "needle"), [
-    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano, repro_grazzi_gpu, repro_fan_gpu, repro_coupling_gpu"),
+    ({"preset": "huge"}, "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano, axes_succ, repro_grazzi_gpu, repro_fan_gpu, repro_coupling_gpu"),
     ({"jobs": 0}, "--jobs"),
     ({"variants": ["nope"]}, "allowed: baseline"),
     ({"match": "area"}, "allowed: config, params, flops"),
@@ -166,7 +166,7 @@ def test_bad_input_is_one_line_error(tmp_path, kw, needle):
 def test_cli_bad_preset_is_one_line(tmp_path, capsys):
     proc = call(capsys, "looplab", "ladder", "--preset", "huge", "--out", str(tmp_path))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano, repro_grazzi_gpu, repro_fan_gpu, repro_coupling_gpu" in proc.stderr
+    assert "allowed: smoke, cpu, axes, halting, parity_ssm, repro_grazzi, repro_fan, repro_coupling, nano, axes_succ, repro_grazzi_gpu, repro_fan_gpu, repro_coupling_gpu" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", ["params", "flops"])
@@ -175,6 +175,19 @@ def test_matching_brings_every_variant_within_tolerance(mode):
         shape = match_shape(variant, mode, size="tiny", vocab_size=260, seq_len=64)
         if shape.ratio is not None:
             assert abs(shape.ratio - 1) <= TOLERANCES[mode], (variant, shape)
+
+
+def test_matching_an_arm_whose_options_set_a_width():
+    """axes_succ's loop_len_rope carries the axes preset's d_model among its options; successor in the mix
+    changes its realised loops, so matching walks the width and refines d_ff, which once raised TypeError
+    (d_model given twice) instead of matching."""
+    from looplab.ladder import PRESETS
+    from looplab.ladder.runner import make_plan
+
+    assert "d_model" in PRESETS["axes_succ"].options_of("loop_len_rope")
+    plan, names = make_plan(PRESETS["axes_succ"], ["loop_len_rope"], 1, "flops", Path("unused"))
+    shape = plan.shapes["loop_len_rope"]
+    assert names == ["loop_len_rope"] and abs(shape.value / shape.target - 1) <= TOLERANCES["flops"]
 
 
 # two rates, two seeds each, one extension: a winner at either edge of a two-value grid adds one rate

@@ -150,7 +150,7 @@ def match_shape(variant: str, mode: str, *, size: str, vocab_size: int, seq_len:
         d += direction
     overrides = {"d_model": best}
     if _gap(best_value, target) > tol:  # refine with the MLP width
-        ff = model_config(size, vocab_size, variant, **options, d_model=best).ff_dim
+        ff = model_config(size, vocab_size, variant, **{**options, "d_model": best}).ff_dim  # options may set d_model
         for f in (ff + 32 * k for k in range(-FF_STEPS, FF_STEPS + 1) if k and ff + 32 * k > 0):
             value = figure(variant, options, d_model=best, d_ff=f)
             if _gap(value, target) < _gap(best_value, target):
