@@ -84,9 +84,16 @@ class LanguageModel(nn.Module):
             raise LooplabError(f"variant '{self.cfg.variant}' has no loop count; n_loops applies to looped variants")
         if batch.segments is not None and not self.isolates_examples:
             raise LooplabError(f"variant '{self.cfg.variant}' cannot keep packed examples apart; use --packing single")
+        with self.reading(batch):
+            return self.run(batch, state, n_loops)
+
+    @contextmanager
+    def reading(self, batch: Batch) -> Iterator[None]:
+        """While a pass over `batch` runs, its abacus digit ids are where `embed_at` reads them: forward,
+        and the read-outs that run the model's parts themselves (logits_per_loop, halting_depths)."""
         self._abacus_ids = batch.abacus_ids
         try:
-            return self.run(batch, state, n_loops)
+            yield
         finally:
             self._abacus_ids = None
 

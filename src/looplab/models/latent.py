@@ -292,10 +292,8 @@ class Latent(LoopedModel):
 
     def run(self, batch: Batch, state: LatentState | None, n_loops: int | None) -> ModelOutput:
         """Packed examples kept apart (`batch.segments`) attend and take positions per example."""
-        idx, ids, mask = batch.tokens, batch.positions, batch.mask
+        idx, ids, mask = batch.tokens, self.batch_positions(batch), batch.mask
         n = self.loops(n_loops)
-        if self.positions.kind == "random":  # drawn once here, shared by both widths
-            ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device, within=ids)
         h, rope = self.prelude(idx, state, ids, mask)
         mem, z = self.read(h, state, ids, mask)
         z, halting = self.think(z, mem, n)
@@ -304,6 +302,14 @@ class Latent(LoopedModel):
         logits = self.head(self.norm(h))  # (B, T, V)
         aux, extra = self.figures(halting, n)
         return self.output(logits, batch.targets, aux, extra)
+
+    def batch_positions(self, batch: Batch) -> torch.Tensor | None:
+        """The batch's positions (data ids, or within packed examples), or with random positions a draw
+        made once per pass and shared by both widths."""
+        if self.positions.kind == "random":
+            return self.positions.draw(batch.tokens.shape[0], batch.tokens.shape[1], batch.tokens.device,
+                                       within=batch.positions)
+        return batch.positions
 
     def prelude(self, idx: torch.Tensor, state: LatentState | None, ids: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Rope]:
@@ -424,16 +430,11 @@ class Act(Latent):
         """The loop (1..n_loops) at which each position of a batch (B, T) halts: (B, T). The batch
         brings the data's position or digit ids where the model was trained with them (rows_batch)."""
         batch = as_batch(batch)
-        idx, n = batch.tokens, self.loops(n_loops)
-        ids = self.positions.draw(idx.shape[0], idx.shape[1], idx.device, within=batch.positions) \
-            if self.positions.kind == "random" else batch.positions
-        self._abacus_ids = batch.abacus_ids
-        try:
-            h, _ = self.prelude(idx, None, ids, batch.mask)
+        ids = self.batch_positions(batch)
+        with self.reading(batch):
+            h, _ = self.prelude(batch.tokens, None, ids, batch.mask)
             mem, z = self.read(h, None, ids, batch.mask)
-            _, halting = self.think(z, mem, n)
-        finally:
-            self._abacus_ids = None
+            _, halting = self.think(z, mem, self.loops(n_loops))
         return halting.depth.long()
 
     def halting_histogram(self, batch: Batch | torch.Tensor, n_loops: int | None = None) -> list[int]:

@@ -156,16 +156,13 @@ class SharedLoop(LoopedModel):
         """One pass of max_loops loops, read out after each: loop n's stream is the n-loop model's."""
         batch = as_batch(batch)
         idx, ids = batch.tokens, batch.positions
-        self._abacus_ids = batch.abacus_ids
-        try:
+        with self.reading(batch):
             rope = self.positions(0, idx.shape[1], idx.shape[0], ids)
             e = self.embed_at(idx, 0, ids)
             x, out = e, []
             for loop in range(max_loops):
                 x = self.loop(x + e if loop and self.opts.reinject else x, rope, None, loop, batch.mask)
                 out.append(self.head(self.norm(x)))
-        finally:
-            self._abacus_ids = None
         return out
 
     def loop(self, x: torch.Tensor, rope: Rope, state: KVCache | None,
