@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from looplab.errors import LooplabError
-from looplab.ladder import LadderPreset, run_ladder
+from looplab.ladder import LadderPreset, run_ladder, summary
 from looplab.ladder import runner as ladder_runner
 from looplab.ladder.match import TOLERANCES, match_shape
 from tests.helpers import GENERIC
@@ -81,6 +81,20 @@ def test_second_invocation_skips_finished_runs(finished):
     text = (finished / "report" / "REPORT.md").read_text()  # written just before the last update of wall.json
     stated = re.search(r"Wall time: (\d+) minutes, .* over 2 invocations", text)
     assert stated and abs(int(stated[1]) - sum(e["seconds"] for e in entries) / 60) <= 1
+    lanes = re.search(r"Lane time: sweep (\d+), training (\d+) and evaluation (\d+) lane-minutes", text)
+    assert lanes and int(lanes[2]) == round(sum(r["train_seconds"] for r in doc["runs"].values()) / 60)
+
+
+def test_lane_time_sums_each_phase_and_names_the_costliest_evaluations():
+    doc = {"sweep_runs": {"a lr1": {"train_seconds": 600.0}, "a lr2": {"train_seconds": 300.0, "eval_seconds": 60.0}},
+           "runs": {"a_s0": {"arm": "a", "train_seconds": 120.0, "eval_seconds": 60.0},
+                    "a_s1": {"arm": "a", "train_seconds": 120.0, "eval_seconds": 60.0},
+                    "b_s0": {"arm": "b", "train_seconds": 240.0, "eval_seconds": 600.0},
+                    "c_s0": {"arm": "c", "train_seconds": 60.0, "eval_seconds": 6.0}}}
+    line = summary.lane_line(doc, top=2)
+    assert line.startswith("Lane time: sweep 16, training 9 and evaluation 12 lane-minutes")
+    assert "costliest evaluations: `b` 10, `a` 2 " in line and "`c`" not in line
+    assert summary.lane_line({"runs": {}}).startswith("Lane time: sweep 0, training 0 and evaluation 0")
 
 
 def test_changed_settings_are_refused(finished):

@@ -157,6 +157,26 @@ def wall_line(root: Path) -> str:
             f"invocation{'s' if len(invocations) > 1 else ''} of the ladder ({parts} min; `wall.json`).")
 
 
+def lane_line(doc: Mapping[str, Any], top: int = 3) -> str:
+    """Where a ladder's time went: the lane-minutes (one run's seconds on the lane that ran it) of its
+    sweep, training and evaluation, summed from ladder.json's records, and the arms whose evaluation
+    cost the most. Lanes run side by side, so the wall time is about their sum over the lanes, plus the
+    idle tail while the last runs finish."""
+    def minutes(records: Mapping[str, Any], key: str) -> float:
+        return sum(float(r.get(key) or 0.0) for r in records.values()) / 60
+
+    sweep, runs = doc.get("sweep_runs", {}), doc.get("runs", {})
+    by_arm: dict[str, float] = {}
+    for rec in runs.values():
+        by_arm[rec.get("arm", "?")] = by_arm.get(rec.get("arm", "?"), 0.0) + float(rec.get("eval_seconds") or 0.0) / 60
+    costly = sorted(by_arm.items(), key=lambda kv: -kv[1])[:top]
+    parts = ", ".join(f"`{arm}` {m:.0f}" for arm, m in costly if m >= 0.5)
+    return (f"Lane time: sweep {minutes(sweep, 'train_seconds') + minutes(sweep, 'eval_seconds'):.0f}, training "
+            f"{minutes(runs, 'train_seconds'):.0f} and evaluation {minutes(runs, 'eval_seconds'):.0f} lane-minutes"
+            + (f"; the costliest evaluations: {parts}" if parts else "")
+            + " (each main run's seconds: the ladder-runs table).")
+
+
 def ladder_section(p: LadderPreset, runs: Sequence[Run], records: dict[str, dict[str, Any]], match: str,
                    seeds: int) -> list[str]:
     key, b = KEYS.get(match, ""), p.base
@@ -206,7 +226,7 @@ def write_ladder_report(p: LadderPreset, runs: Sequence[Run], records: dict[str,
         first = next(iter(failed.items()), ("", "no runs"))
         raise LooplabError(f"every ladder run failed ({first[0]}: {first[1]}); see {root}/runs/*/ladder.log")
     path = write_report(finished, str(root / "report"), match=match, match_note=f"`{match}`: {MATCH_MODES[match]}",
-                        failed=failed, root=root, header=[wall_line(root)], reference=p.reference)
+                        failed=failed, root=root, header=[wall_line(root), lane_line(doc)], reference=p.reference)
     plot = sweep_plot(sweep or {}, path.parent)
     with path.open("a") as f:
         f.write("\n" + "\n".join([*sweep_section(p, sweep or {}, plot), *ladder_section(p, runs, records, match, seeds)])
