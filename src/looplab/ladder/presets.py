@@ -383,6 +383,8 @@ PRESETS: dict[str, LadderPreset] = {
 # is rarely learned at 2M tokens (1 of the 70 axes runs was competent); with it, the axes baseline
 # learned addition in 5 of 5 seeds (docs/RESULTS.md, "Addition is learned late without successor",
 # the controlled test). Its arms, budget, test-set sizes, loop sweeps and exits are the axes preset's.
+# Measured (2026-12-05, docs/results/axes_succ): 162 minutes for the 70 runs on 2 cores (163 lane-minutes of
+# training, 157 of evaluation); 3 of 70 runs competent, 8-bit parity the weak cell.
 PRESETS["axes_succ"] = replace(
     PRESETS["axes"], name="axes_succ",
     note=PRESETS["axes"].note.replace("parity, addition (reversed), copy;", "parity, addition (reversed), copy, successor;"),
