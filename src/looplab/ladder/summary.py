@@ -168,7 +168,8 @@ def lane_line(doc: Mapping[str, Any], top: int = 3) -> str:
     sweep, runs = doc.get("sweep_runs", {}), doc.get("runs", {})
     by_arm: dict[str, float] = {}
     for rec in runs.values():
-        by_arm[rec.get("arm", "?")] = by_arm.get(rec.get("arm", "?"), 0.0) + float(rec.get("eval_seconds") or 0.0) / 60
+        arm = rec.get("arm", "?")
+        by_arm[arm] = by_arm.get(arm, 0.0) + float(rec.get("eval_seconds") or 0.0) / 60
     costly = sorted(by_arm.items(), key=lambda kv: -kv[1])[:top]
     parts = ", ".join(f"`{arm}` {m:.0f}" for arm, m in costly if m >= 0.5)
     return (f"Lane time: sweep {minutes(sweep, 'train_seconds') + minutes(sweep, 'eval_seconds'):.0f}, training "
